@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine with Python 3.11: `make demo`, `make test`.
+# Each creates .venv when it is missing (or when pyproject.toml changed) and
+# installs the project into it, editable, with the extras it needs.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed-test
+	$(BIN)/python -m schedulers.demo --workdir=$(DEMO_DIR)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 -m slow $(PYTEST_ARGS)
+
+benchmark: $(VENV)/.installed-test
+	$(BIN)/python -m schedulers.benchmark
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

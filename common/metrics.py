@@ -1,0 +1,401 @@
+"""Scalar metric logging: JSON lines, TensorBoard, a progress bar, and plots.
+
+`MetricWriter` is the one place a training loop sends its scalars.  Every
+`write` appends one JSON object to `<workdir>/metrics.jsonl` (the record that
+tests, notebooks and `plot_metrics` read back), mirrors the values to
+TensorBoard under `<workdir>/tensorboard`, and advances an optional tqdm bar::
+
+  with MetricWriter(workdir, total_steps=num_steps) as writer:
+    for step in range(num_steps):
+      ...
+      writer.write(step, {"loss": loss, "lr": lr})
+  plot_metrics(workdir)  # -> [<workdir>/plots/loss.png, .../learning_rate.png]
+
+File format: one object per line, `{"step": <int>, "<name>": <number|null>,
+...}`.  Values are converted to plain Python ints/floats (NumPy and JAX scalars
+or size-1 arrays are accepted); NaN and +-Inf are written as `null`, so every
+line is strict JSON (RFC 8259 has no NaN) that any parser accepts.  TensorBoard
+still receives the non-finite values themselves.
+
+Resuming: pass `resume_step` (the step of the restored checkpoint) and rows
+with `step > resume_step` are dropped from metrics.jsonl (atomic rewrite), and
+TensorBoard is opened with `purge_step=resume_step + 1`, so the steps that the
+resumed run repeats are not logged twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import json
+import math
+import numbers
+import os
+import pathlib
+import sys
+import tempfile
+import time
+from typing import Any
+
+from absl import logging
+import numpy as np
+
+__all__ = ["MetricWriter", "read_metrics", "plot_metrics"]
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+PLOTS_DIR = "plots"
+
+
+def _to_python(name: str, value: Any) -> bool | int | float:
+  """Converts a scalar-like metric value to a Python bool, int or float."""
+  if hasattr(value, "shape") and hasattr(value, "dtype"):  # numpy / jax
+    array = np.asarray(value)
+    if array.size != 1:
+      raise TypeError(
+          f"metric {name!r} must be a scalar, got shape {array.shape}"
+      )
+    value = array.reshape(()).item()
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, numbers.Integral):
+    return int(value)
+  if isinstance(value, numbers.Real):
+    return float(value)
+  raise TypeError(
+      f"metric {name!r} must be a real number, got {type(value).__name__}"
+  )
+
+
+def _json_value(value: bool | int | float) -> bool | int | float | None:
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def _in_ci() -> bool:
+  return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def _default_progress() -> bool:
+  """Progress bar on an interactive terminal outside CI."""
+  try:
+    interactive = sys.stderr is not None and sys.stderr.isatty()
+  except (AttributeError, ValueError):  # replaced or closed stream
+    interactive = False
+  return interactive and not _in_ci()
+
+
+def _metrics_path(path_or_workdir: str | os.PathLike[str]) -> pathlib.Path:
+  path = pathlib.Path(path_or_workdir)
+  return path / METRICS_FILE if path.is_dir() else path
+
+
+def _parse_lines(path: pathlib.Path) -> list[tuple[str, dict[str, Any]]]:
+  """(line, row) pairs of a metrics file; skips blank and malformed lines."""
+  parsed = []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        row = None
+      if not isinstance(row, dict):
+        # E.g. the half-written last line of a killed process.
+        logging.warning("Skipping malformed line %d of %s.", lineno, path)
+        continue
+      parsed.append((line.rstrip("\n"), row))
+  return parsed
+
+
+def read_metrics(path_or_workdir: str | os.PathLike[str]) -> list[dict]:
+  """Reads the rows written by `MetricWriter`, in file order.
+
+  Args:
+    path_or_workdir: a metrics.jsonl file, or a workdir containing one.
+
+  Returns:
+    One dict per line (`step` plus metrics; non-finite values are None).
+    Malformed lines are skipped with a warning.
+
+  Raises:
+    FileNotFoundError: if there is no metrics file.
+  """
+  return [row for _, row in _parse_lines(_metrics_path(path_or_workdir))]
+
+
+def _truncate_after(path: pathlib.Path, resume_step: int) -> int:
+  """Atomically drops rows with `step > resume_step`; returns rows dropped."""
+  parsed = _parse_lines(path)
+  kept = [
+      line for line, row in parsed
+      if isinstance(row.get("step"), int) and row["step"] <= resume_step
+  ]
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      for line in kept:
+        f.write(line + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+  return len(parsed) - len(kept)
+
+
+class MetricWriter:
+  """Writes scalar metrics to metrics.jsonl, TensorBoard and a progress bar.
+
+  Values are fetched from the device once per `write` (one `jax.device_get`
+  for the whole mapping when JAX arrays are passed), so call it every few
+  steps, not inside jitted code.  Not thread-safe; in multi-host runs create
+  it on one process only.
+  """
+
+  def __init__(
+      self,
+      workdir: str | os.PathLike[str],
+      *,
+      total_steps: int | None = None,
+      progress: bool | None = None,
+      tensorboard: bool = True,
+      resume_step: int | None = None,
+  ):
+    """Opens (creating if needed) `workdir` for appending metrics.
+
+    Args:
+      workdir: run directory; metrics.jsonl and tensorboard/ go in it.
+      total_steps: total of the progress bar (optional).
+      progress: show a tqdm bar on stderr.  None: only when stderr is an
+        interactive terminal and the `CI` environment variable is unset (or
+        "0"/"false"), so tests and CI logs stay quiet.
+      tensorboard: also write TensorBoard event files.
+      resume_step: step of the checkpoint a resumed run starts from; rows
+        after it are dropped (see the module docstring).  None appends to an
+        existing file as is.
+    """
+    if resume_step is not None:
+      resume_step = int(resume_step)
+      if resume_step < 0:
+        raise ValueError(f"resume_step must be >= 0, got {resume_step}")
+    if total_steps is not None and int(total_steps) < 0:
+      raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+    self._workdir = pathlib.Path(workdir).expanduser().absolute()
+    self._workdir.mkdir(parents=True, exist_ok=True)
+    self._path = self._workdir / METRICS_FILE
+    if resume_step is not None and self._path.exists():
+      dropped = _truncate_after(self._path, resume_step)
+      if dropped:
+        logging.info(
+            "Dropped %d metric rows after step %d from %s.",
+            dropped, resume_step, self._path,
+        )
+    needs_newline = False
+    if self._path.exists() and self._path.stat().st_size > 0:
+      with open(self._path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        needs_newline = f.read(1) != b"\n"  # half-written line of a crash
+    self._file = open(self._path, "a", encoding="utf-8")
+    if needs_newline:
+      self._file.write("\n")
+      self._file.flush()
+
+    try:
+      self._tb = None
+      if tensorboard:
+        # pylint: disable-next=g-import-not-at-top
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(
+            logdir=str(self._workdir / TENSORBOARD_DIR),
+            purge_step=None if resume_step is None else resume_step + 1,
+            flush_secs=30,
+            # The default name has 1 s resolution: a writer reopened within the
+            # same second (a quick resume) would clobber the earlier file.
+            filename_suffix=f".{os.getpid()}.{time.time_ns()}",
+        )
+
+      self._bar = None
+      if _default_progress() if progress is None else progress:
+        from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+
+        self._bar = tqdm(
+            total=None if total_steps is None else int(total_steps),
+            initial=0 if resume_step is None else resume_step,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            unit="step",
+        )
+    except BaseException:
+      self._file.close()
+      raise
+    self._closed = False
+
+  @property
+  def path(self) -> pathlib.Path:
+    """The metrics.jsonl file."""
+    return self._path
+
+  @property
+  def progress_enabled(self) -> bool:
+    """Whether a progress bar is shown."""
+    return self._bar is not None
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    """Logs `metrics` at `step`: one flushed JSON line, TB scalars, the bar.
+
+    Args:
+      step: training step (int-like).
+      metrics: name -> scalar (Python, NumPy or JAX; 0-d or size-1 arrays).
+        The name "step" is reserved.
+
+    Raises:
+      TypeError: if a value is not a real scalar.
+      ValueError: if `metrics` has a "step" key.
+    """
+    if self._closed:
+      raise RuntimeError(f"MetricWriter for {self._workdir} is closed")
+    step = int(step)
+    if "step" in metrics:
+      raise ValueError('"step" is reserved; pass it as the `step` argument')
+    if any(hasattr(v, "device") for v in metrics.values()):
+      import jax  # pylint: disable=g-import-not-at-top
+
+      metrics = jax.device_get(dict(metrics))  # one transfer for all
+    values = {str(k): _to_python(str(k), v) for k, v in metrics.items()}
+
+    row = {"step": step}
+    row.update((k, _json_value(v)) for k, v in values.items())
+    self._file.write(json.dumps(row, allow_nan=False) + "\n")
+    self._file.flush()
+
+    if self._tb is not None:
+      for name, value in values.items():
+        self._tb.add_scalar(name, float(value), global_step=step)
+
+    if self._bar is not None:
+      loss_key = "loss" if "loss" in values else next(
+          (k for k in values if "loss" in k.lower()), None
+      )
+      if loss_key is not None:
+        self._bar.set_postfix(
+            {loss_key: f"{values[loss_key]:.4g}"}, refresh=False
+        )
+      if step > self._bar.n:
+        self._bar.update(step - self._bar.n)
+      else:
+        self._bar.refresh()
+
+  def flush(self) -> None:
+    """Flushes the metrics file and TensorBoard."""
+    if not self._closed:
+      self._file.flush()
+      if self._tb is not None:
+        self._tb.flush()
+
+  def close(self) -> None:
+    """Flushes and closes all outputs.  Idempotent."""
+    if self._closed:
+      return
+    self._closed = True
+    self._file.close()
+    if self._tb is not None:
+      self._tb.close()
+    if self._bar is not None:
+      self._bar.close()
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _is_loss(key: str) -> bool:
+  return "loss" in key.lower()
+
+
+def _is_learning_rate(key: str) -> bool:
+  k = key.lower().rsplit("/", 1)[-1]  # 'train/lr' is a learning rate too
+  return k in ("lr", "learning_rate") or k.endswith("_lr") or "scale" in k
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+  """Finite numeric points of `key`; rows without it or a step are skipped."""
+  xs, ys = [], []
+  for row in rows:
+    step, value = row.get("step"), row.get(key)
+    if (
+        isinstance(step, (int, float)) and not isinstance(step, bool)
+        and isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value)
+    ):
+      xs.append(step)
+      ys.append(float(value))
+  return xs, ys
+
+
+def _plot(path: pathlib.Path, title: str, series: dict) -> None:
+  """Saves one line chart; log-y when every value is positive."""
+  # Figure + Agg canvas directly: no pyplot, no global backend switch.
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  # pylint: enable=g-import-not-at-top
+
+  fig = Figure(figsize=(7, 4), dpi=100)
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  for key, (xs, ys) in series.items():
+    ax.plot(xs, ys, label=key, marker="o" if len(xs) == 1 else None)
+  if all(y > 0 for _, ys in series.values() for y in ys):
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_title(title)
+  ax.grid(True, alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, format="png")
+
+
+def plot_metrics(
+    workdir: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> list[pathlib.Path]:
+  """Plots metrics.jsonl into PNGs.
+
+  Writes `loss.png` (every key containing "loss") and `learning_rate.png`
+  (keys `lr`, `learning_rate`, `*_lr` or containing "scale"), each only when
+  it has at least one finite point.  Missing keys and nulls are skipped.
+
+  Args:
+    workdir: run directory (or its metrics.jsonl).
+    out_dir: where to write; default `<workdir>/plots`.
+
+  Returns:
+    Paths of the PNGs written.
+
+  Raises:
+    FileNotFoundError: if there is no metrics file.
+  """
+  path = _metrics_path(workdir)
+  rows = read_metrics(path)
+  out = path.parent / PLOTS_DIR if out_dir is None else pathlib.Path(out_dir)
+  keys = sorted({k for row in rows for k in row if k != "step"})
+  written = []
+  for name, title, select in (
+      ("loss.png", "loss", _is_loss),
+      ("learning_rate.png", "learning rate / scale", _is_learning_rate),
+  ):
+    series = {k: _series(rows, k) for k in keys if select(k)}
+    series = {k: xy for k, xy in series.items() if xy[0]}
+    if not series:
+      continue
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(out / name, title, series)
+    written.append(out / name)
+  return written

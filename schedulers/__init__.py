@@ -1,0 +1,27 @@
+"""Loss-driven and baseline learning-rate transforms in optax form.
+
+Public API (optax style: explicit re-exports):
+
+* `greedy_lr` / `GreedyLRState`: GreedyLR, chained after any optimizer and
+  stepped with `update(..., value=loss)`.
+* `on_eval`, `observe`, `greedy_scale`: GreedyLR stepped once per evaluation
+  on a validation value (out-of-band state, read back for logging).
+
+`schedulers` imports only `common` (and third-party libraries).
+"""
+
+from schedulers.greedy_lr import GreedyLRState
+from schedulers.greedy_lr import greedy_lr
+from schedulers.per_eval import PerEvalState
+from schedulers.per_eval import greedy_scale
+from schedulers.per_eval import observe
+from schedulers.per_eval import on_eval
+
+__all__ = [
+    "GreedyLRState",
+    "PerEvalState",
+    "greedy_lr",
+    "greedy_scale",
+    "observe",
+    "on_eval",
+]

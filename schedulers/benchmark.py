@@ -1,0 +1,143 @@
+"""Benchmarks of the schedulers package, each against a named peer in the same run.
+
+  python -m schedulers.benchmark [--steps=1000] [--repeats=5] [--seeds=8] [--sections=overhead,vmap,arms]
+
+* overhead: per-step time on the digits MLP (64-256-256-10, batch 64) of
+  adamw alone (the peer), adamw + greedy_lr and adamw +
+  optax.contrib.reduce_on_plateau; goal greedy_lr <= 1.03x adamw.
+* vmap: `--seeds` training runs of the study's digits task vmapped inside
+  one jit, against a Python loop calling the same compiled single-seed run
+  once per seed (the peer); goal >= 5x.
+* arms: per-step cost of every study arm (all three optimizer rows) relative
+  to constant-LR AdamW (the peer) on the study's digits task.
+
+Times are the median of `--repeats` timed calls after one warm-up (compile)
+call; every call runs `--steps` steps inside one `lax.scan`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+
+import schedulers
+from common import data as data_lib
+from common import trainer
+from schedulers import arms as arms_lib
+from schedulers import data as datasets
+from schedulers import losses
+from schedulers import networks
+from schedulers import study_runner
+from schedulers import tasks as tasks_lib
+
+_STEPS = flags.DEFINE_integer("steps", 1000, "Steps per timed call.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (median).")
+_SEEDS = flags.DEFINE_integer("seeds", 8, "Seeds in the vmap benchmark.")
+_SECTIONS = flags.DEFINE_list("sections", ["overhead", "vmap", "arms"], "Which benchmarks to run.")
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+  jax.block_until_ready(fn())  # compile + warm up
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def _digits_epoch(optimizer: optax.GradientTransformation, steps: int):
+  train, _, _ = datasets.load_digits()
+  data = jax.tree.map(jnp.asarray, train)
+  network = networks.make_classifier(64, (256, 256), 10)
+  loss_fn, _ = losses.make_losses(network)
+  key = jax.random.PRNGKey(0)
+  state = trainer.TrainState.create(params=network.init(key), optimizer=optimizer, rng=key)
+  step = trainer.make_train_step(loss_fn, optimizer)
+  epoch = trainer.make_epoch(step, lambda d, s: data_lib.epoch_batch(d, key, s, 64), steps, donate=False)
+  return lambda: epoch(state, data)[1]["loss"]
+
+
+def bench_overhead(steps: int, repeats: int) -> None:
+  peer = "adamw"
+  candidates = {
+      "adamw": optax.adamw(1e-3),
+      "adamw + greedy_lr": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr()),
+      "adamw + greedy_lr(smooth)": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr(smooth=True)),
+      "adamw + reduce_on_plateau": optax.chain(optax.adamw(1e-3), optax.contrib.reduce_on_plateau()),
+  }
+  # Interleave rounds so slow drift of the machine hits every candidate alike.
+  fns = {name: _digits_epoch(opt, steps) for name, opt in candidates.items()}
+  rounds = {name: [] for name in fns}
+  for _ in range(3):
+    for name, fn in fns.items():
+      rounds[name].append(_median_seconds(fn, repeats))
+  per_step = {name: min(ts) / steps for name, ts in rounds.items()}
+  print(f"\n[overhead] digits MLP 64-256-256-10, batch 64, {steps} steps per call (peer: {peer})")
+  for name, t in per_step.items():
+    print(f"  {name:<28} {t * 1e6:9.1f} us/step   {t / per_step[peer]:.3f}x {peer}")
+
+
+def bench_vmap(steps: int, repeats: int, seeds: int) -> None:
+  task = tasks_lib.make_task("digits_mlp")
+  task = _with_steps(task, steps)
+  arm = next(a for a in arms_lib.make_arms("adamw") if a.name == "greedy_step")
+  run = study_runner.make_run(task, arm)
+  single = jax.jit(run)
+  batched = jax.jit(jax.vmap(run))
+  lrs = jnp.full((seeds,), 1e-3)
+  seed_ids = jnp.arange(seeds)
+
+  def loop():
+    return [single(lrs[i], seed_ids[i])["val"] for i in range(seeds)]
+
+  t_loop = _median_seconds(loop, repeats)
+  t_vmap = _median_seconds(lambda: batched(lrs, seed_ids)["val"], repeats)
+  print(f"\n[vmap] study digits task, adamw + greedy_lr, {steps} steps, {seeds} seeds (peer: Python loop over seeds)")
+  print(f"  python loop over seeds   {t_loop:8.3f} s")
+  print(f"  vmapped in one jit       {t_vmap:8.3f} s   speed-up {t_loop / t_vmap:.2f}x (goal >= 5x)")
+
+
+def _with_steps(task: tasks_lib.Task, steps: int) -> tasks_lib.Task:
+  import dataclasses
+
+  steps = max(task.eval_every, steps - steps % task.eval_every)
+  return dataclasses.replace(task, num_steps=steps)
+
+
+def bench_arms(steps: int, repeats: int) -> None:
+  task = _with_steps(tasks_lib.make_task("digits_mlp"), steps)
+  grids = {"sgd": 0.1, "momentum": 0.03, "adamw": 1e-3}
+  results = {}
+  for optimizer in arms_lib.OPTIMIZERS:
+    for arm in arms_lib.make_arms(optimizer):
+      run = jax.jit(study_runner.make_run(task, arm))
+      lr = jnp.float32(grids[optimizer])
+      results[arm.label] = _median_seconds(lambda: run(lr, jnp.int32(0))["val"], repeats) / task.num_steps
+  peer = "adamw/constant"
+  print(f"\n[arms] study digits task, {task.num_steps} steps incl. {task.num_steps // task.eval_every}"
+        f" evaluations (peer: {peer})")
+  for label, t in results.items():
+    print(f"  {label:<26} {t * 1e6:9.1f} us/step   {t / results[peer]:.3f}x {peer}")
+
+
+def main(argv):
+  del argv
+  print(f"devices: {jax.devices()}")
+  if "overhead" in _SECTIONS.value:
+    bench_overhead(_STEPS.value, _REPEATS.value)
+  if "vmap" in _SECTIONS.value:
+    bench_vmap(_STEPS.value, _REPEATS.value, _SEEDS.value)
+  if "arms" in _SECTIONS.value:
+    bench_arms(_STEPS.value, _REPEATS.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,66 @@
+"""Default config of `schedulers.main`: digits MLP, adamw + GreedyLR.
+
+Variants (`--config=schedulers/configs/default.py:<variant>`):
+  (none)    the full digits run, a few minutes on 2 CPU cores;
+  smoke     a tiny run for tests (seconds);
+  per_eval  GreedyLR stepped once per evaluation on validation loss.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # parameter init, dropout-free MLP, data order
+
+  config.data = ml_collections.ConfigDict()
+  config.data.split_seed = 0  # the stratified 60/20/20 train/val/test split
+  config.data.val_fraction = 0.2
+  config.data.test_fraction = 0.2
+
+  config.model = ml_collections.ConfigDict()
+  config.model.hidden_sizes = (256, 256)
+
+  config.batch_size = 64
+  config.num_epochs = 40
+  config.eval_every = 1  # epochs between validation passes
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adamw"  # adamw | sgd | momentum
+  config.optimizer.learning_rate = 1e-3  # base rate; GreedyLR scales it
+  config.optimizer.weight_decay = 1e-4  # adamw only
+  config.optimizer.momentum = 0.9  # momentum only
+
+  # How GreedyLR is stepped: 'per_step' on the training loss (the paper),
+  # 'per_eval' on the validation loss (Hugging Face Trainer), or 'none'.
+  config.greedy_mode = "per_step"
+  config.greedy = ml_collections.ConfigDict()
+  config.greedy.factor = 0.95
+  config.greedy.patience = 10
+  config.greedy.threshold = 1e-6
+  config.greedy.threshold_mode = "abs"
+  config.greedy.cooldown = 0
+  config.greedy.warmup = 0
+  config.greedy.min_scale = 0.1
+  config.greedy.max_scale = 10.0
+  config.greedy.smooth = True
+  config.greedy.window_size = 50
+  config.greedy.reset_start = 500
+  config.greedy.accumulation_size = 1
+
+  config.nonfinite = "skip"  # NaN/Inf updates: 'skip' them, or 'stop' the run
+  config.checkpoint_every = 1  # epochs between checkpoints
+  config.keep_checkpoints = 3
+
+  if arg == "smoke":
+    config.model.hidden_sizes = (32,)
+    config.batch_size = 32
+    config.num_epochs = 3
+    config.greedy.window_size = 10
+  elif arg == "per_eval":
+    config.greedy_mode = "per_eval"
+    config.greedy.patience = 2
+    config.greedy.smooth = False
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config variant {arg!r}; use smoke or per_eval.")
+  return config

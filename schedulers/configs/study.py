@@ -1,0 +1,63 @@
+"""Config of `schedulers.study`: the fair GreedyLR benchmark study.
+
+Variants (`--config=schedulers/configs/study.py:<variant>`):
+  (none)  the full study: every task, optimizer row and arm (hours on 2 cores);
+  smoke   one tiny task, two rows, a few arms (a couple of minutes).
+"""
+
+import ml_collections
+
+
+def _grid(low_exp: float, n: int = 8) -> tuple[float, ...]:
+  """n learning rates, a factor sqrt(10) apart, from 10**low_exp."""
+  return tuple(float(f"{10 ** (low_exp + 0.5 * i):.6g}") for i in range(n))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.tasks = (
+      "digits_mlp",
+      "mnist1d_cnn",
+      "char_lm",
+      "nmf_synthetic",
+      "nmf_digits",
+      "logreg_breast_cancer",
+  )
+  config.size = "full"  # task budgets: 'full' or 'smoke'
+  config.optimizers = ("sgd", "momentum", "adamw")
+  config.arms = ()  # empty: every arm of each row (schedulers.arms.make_arms)
+
+  # Equal tuning: the same log grid for every arm of a row, chosen by mean
+  # final validation loss on tuning seeds disjoint from the evaluation seeds.
+  config.lr_grid = ml_collections.ConfigDict()
+  config.lr_grid.sgd = _grid(-3.0)  # 1e-3 .. 3.16
+  config.lr_grid.momentum = _grid(-3.5)  # 3.16e-4 .. 1
+  config.lr_grid.adamw = _grid(-4.5)  # 3.16e-5 .. 0.1
+  config.tuning_seeds = (1000, 1001)
+  config.eval_seeds = tuple(range(10))
+  config.char_lm_eval_seeds = tuple(range(5))  # T3 is the costly task
+  config.pairs_per_call = 16  # (lr, seed) runs vmapped in one compiled call
+
+  # Cell classification (see schedulers/README.md): delta = max(rel * mean
+  # baseline loss, k_std * baseline seed std), one-sided 95% paired t bounds.
+  config.delta_rel = 0.01
+  config.delta_k_std = 1.0
+  config.sensitivity_delta_rels = (0.005, 0.01, 0.02)
+  config.absolute_margin = 0.1  # the paper's "no significant difference"
+  config.confidence = 0.95
+
+  if arg == "smoke":
+    config.tasks = ("logreg_breast_cancer",)
+    config.size = "smoke"
+    config.optimizers = ("sgd", "adamw")
+    config.arms = ("constant", "cosine", "plateau", "schedule_free", "sgd_hd",
+                   "adam_hd_group", "sls", "greedy_step", "greedy_eval")
+    config.lr_grid.sgd = (0.03, 0.3)
+    config.lr_grid.adamw = (0.003, 0.03)
+    config.tuning_seeds = (1000,)
+    config.eval_seeds = (0, 1, 2)
+    config.char_lm_eval_seeds = (0, 1, 2)
+    config.pairs_per_call = 4
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config variant {arg!r}; use smoke.")
+  return config

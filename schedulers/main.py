@@ -1,0 +1,12 @@
+"""Trains the digits MLP with adamw + GreedyLR.
+
+  python -m schedulers.main --config=schedulers/configs/default.py[:smoke] --workdir=DIR
+
+Re-running on the same workdir resumes from the latest checkpoint.
+"""
+
+from common import app
+from schedulers import train
+
+if __name__ == "__main__":
+  app.run(train.train_and_evaluate, validate=train.validate_config)

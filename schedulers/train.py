@@ -1,0 +1,190 @@
+"""Digits MLP trained with an optax optimizer + GreedyLR: the library entry point.
+
+`train_and_evaluate(config, workdir)` trains, evaluates, checkpoints, resumes
+from the latest checkpoint in `workdir`, writes `metrics.jsonl`,
+`final_metrics.json`, TensorBoard events and PNG plots, and returns the final
+metrics.  The config stops here: everything below takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+
+import schedulers
+from common import app
+from common import checkpoint
+from common import data as data_lib
+from common import metrics as metrics_lib
+from common import sharding
+from common import trainer
+from schedulers import data as datasets
+from schedulers import losses
+from schedulers import networks
+from schedulers.configs import default as default_config
+
+GREEDY_MODES = ("per_step", "per_eval", "none")
+OPTIMIZERS = ("adamw", "sgd", "momentum")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `common.app.ConfigError` naming the first bad field."""
+  app.check_known_fields(config, default_config.get_config())
+  positive_int = lambda v: isinstance(v, int) and v >= 1
+  app.check(config, "batch_size", positive_int, "must be an integer >= 1")
+  app.check(config, "num_epochs", positive_int, "must be an integer >= 1")
+  app.check(config, "eval_every", positive_int, "must be an integer >= 1")
+  app.check(config, "checkpoint_every", positive_int, "must be an integer >= 1")
+  app.check(config, "keep_checkpoints", positive_int, "must be an integer >= 1")
+  app.check(config, "model.hidden_sizes", lambda v: all(int(h) >= 1 for h in v), "must be positive widths")
+  app.check(config, "optimizer.name", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
+  app.check(config, "optimizer.learning_rate", lambda v: v > 0, "must be > 0")
+  app.check(config, "optimizer.weight_decay", lambda v: v >= 0, "must be >= 0")
+  app.check(config, "optimizer.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
+  app.check(config, "greedy_mode", lambda v: v in GREEDY_MODES, f"must be one of {GREEDY_MODES}")
+  app.check(config, "nonfinite", lambda v: v in trainer.NONFINITE_POLICIES, f"must be one of {trainer.NONFINITE_POLICIES}")
+  frac = lambda v: 0 < v < 0.5
+  app.check(config, "data.val_fraction", frac, "must be in (0, 0.5)")
+  app.check(config, "data.test_fraction", frac, "must be in (0, 0.5)")
+  for field in config.greedy:
+    try:
+      schedulers.greedy_lr(**{field: config.greedy[field]})
+    except (ValueError, TypeError) as e:
+      raise app.ConfigError(f"greedy.{field}", str(e).removeprefix("greedy_lr: ")) from None
+
+
+def make_optimizer(
+    *, name: str, learning_rate: float, weight_decay: float, momentum: float
+) -> optax.GradientTransformation:
+  """The base optimizer, before any learning-rate scaling."""
+  if name == "adamw":
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+  if name == "momentum":
+    return optax.sgd(learning_rate, momentum=momentum)
+  return optax.sgd(learning_rate)
+
+
+def _host_floats(metrics) -> dict[str, float]:
+  return {k: float(v) for k, v in metrics.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains on digits, resuming from `workdir`; returns the final metrics."""
+  workdir = pathlib.Path(workdir)
+  train_split, val_split, test_split = datasets.load_digits(
+      val_fraction=config.data.val_fraction,
+      test_fraction=config.data.test_fraction,
+      seed=config.data.split_seed,
+  )
+  mesh = sharding.data_mesh() if jax.device_count() > 1 else None
+  if mesh is not None:
+    sharding.check_batch_size(config.batch_size, mesh, name="config.batch_size")
+  per_epoch = data_lib.steps_per_epoch(train_split, config.batch_size)
+
+  network = networks.make_classifier(
+      input_size=train_split["x"].shape[1], hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10
+  )
+  train_loss, evaluate = losses.make_losses(network)
+  greedy = schedulers.greedy_lr(**config.greedy)
+  base = make_optimizer(
+      name=config.optimizer.name,
+      learning_rate=config.optimizer.learning_rate,
+      weight_decay=config.optimizer.weight_decay,
+      momentum=config.optimizer.momentum,
+  )
+  if config.greedy_mode == "per_step":
+    optimizer = optax.chain(base, greedy)
+  elif config.greedy_mode == "per_eval":
+    optimizer = optax.chain(base, schedulers.on_eval(greedy))
+  else:
+    optimizer = base
+  base_lr = config.optimizer.learning_rate
+  has_greedy = config.greedy_mode != "none"
+
+  def lr_metrics(state):
+    scale = schedulers.greedy_scale(state.opt_state) if has_greedy else jnp.ones(())
+    return {"lr": base_lr * scale}
+
+  init_key, data_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  state = jax.jit(
+      lambda: trainer.TrainState.create(
+          params=network.init(init_key), optimizer=optimizer, rng=run_key
+      )
+  )()
+  step_fn = trainer.make_train_step(train_loss, optimizer, metrics_fn=lr_metrics)
+
+  def batch_fn(data, step):
+    batch = data_lib.epoch_batch(data, data_key, step, config.batch_size)
+    return sharding.constrain_batch(batch, mesh)
+
+  epoch_fn = trainer.make_epoch(step_fn, batch_fn, per_epoch)
+  train_data = jax.tree.map(jnp.asarray, train_split)
+  val_data = jax.tree.map(jnp.asarray, val_split)
+  test_data = jax.tree.map(jnp.asarray, test_split)
+  if mesh is not None:
+    state, train_data, val_data, test_data = sharding.replicate(
+        (state, train_data, val_data, test_data), mesh
+    )
+
+  eval_fn = jax.jit(lambda state: evaluate(state.params, val_data))
+  on_eval = None
+  if config.greedy_mode == "per_eval":
+    on_eval = jax.jit(
+        lambda state, m: state.replace(
+            opt_state=schedulers.observe(state.opt_state, greedy, value=m["loss"])
+        )
+    )
+
+  ckpt = checkpoint.Checkpointer(
+      workdir / "checkpoints",
+      save_every=per_epoch * config.checkpoint_every,
+      keep=config.keep_checkpoints,
+  )
+  restored, restored_step = ckpt.restore_latest(state)
+  if restored is not None:
+    logging.info("resuming from the checkpoint at step %d", restored_step)
+    state = restored
+  total_steps = per_epoch * config.num_epochs
+  with metrics_lib.MetricWriter(
+      workdir, total_steps=total_steps, resume_step=restored_step
+  ) as writer:
+    state, _ = trainer.train_loop(
+        state,
+        epoch_fn=epoch_fn,
+        data=train_data,
+        steps_per_epoch=per_epoch,
+        num_epochs=config.num_epochs,
+        eval_every=config.eval_every,
+        nonfinite=config.nonfinite,
+        hooks=trainer.LoopHooks(
+            eval_fn=eval_fn, on_eval=on_eval, checkpointer=ckpt, writer=writer
+        ),
+    )
+  ckpt.close()
+
+  final = {
+      "step": int(state.step),
+      "nonfinite_count": int(state.nonfinite_count),
+      "lr": float(lr_metrics(state)["lr"]),
+  }
+  final.update({f"val_{k}": v for k, v in _host_floats(eval_fn(state)).items()})
+  test_metrics = jax.jit(functools.partial(evaluate, split=test_data))(state.params)
+  final.update({f"test_{k}": v for k, v in _host_floats(test_metrics).items()})
+  if jax.process_index() == 0:
+    (workdir / "final_metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
+    plots = metrics_lib.plot_metrics(workdir)
+    logging.info("plots: %s", [str(p) for p in plots])
+  print(
+      f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
+      f" plots/, checkpoints/ | test loss {final['test_loss']:.4f},"
+      f" test accuracy {final['test_accuracy']:.4f}"
+  )
+  return final
