@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow benchmark clean
+.PHONY: demo test test-slow benchmark study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-test
-	$(BIN)/python -m schedulers.demo --workdir=$(DEMO_DIR)
+	$(BIN)/python -m schedulers.main --config=schedulers/configs/default.py --workdir=$(DEMO_DIR)/greedy_lr_digits
+	$(BIN)/python -m schedulers.study --config=schedulers/configs/study.py:smoke --workdir=$(DEMO_DIR)/study_smoke
+	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run), $(DEMO_DIR)/study_smoke (study smoke: report.md, plots/)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
@@ -29,6 +31,9 @@ test-slow: $(VENV)/.installed-test
 
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.benchmark
+
+study: $(VENV)/.installed-test
+	$(BIN)/python -m schedulers.study --config=schedulers/configs/study.py --workdir=runs/study
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

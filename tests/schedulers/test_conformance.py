@@ -21,6 +21,9 @@ import optax
 import pytest
 
 import schedulers
+from schedulers import baselines
+from schedulers import hypergradient
+from schedulers import line_search
 
 try:  # optax's compile-log capture (private module; optional)
   from optax._src import test_utils as _optax_test_utils  # pylint: disable=g-import-not-at-top
@@ -32,6 +35,12 @@ class SchedulerEntry(NamedTuple):
   name: str
   factory: Callable[[], optax.GradientTransformationExtraArgs]
   needs_value: bool  # update(...) must be given `value=` (the monitored loss)
+  line_search: bool = False  # update(...) also needs `grad=` and `value_fn=`
+  # Where the method is evaluated (schedule-free: its x sequence, not y).
+  eval_params: Callable = lambda state, params: params
+
+
+_STEPS = 1500  # == _NUM_STEPS below; the budget count-driven schedules decay over
 
 
 REGISTRY: list[SchedulerEntry] = [
@@ -65,6 +74,65 @@ REGISTRY: list[SchedulerEntry] = [
             optax.adam(3e-2), schedulers.on_eval(schedulers.greedy_lr())
         ),
         False,
+    ),
+    # Baselines of the study (schedulers/baselines.py, hypergradient.py,
+    # line_search.py): same suite.
+    *[
+        SchedulerEntry(
+            f"adamw_{kind}",
+            lambda kind=kind: baselines.make_base_optimizer(
+                "adamw", baselines.make_schedule(kind, 1e-1, _STEPS)),
+            False,
+        )
+        for kind in baselines.SCHEDULE_KINDS
+    ],
+    SchedulerEntry(
+        "momentum_cosine_warmup",
+        lambda: baselines.make_base_optimizer(
+            "momentum", baselines.make_schedule("cosine_warmup", 1e-3, _STEPS)),
+        False,
+    ),
+    SchedulerEntry(
+        "adamw_reduce_on_plateau",
+        lambda: baselines.reduce_on_plateau(
+            baselines.make_base_optimizer("adamw", 3e-2), total_steps=_STEPS),
+        True,
+    ),
+    SchedulerEntry(
+        "schedule_free_adamw",
+        lambda: baselines.make_schedule_free("adamw", 1e-1, _STEPS),
+        False,
+        eval_params=baselines.schedule_free_eval_params,
+    ),
+    SchedulerEntry(
+        "schedule_free_sgd",
+        lambda: baselines.make_schedule_free("sgd", 1e-2, _STEPS),
+        False,
+        eval_params=baselines.schedule_free_eval_params,
+    ),
+    SchedulerEntry(
+        "sgd_hd", lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6), False
+    ),
+    SchedulerEntry(
+        "sgd_hd_momentum",
+        lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6, momentum=0.9),
+        False,
+    ),
+    SchedulerEntry(
+        "adam_hd_group",
+        lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-7, per="group"),
+        False,
+    ),
+    SchedulerEntry(
+        "adam_hd_parameter",
+        lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-5, per="parameter"),
+        False,
+    ),
+    SchedulerEntry(
+        "sls_sgd",
+        lambda: line_search.sls_sgd(init_step_size=1e-2, n_batches_per_epoch=100),
+        True,
+        line_search=True,
     ),
 ]
 
@@ -107,14 +175,17 @@ def _mixed_tree(dtype):
   return init, final, obj
 
 
-def _update_kwargs(entry, value):
-  return {"value": value} if entry.needs_value else {}
+def _update_kwargs(entry, value, obj_fn=None, grads=None):
+  kwargs = {"value": value} if entry.needs_value else {}
+  if entry.line_search:
+    kwargs |= {"value_fn": obj_fn or (lambda p: value), "grad": grads}
+  return kwargs
 
 
 def _make_step(entry, tx, obj_fn, extra=None):
   def step(params, state):
     value, grads = jax.value_and_grad(obj_fn)(params)
-    kwargs = _update_kwargs(entry, value) | (extra or {})
+    kwargs = _update_kwargs(entry, value, obj_fn, grads) | (extra or {})
     updates, state = tx.update(grads, state, params, **kwargs)
     return optax.apply_updates(params, updates), state, value
 
@@ -166,8 +237,9 @@ def test_value_requirement(entry):
   tx = entry.factory()
   params = jnp.ones(3)
   state = tx.init(params)
+  ls = {"value_fn": lambda p: jnp.sum(p**2), "grad": params} if entry.line_search else {}
   update = lambda v=None: tx.update(  # noqa: E731
-      params, state, params, **({} if v is None else {"value": v}))
+      params, state, params, **({} if v is None else {"value": v}), **ls)
   if entry.needs_value:
     with pytest.raises(TypeError):
       jax.eval_shape(update)
@@ -185,7 +257,8 @@ def test_state_leaves_are_arrays(entry):
   for leaf in jax.tree.leaves(state):
     assert isinstance(leaf, jax.Array), (entry.name, type(leaf), leaf)
   _, new_state = jax.eval_shape(
-      lambda s: tx.update(params, s, params, **_update_kwargs(entry, 1.0)),
+      lambda s: tx.update(params, s, params, **_update_kwargs(
+          entry, 1.0, lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p)), params)),
       state)
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)):
@@ -203,7 +276,7 @@ def test_preserves_update_dtype(entry, dtype):
   state = tx.init(params)
 
   def update(g, s, p, v):
-    return tx.update(g, s, p, **_update_kwargs(entry, v))
+    return tx.update(g, s, p, **_update_kwargs(entry, v, fun, g))
 
   updates, new_state = jax.eval_shape(update, grads, state, params, value)
   for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
@@ -240,9 +313,9 @@ def test_converges_inside_scan(entry):
         params, state, value = step(*carry)
         return (params, state), value
 
-      (params, _), losses = jax.lax.scan(body, (init, tx.init(init)), None,
-                                         length=_NUM_STEPS)
-      out.append((params, losses))
+      (params, state), losses = jax.lax.scan(
+          body, (init, tx.init(init)), None, length=_NUM_STEPS)
+      out.append((entry.eval_params(state, params), losses))
     return out
 
   results = jax.device_get(run_all())

@@ -12,6 +12,7 @@ import math
 import socket
 import urllib.request
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,6 +112,36 @@ def test_smoke_task_builds_with_consistent_shapes(name):
   for value in extra.values():
     assert np.isfinite(value)
   assert (task.project is not None) == name.startswith("nmf_")
+
+
+@pytest.mark.parametrize("name", ["digits_mlp", "nmf_synthetic"])
+def test_precomputed_permutations_give_the_epoch_batch_batches(name):
+  task = smoke_task(name)
+  key = jax.random.key(7)
+  per_epoch = data_lib.steps_per_epoch(task.train, task.batch_size)
+  num_steps = 3 * per_epoch + 2  # Crosses epoch boundaries.
+  perms = tasks.epoch_permutations(task, key, num_steps)
+  assert perms.shape == (4, data_lib.num_examples(task.train))
+
+  @jax.jit
+  def both(step):
+    return tasks.get_batch(task, key, step), tasks.batch_from_permutations(task, perms, step)
+
+  for step in range(num_steps):
+    slow, fast = both(jnp.int32(step))
+    assert_trees_equal(slow, fast)
+
+
+def test_conv1d_patches_match_flax_conv():
+  x = jax.random.normal(jax.random.key(0), (3, 40, 4))
+  for length, kernel_size, stride in [(40, 5, 2), (20, 5, 2), (10, 3, 1), (7, 4, 3)]:
+    conv = nn.Conv(6, (kernel_size,), strides=(stride,), padding="SAME")
+    params = conv.init(jax.random.key(1), x[:, :length])
+    kernel = params["params"]["kernel"]
+    expected = conv.apply(params, x[:, :length])
+    patches = networks.conv1d_patches(x[:, :length], kernel_size, stride)
+    got = patches @ kernel.reshape(-1, kernel.shape[-1]) + params["params"]["bias"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +321,7 @@ def test_char_lm_eval_is_bits_per_char_of_the_training_loss():
 
 def _noiseless_nmf_task():
   w, h, _ = tasks.nmf_synthetic_factors(0, (60, 40), 5, noise=0.0)
-  budget = tasks._Budget(batch_size=10, num_steps=20, eval_every=10)
+  budget = tasks.Budget(batch_size=10, num_steps=20, eval_every=10)
   task = tasks.make_nmf_task(w @ h, 5, name="nmf_test", description="test", budget=budget, seed=0)
   return task, {"W": jnp.asarray(w), "H": jnp.asarray(h)}
 
