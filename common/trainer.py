@@ -120,19 +120,24 @@ def make_epoch(
     batch_fn: Callable[[Any, jax.Array], Batch],
     num_steps: int,
     *,
+    prepare: Callable[[Any, TrainState], Any] | None = None,
     donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, Metrics]]:
   """`epoch(state, data) -> (state, metrics stacked over steps)`: jit(scan(step)).
 
-  `batch_fn(data, step)` builds the minibatch for the global step counter,
-  so the data order survives checkpoint/resume.  The state is donated.
+  `batch_fn(epoch_data, step)` builds the minibatch for the global step
+  counter, so the data order survives checkpoint/resume; `epoch_data` is
+  `prepare(data, state)` (once per call, e.g. the epoch's shuffling
+  permutation) or `data` itself.  The state is donated.
   """
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
 
   def epoch(state: TrainState, data: Any):
+    epoch_data = data if prepare is None else prepare(data, state)
+
     def body(state, _):
-      return step_fn(state, batch_fn(data, state.step))
+      return step_fn(state, batch_fn(epoch_data, state.step))
 
     return jax.lax.scan(body, state, None, length=num_steps)
 

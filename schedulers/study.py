@@ -39,6 +39,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             and not set(v) & set(config.char_lm_eval_seeds),
             "must be non-empty and disjoint from the evaluation seeds")
   app.check(config, "pairs_per_call", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1")
+  app.check(config, "char_lm_pairs_per_call", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1")
   app.check(config, "delta_rel", lambda v: v >= 0, "must be >= 0")
   app.check(config, "delta_k_std", lambda v: v >= 0, "must be >= 0")
   app.check(config, "sensitivity_delta_rels", lambda v: all(x >= 0 for x in v), "must be >= 0")
@@ -50,12 +51,13 @@ def run_and_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the missing cells, then analyses all of them; returns the headline."""
   records = []
   for task in config.tasks:
-    eval_seeds = config.char_lm_eval_seeds if task == "char_lm" else config.eval_seeds
+    char_lm = task == "char_lm"
+    eval_seeds = config.char_lm_eval_seeds if char_lm else config.eval_seeds
     protocol = study_runner.Protocol(
         lr_grids={opt: tuple(config.lr_grid[opt]) for opt in config.optimizers},
         tuning_seeds=tuple(config.tuning_seeds),
         eval_seeds=tuple(eval_seeds),
-        batch=config.pairs_per_call,
+        batch=config.char_lm_pairs_per_call if char_lm else config.pairs_per_call,
     )
     records += study_runner.run_study(
         task_names=(task,),

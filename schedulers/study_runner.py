@@ -56,6 +56,33 @@ class Protocol:
       raise ValueError("need at least 2 eval_seeds for paired statistics.")
 
 
+def make_init_and_step(task: tasks_lib.Task, arm: arms_lib.Arm):
+  """The pieces of a run: `init(lr, seed) -> (state, permutations)` and
+  `train_step(lr, state, permutations) -> (state, metrics)`.
+
+  The seed alone fixes the initial parameters and the data order, so arms
+  are paired.  `permutations` holds every epoch's example order.
+  """
+  per_epoch = data_lib.steps_per_epoch(task.train, task.batch_size)
+
+  def loss_fn(params, batch, rng):
+    del rng
+    return task.loss(params, batch), {}
+
+  def init(lr, seed):
+    init_key, data_key, step_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    optimizer = arm.make(lr, task.num_steps, per_epoch)
+    state = trainer.TrainState.create(params=task.init(init_key), optimizer=optimizer, rng=step_key)
+    return state, tasks_lib.epoch_permutations(task, data_key)
+
+  def train_step(lr, state, permutations):
+    optimizer = arm.make(lr, task.num_steps, per_epoch)
+    step = trainer.make_train_step(loss_fn, optimizer, project=task.project)
+    return step(state, tasks_lib.batch_from_permutations(task, permutations, state.step))
+
+  return init, train_step
+
+
 def make_run(task: tasks_lib.Task, arm: arms_lib.Arm) -> Callable[[jax.Array, jax.Array], dict]:
   """`run(lr, seed) -> curves`, each curve with one entry per evaluation.
 
@@ -64,26 +91,16 @@ def make_run(task: tasks_lib.Task, arm: arms_lib.Arm) -> Callable[[jax.Array, ja
   `forward_passes` (cumulative extra line-search evaluations) and
   `nonfinite` (cumulative skipped NaN/Inf updates).
   """
-  total = task.num_steps
-  per_epoch = data_lib.steps_per_epoch(task.train, task.batch_size)
-  num_evals = total // task.eval_every
-
-  def loss_fn(params, batch, rng):
-    del rng
-    return task.loss(params, batch), {}
+  init, train_step = make_init_and_step(task, arm)
+  num_evals = task.num_steps // task.eval_every
 
   def run(lr, seed):
-    init_key, data_key, step_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-    optimizer = arm.make(lr, total, per_epoch)
-    params = task.init(init_key)
-    state = trainer.TrainState.create(params=params, optimizer=optimizer, rng=step_key)
-    step = trainer.make_train_step(loss_fn, optimizer, project=task.project)
-
-    def train_step(state, _):
-      return step(state, tasks_lib.get_batch(task, data_key, state.step))
+    state, permutations = init(lr, seed)
 
     def interval(state, _):
-      state, metrics = jax.lax.scan(train_step, state, None, length=task.eval_every)
+      state, metrics = jax.lax.scan(
+          lambda s, _: train_step(lr, s, permutations), state, None, length=task.eval_every
+      )
       eval_params = baselines.schedule_free_eval_params(state.opt_state, state.params)
       val = task.eval_loss(eval_params, task.val)
       test = task.eval_loss(eval_params, task.test)
@@ -95,7 +112,7 @@ def make_run(task: tasks_lib.Task, arm: arms_lib.Arm) -> Callable[[jax.Array, ja
           "val": val,
           "test": test,
           "train": jnp.mean(metrics["loss"]),
-          "lr": arm.lr_fn(state.opt_state, lr, total).astype(jnp.float32),
+          "lr": arm.lr_fn(state.opt_state, lr, task.num_steps).astype(jnp.float32),
           "forward_passes": line_search.sls_forward_passes(state.opt_state),
           "nonfinite": state.nonfinite_count,
       }

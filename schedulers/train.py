@@ -121,11 +121,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   )()
   step_fn = trainer.make_train_step(train_loss, optimizer, metrics_fn=lr_metrics)
 
-  def batch_fn(data, step):
-    batch = data_lib.epoch_batch(data, data_key, step, config.batch_size)
+  num_train = data_lib.num_examples(train_split)
+
+  def prepare(data, state):  # one shuffle per epoch, keyed by the epoch index
+    return data, data_lib.epoch_permutation(data_key, state.step // per_epoch, num_train)
+
+  def batch_fn(epoch_data, step):
+    data, permutation = epoch_data
+    batch = data_lib.batch_from_permutation(data, permutation, step, config.batch_size)
     return sharding.constrain_batch(batch, mesh)
 
-  epoch_fn = trainer.make_epoch(step_fn, batch_fn, per_epoch)
+  epoch_fn = trainer.make_epoch(step_fn, batch_fn, per_epoch, prepare=prepare)
   train_data = jax.tree.map(jnp.asarray, train_split)
   val_data = jax.tree.map(jnp.asarray, val_split)
   test_data = jax.tree.map(jnp.asarray, test_split)

@@ -134,7 +134,7 @@ def test_precomputed_permutations_give_the_epoch_batch_batches(name):
 
 def test_conv1d_patches_match_flax_conv():
   x = jax.random.normal(jax.random.key(0), (3, 40, 4))
-  for length, kernel_size, stride in [(40, 5, 2), (20, 5, 2), (10, 3, 1), (7, 4, 3)]:
+  for length, kernel_size, stride in [(40, 5, 2), (7, 4, 3)]:
     conv = nn.Conv(6, (kernel_size,), strides=(stride,), padding="SAME")
     params = conv.init(jax.random.key(1), x[:, :length])
     kernel = params["params"]["kernel"]
@@ -185,7 +185,7 @@ def test_adam_steps_reduce_training_loss(name, lr):
 
 @pytest.mark.parametrize("name", tasks.TASK_NAMES)
 def test_same_seed_same_data_and_init_other_seed_other_data(name):
-  a = smoke_task(name, 0)
+  a = smoke_task(name)
   b = tasks.make_task(name, size="smoke", seed=0)
   assert_trees_equal((a.train, a.val, a.test), (b.train, b.val, b.test))
   # init is a pure function of the key; b's is only traced (no compile).
