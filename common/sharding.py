@@ -36,16 +36,6 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -> None:
-  """Raises ValueError unless `batch_size` splits evenly over the data axis."""
-  n = mesh.shape[DATA_AXIS]
-  if batch_size % n:
-    raise ValueError(
-        f"{name}={batch_size} is not divisible by the {n} devices of the data"
-        " mesh; pick a multiple."
-    )
-
-
 def constrain_batch(batch: Any, mesh: Mesh | None) -> Any:
   """Inside jit: asks XLA to shard `batch` along its leading axis.
 

@@ -25,6 +25,8 @@ import numpy as np
 import optax
 from absl import logging
 
+from common import sharding
+
 Params = Any
 Batch = Any
 Metrics = Mapping[str, jax.Array]
@@ -121,6 +123,7 @@ def make_epoch(
     num_steps: int,
     *,
     prepare: Callable[[Any, TrainState], Any] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, Metrics]]:
   """`epoch(state, data) -> (state, metrics stacked over steps)`: jit(scan(step)).
@@ -128,7 +131,10 @@ def make_epoch(
   `batch_fn(epoch_data, step)` builds the minibatch for the global step
   counter, so the data order survives checkpoint/resume; `epoch_data` is
   `prepare(data, state)` (once per call, e.g. the epoch's shuffling
-  permutation) or `data` itself.  The state is donated.
+  permutation) or `data` itself.  With a multi-device `mesh` (see
+  `default_mesh`) every batch is sharded along its leading axis over the
+  `data` axis; place the state and data with `sharding.replicate`.  The state
+  is donated.
   """
   if num_steps < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
@@ -137,11 +143,17 @@ def make_epoch(
     epoch_data = data if prepare is None else prepare(data, state)
 
     def body(state, _):
-      return step_fn(state, batch_fn(epoch_data, state.step))
+      batch = sharding.constrain_batch(batch_fn(epoch_data, state.step), mesh)
+      return step_fn(state, batch)
 
     return jax.lax.scan(body, state, None, length=num_steps)
 
   return jax.jit(epoch, donate_argnums=(0,) if donate else ())
+
+
+def default_mesh() -> jax.sharding.Mesh | None:
+  """The data-parallel mesh over all devices, or None on a single device."""
+  return sharding.data_mesh() if jax.device_count() > 1 else None
 
 
 class NonFiniteError(FloatingPointError):

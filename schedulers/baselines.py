@@ -29,6 +29,8 @@ import numpy as np
 import optax
 from optax import contrib as optax_contrib
 
+from schedulers import _validation
+
 __all__ = [
     "OPTIMIZER_NAMES",
     "SCHEDULE_KINDS",
@@ -58,39 +60,6 @@ _EXPONENTIAL_FINAL = 0.01  # 'exponential' reaches 1% at total_steps
 _POLYNOMIAL_POWER = 2.0
 # reduce_on_plateau: aim for this many decisions over a run.
 _PLATEAU_DECISIONS = 100
-
-
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _check(prefix: str, name: str, value, ok, requirement: str) -> None:
-  if _is_concrete(value):
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or not np.all(ok(arr)):
-      raise ValueError(
-          f"{prefix}: {name} must be {requirement}, got {value!r}."
-      )
-
-
-def _check_int(prefix: str, name: str, value, minimum: int) -> None:
-  if (
-      isinstance(value, (bool, np.bool_))
-      or not isinstance(value, (int, np.integer))
-      or value < minimum
-  ):
-    raise ValueError(
-        f"{prefix}: {name} must be a Python int >= {minimum}, got {value!r}."
-    )
-
-
-def _check_lr(prefix: str, learning_rate) -> None:
-  if jnp.ndim(learning_rate) != 0:
-    raise ValueError(
-        f"{prefix}: learning_rate must be a scalar, got shape"
-        f" {jnp.shape(learning_rate)}."
-    )
-  _check(prefix, "learning_rate", learning_rate, lambda a: a >= 0, ">= 0")
 
 
 def _warmup_steps(total_steps: int) -> int:
@@ -131,8 +100,8 @@ def make_schedule(
     raise ValueError(
         f"{prefix}: kind must be one of {SCHEDULE_KINDS}, got {kind!r}."
     )
-  _check_lr(prefix, learning_rate)
-  _check_int(prefix, "total_steps", total_steps, 1)
+  _validation.check_learning_rate(prefix, learning_rate)
+  _validation.check_int(prefix, "total_steps", total_steps, 1)
   total = float(total_steps)
   b1, b2 = ((p * total_steps) // 100 for p in _STEP_BOUNDARIES_PERCENT)
   warmup = _warmup_steps(total_steps)
@@ -199,11 +168,11 @@ def make_base_optimizer(
         f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}."
     )
   if not callable(learning_rate_or_schedule):
-    _check_lr(prefix, learning_rate_or_schedule)
-  _check(
+    _validation.check_learning_rate(prefix, learning_rate_or_schedule)
+  _validation.check(
       prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)"
   )
-  _check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
+  _validation.check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
   if name == "sgd":
     return optax.sgd(learning_rate_or_schedule)
   if name == "momentum":
@@ -266,17 +235,17 @@ def reduce_on_plateau(
           f"{prefix}: pass total_steps (to derive accumulation_size) or"
           " accumulation_size."
       )
-    _check_int(prefix, "total_steps", total_steps, 1)
+    _validation.check_int(prefix, "total_steps", total_steps, 1)
     accumulation_size = max(1, total_steps // _PLATEAU_DECISIONS)
-  _check(prefix, "factor", factor, lambda f: (f > 0) & (f < 1), "in (0, 1)")
-  _check(prefix, "patience", patience, lambda p: p >= 1, ">= 1")
-  _check(prefix, "rtol", rtol, lambda r: (r >= 0) & (r <= 1), "in [0, 1]")
-  _check(prefix, "atol", atol, lambda a: a >= 0, ">= 0")
-  _check(prefix, "cooldown", cooldown, lambda c: c >= 0, ">= 0")
-  _check(
+  _validation.check(prefix, "factor", factor, lambda f: (f > 0) & (f < 1), "in (0, 1)")
+  _validation.check(prefix, "patience", patience, lambda p: p >= 1, ">= 1")
+  _validation.check(prefix, "rtol", rtol, lambda r: (r >= 0) & (r <= 1), "in [0, 1]")
+  _validation.check(prefix, "atol", atol, lambda a: a >= 0, ">= 0")
+  _validation.check(prefix, "cooldown", cooldown, lambda c: c >= 0, ">= 0")
+  _validation.check(
       prefix, "accumulation_size", accumulation_size, lambda a: a >= 1, ">= 1"
   )
-  _check(
+  _validation.check(
       prefix, "min_scale", min_scale, lambda m: (m >= 0) & (m <= 1), "in [0, 1]"
   )
   return optax.chain(
@@ -335,12 +304,12 @@ def make_schedule_free(
     raise ValueError(
         f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}."
     )
-  _check_lr(prefix, learning_rate)
-  _check(prefix, "b1", b1, lambda b: (b > 0) & (b < 1), "in (0, 1)")
-  _check(prefix, "b2", b2, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
-  _check(prefix, "eps", eps, lambda e: e >= 0, ">= 0")
-  _check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
-  _check_int(prefix, "warmup_percent", warmup_percent, 0)
+  _validation.check_learning_rate(prefix, learning_rate)
+  _validation.check(prefix, "b1", b1, lambda b: (b > 0) & (b < 1), "in (0, 1)")
+  _validation.check(prefix, "b2", b2, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
+  _validation.check(prefix, "eps", eps, lambda e: e >= 0, ">= 0")
+  _validation.check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
+  _validation.check_int(prefix, "warmup_percent", warmup_percent, 0)
   if warmup_percent > 100:
     raise ValueError(
         f"{prefix}: warmup_percent must be <= 100, got"
@@ -348,7 +317,7 @@ def make_schedule_free(
     )
   warmup_steps = None
   if total_steps is not None:
-    _check_int(prefix, "total_steps", total_steps, 1)
+    _validation.check_int(prefix, "total_steps", total_steps, 1)
     if warmup_percent > 0:
       warmup_steps = max(1, (warmup_percent * total_steps) // 100)
   if name in ("sgd", "momentum"):

@@ -49,12 +49,15 @@ concrete.  `window_size`, `smooth`, `mode` and `threshold_mode` are static.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from schedulers import _validation
 
 __all__ = [
     "GreedyLRState",
@@ -77,10 +80,6 @@ class GreedyLRState(NamedTuple):
   window_pos: jax.Array  # int32, next write position in `window`
   acc_count: jax.Array  # int32, values accumulated towards the next decision
   acc_value: jax.Array  # running mean of the accumulated values
-
-
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def _validate(
@@ -112,12 +111,7 @@ def _validate(
         f"greedy_lr: window_size must be a Python int >= 1, got {window_size!r}."
     )
 
-  def check(name, value, ok, requirement):
-    if _is_concrete(value):
-      arr = np.asarray(value)
-      if not np.all(np.isfinite(arr)) or not np.all(ok(arr)):
-        raise ValueError(f"greedy_lr: {name} must be {requirement}, got {value!r}.")
-
+  check = functools.partial(_validation.check, "greedy_lr")
   check("factor", factor, lambda f: (f > 0) & (f < 1), "in (0, 1)")
   check("patience", patience, lambda p: p >= 0, ">= 0")
   check("threshold", threshold, lambda t: t >= 0, ">= 0")
@@ -128,7 +122,7 @@ def _validate(
   check("reset_start", reset_start, lambda r: r >= 0, ">= 0")
   check("accumulation_size", accumulation_size, lambda a: a >= 1, ">= 1")
   check("eps", eps, lambda e: e >= 0, ">= 0")
-  if _is_concrete(min_scale) and _is_concrete(max_scale):
+  if _validation.is_concrete(min_scale) and _validation.is_concrete(max_scale):
     if np.any(np.asarray(min_scale) > 1.0) or np.any(np.asarray(max_scale) < 1.0):
       raise ValueError(
           "greedy_lr: need min_scale <= 1 <= max_scale (the scale starts at 1),"
@@ -141,7 +135,7 @@ def _validate(
       ("reset_start", reset_start),
       ("accumulation_size", accumulation_size),
   ):
-    if _is_concrete(value) and not np.all(np.mod(np.asarray(value), 1) == 0):
+    if _validation.is_concrete(value) and not np.all(np.mod(np.asarray(value), 1) == 0):
       raise ValueError(f"greedy_lr: {name} must be an integer, got {value!r}.")
 
 

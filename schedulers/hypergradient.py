@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from schedulers import _validation
+
 __all__ = [
     "AdamHDState",
     "SGDHDState",
@@ -68,32 +70,13 @@ class AdamHDState(NamedTuple):
   count: jax.Array  # int32, number of updates so far (t)
 
 
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _check(prefix: str, name: str, value, ok, requirement: str) -> None:
-  """Raises ValueError when a concrete `value` is non-finite or fails `ok`."""
-  if _is_concrete(value):
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or not np.all(ok(arr)):
-      raise ValueError(
-          f"{prefix}: {name} must be {requirement}, got {value!r}."
-      )
-
-
 def _check_learning_rate(prefix: str, learning_rate) -> None:
   if callable(learning_rate):
     raise ValueError(
         f"{prefix}: learning_rate must be a scalar (the initial α, adapted by"
         " hypergradient descent), not a schedule."
     )
-  if jnp.ndim(learning_rate) != 0:
-    raise ValueError(
-        f"{prefix}: learning_rate must be a scalar, got shape"
-        f" {jnp.shape(learning_rate)}."
-    )
-  _check(prefix, "learning_rate", learning_rate, lambda a: a >= 0, ">= 0")
+  _validation.check_learning_rate(prefix, learning_rate)
 
 
 def _state_dtype(params) -> jnp.dtype:
@@ -106,7 +89,7 @@ def _state_dtype(params) -> jnp.dtype:
 
 def _is_zero(x) -> bool:
   """True when `x` is concretely zero (lets us skip work/state)."""
-  return _is_concrete(x) and bool(np.all(np.asarray(x) == 0))
+  return _validation.is_concrete(x) and bool(np.all(np.asarray(x) == 0))
 
 
 def sgd_hd(
@@ -157,8 +140,8 @@ def sgd_hd(
   """
   prefix = "sgd_hd"
   _check_learning_rate(prefix, learning_rate)
-  _check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
-  _check(
+  _validation.check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
+  _validation.check(
       prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)"
   )
   if not isinstance(nesterov, (bool, np.bool_)):
@@ -285,11 +268,11 @@ def adam_hd(
         f"{prefix}: per must be 'group' or 'parameter', got {per!r}."
     )
   _check_learning_rate(prefix, learning_rate)
-  _check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
-  _check(prefix, "b1", b1, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
-  _check(prefix, "b2", b2, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
-  _check(prefix, "eps", eps, lambda e: e >= 0, ">= 0")
-  _check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
+  _validation.check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
+  _validation.check(prefix, "b1", b1, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
+  _validation.check(prefix, "b2", b2, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
+  _validation.check(prefix, "eps", eps, lambda e: e >= 0, ">= 0")
+  _validation.check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
   decay = not _is_zero(weight_decay)
 
   def init_fn(params) -> AdamHDState:

@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from schedulers import _validation
+
 __all__ = [
     "SLSState",
     "sls_forward_passes",
@@ -61,17 +63,6 @@ class SLSState(NamedTuple):
   num_forward_passes: jax.Array  # int32, cumulative value_fn evaluations
   num_failed_searches: jax.Array  # int32, cumulative searches without success
   count: jax.Array  # int32, number of updates so far
-
-
-def _is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _check(name: str, value, ok, requirement: str) -> None:
-  if _is_concrete(value):
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or not np.all(ok(arr)):
-      raise ValueError(f"sls_sgd: {name} must be {requirement}, got {value!r}.")
 
 
 def _value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]):
@@ -157,13 +148,13 @@ def sls_sgd(
     and Convergence Rates", NeurIPS 2019, arXiv 1905.09997, Algorithm 1-2;
     code: github.com/IssamLaradji/sls `sls/sls.py`, `sls/utils.py`.
   """
-  _check("init_step_size", init_step_size, lambda e: e > 0, "> 0")
-  _check("c", c, lambda x: (x >= 0) & (x < 1), "in [0, 1)")
-  _check("beta_b", beta_b, lambda b: (b > 0) & (b < 1), "in (0, 1)")
-  _check("gamma", gamma, lambda g: g >= 1, ">= 1")
-  _check("n_batches_per_epoch", n_batches_per_epoch, lambda n: n > 0, "> 0")
-  _check("eta_max", eta_max, lambda e: e > 0, "> 0")
-  _check("failure_step_size", failure_step_size, lambda e: e >= 0, ">= 0")
+  _validation.check("sls_sgd", "init_step_size", init_step_size, lambda e: e > 0, "> 0")
+  _validation.check("sls_sgd", "c", c, lambda x: (x >= 0) & (x < 1), "in [0, 1)")
+  _validation.check("sls_sgd", "beta_b", beta_b, lambda b: (b > 0) & (b < 1), "in (0, 1)")
+  _validation.check("sls_sgd", "gamma", gamma, lambda g: g >= 1, ">= 1")
+  _validation.check("sls_sgd", "n_batches_per_epoch", n_batches_per_epoch, lambda n: n > 0, "> 0")
+  _validation.check("sls_sgd", "eta_max", eta_max, lambda e: e > 0, "> 0")
+  _validation.check("sls_sgd", "failure_step_size", failure_step_size, lambda e: e >= 0, ">= 0")
   if (
       isinstance(max_backtracking_steps, (bool, np.bool_))
       or not isinstance(max_backtracking_steps, (int, np.integer))

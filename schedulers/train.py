@@ -40,6 +40,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check_known_fields(config, default_config.get_config())
   positive_int = lambda v: isinstance(v, int) and v >= 1
   app.check(config, "batch_size", positive_int, "must be an integer >= 1")
+  devices = jax.device_count()
+  app.check(config, "batch_size", lambda v: v % devices == 0,
+            f"must split evenly over the {devices} devices of the data-parallel mesh")
   app.check(config, "num_epochs", positive_int, "must be an integer >= 1")
   app.check(config, "eval_every", positive_int, "must be an integer >= 1")
   app.check(config, "checkpoint_every", positive_int, "must be an integer >= 1")
@@ -84,9 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       test_fraction=config.data.test_fraction,
       seed=config.data.split_seed,
   )
-  mesh = sharding.data_mesh() if jax.device_count() > 1 else None
-  if mesh is not None:
-    sharding.check_batch_size(config.batch_size, mesh, name="config.batch_size")
+  mesh = trainer.default_mesh()
   per_epoch = data_lib.steps_per_epoch(train_split, config.batch_size)
 
   network = networks.make_classifier(
@@ -128,10 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def batch_fn(epoch_data, step):
     data, permutation = epoch_data
-    batch = data_lib.batch_from_permutation(data, permutation, step, config.batch_size)
-    return sharding.constrain_batch(batch, mesh)
+    return data_lib.batch_from_permutation(data, permutation, step, config.batch_size)
 
-  epoch_fn = trainer.make_epoch(step_fn, batch_fn, per_epoch, prepare=prepare)
+  epoch_fn = trainer.make_epoch(step_fn, batch_fn, per_epoch, prepare=prepare, mesh=mesh)
   train_data = jax.tree.map(jnp.asarray, train_split)
   val_data = jax.tree.map(jnp.asarray, val_split)
   test_data = jax.tree.map(jnp.asarray, test_split)
