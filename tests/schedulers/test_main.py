@@ -118,3 +118,14 @@ def test_eight_devices_match_one_device(tmp_path):
   fa = json.loads((one / "final_metrics.json").read_text())
   fb = json.loads((eight / "final_metrics.json").read_text())
   np.testing.assert_allclose(fb["test_loss"], fa["test_loss"], rtol=1e-5)
+
+
+def test_benchmark_binary_prints_ratios():
+  proc = subprocess.run(
+      [sys.executable, "-m", "schedulers.benchmark", "--sections=overhead,vmap", "--steps=20",
+       "--repeats=1", "--seeds=2"],
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "1.000x adamw" in proc.stdout and "adamw + greedy_lr" in proc.stdout
+  assert proc.stdout.count("(goal >= 5x)") == 3  # one line per vmap task
