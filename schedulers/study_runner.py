@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import schedulers
 from common import data as data_lib
@@ -69,14 +70,21 @@ def make_init_and_step(task: tasks_lib.Task, arm: arms_lib.Arm):
     del rng
     return task.loss(params, batch), {}
 
+  def make_optimizer(lr):
+    optimizer = arm.make(lr, task.num_steps, per_epoch)
+    if task.grad_clip is not None:  # the task's, the same for every arm
+      optimizer = optax.chain(optax.clip_by_global_norm(task.grad_clip), optimizer)
+    return optimizer
+
   def init(lr, seed):
     init_key, data_key, step_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-    optimizer = arm.make(lr, task.num_steps, per_epoch)
-    state = trainer.TrainState.create(params=task.init(init_key), optimizer=optimizer, rng=step_key)
+    state = trainer.TrainState.create(
+        params=task.init(init_key), optimizer=make_optimizer(lr), rng=step_key
+    )
     return state, tasks_lib.epoch_permutations(task, data_key)
 
   def train_step(lr, state, permutations):
-    optimizer = arm.make(lr, task.num_steps, per_epoch)
+    optimizer = make_optimizer(lr)
     step = trainer.make_train_step(loss_fn, optimizer, project=task.project)
     return step(state, tasks_lib.batch_from_permutations(task, permutations, state.step))
 

@@ -140,3 +140,15 @@ def test_study_smoke_binary(tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
   assert "sgd/constant" not in again.stdout
   assert json.loads((tmp_path / "results.json").read_text())["analysis"]["headline"] == headline
+
+
+def test_task_gradient_clipping_applies_to_every_arm(task):
+  clipped = dataclasses.replace(task, grad_clip=1e-9)
+  for arm in (_arm("sgd", "constant"), _arm("adamw", "greedy_step")):
+    free = study_runner.run_pairs(study_runner.make_run_pairs(task, arm), [0.3], [0], batch=1)
+    tight = study_runner.run_pairs(study_runner.make_run_pairs(clipped, arm), [0.3], [0], batch=1)
+    # Clipped to a near-zero norm, SGD barely moves; Adam normalises the
+    # clipped gradient, so only the first (SGD) arm must stall.
+    if arm.optimizer == "sgd":
+      assert abs(tight["train"][0, -1] - tight["train"][0, 0]) < 1e-3 < abs(free["train"][0, -1] - free["train"][0, 0])
+  assert tasks_lib.make_task("char_lm", size="smoke").grad_clip == tasks_lib.CHAR_LM_GRAD_CLIP
