@@ -142,13 +142,11 @@ def test_study_smoke_binary(tmp_path):
   assert json.loads((tmp_path / "results.json").read_text())["analysis"]["headline"] == headline
 
 
-def test_task_gradient_clipping_applies_to_every_arm(task):
+def test_task_gradient_clipping_is_applied(task):
+  arm = _arm("sgd", "constant")
+  free = study_runner.run_pairs(study_runner.make_run_pairs(task, arm), [0.3], [0], batch=1)
   clipped = dataclasses.replace(task, grad_clip=1e-9)
-  for arm in (_arm("sgd", "constant"), _arm("adamw", "greedy_step")):
-    free = study_runner.run_pairs(study_runner.make_run_pairs(task, arm), [0.3], [0], batch=1)
-    tight = study_runner.run_pairs(study_runner.make_run_pairs(clipped, arm), [0.3], [0], batch=1)
-    # Clipped to a near-zero norm, SGD barely moves; Adam normalises the
-    # clipped gradient, so only the first (SGD) arm must stall.
-    if arm.optimizer == "sgd":
-      assert abs(tight["train"][0, -1] - tight["train"][0, 0]) < 1e-3 < abs(free["train"][0, -1] - free["train"][0, 0])
+  tight = study_runner.run_pairs(study_runner.make_run_pairs(clipped, arm), [0.3], [0], batch=1)
+  moved = lambda c: abs(c["val"][0, -1] - c["val"][0, 0])
+  assert moved(tight) < 1e-4 < moved(free)  # clipped to a ~zero norm, SGD stalls
   assert tasks_lib.make_task("char_lm", size="smoke").grad_clip == tasks_lib.CHAR_LM_GRAD_CLIP
