@@ -78,8 +78,13 @@ def _seed0(record: study_report.Record) -> int:
   return seeds.index(0) if 0 in seeds else 0
 
 
-def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel):
-  """One panel per row; one line per arm; a shared legend below."""
+def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False):
+  """One panel per row; one line per arm; a shared legend below.
+
+  With `robust`, a panel whose largest value is far above the bulk (a
+  diverged arm) is cut at 1.5x the 90th percentile, so the other arms stay
+  readable; the title says so.
+  """
   handles = {}
   for ax, ((task, opt), arms) in zip(axes, arms_by_row.items()):
     values = []
@@ -92,10 +97,15 @@ def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel):
                         **styles[arm])
       handles.setdefault(arm, line)
     values = np.concatenate(values) if values else np.array([])
-    if (values.size and np.all(values > 0)
-        and np.max(values) > LOG_SPAN * np.min(values)):
+    title = f"{task} / {opt}"
+    bulk = np.percentile(values, 90) if values.size else None
+    if robust and bulk is not None and np.max(values) > 3 * bulk > 0:
+      ax.set_ylim(min(0.0, np.min(values)), 1.5 * bulk)
+      title += " (off-scale arms cut)"
+    elif (values.size and np.all(values > 0)
+          and np.max(values) > LOG_SPAN * np.min(values)):
       ax.set_yscale("log")
-    ax.set_title(f"{task} / {opt}")
+    ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -122,10 +132,15 @@ def plot_task(path: pathlib.Path, rows: study_report.Rows, task: str,
     series = lambda r: np.where(lr(r) > 0, lr(r), np.nan)
     ylabel = "learning rate"
     title = f"{task}: learning rate at each evaluation (eval seed 0)"
-  _draw_rows(fig, axes, arms_by_row, styles, series, ylabel)
+  _draw_rows(fig, axes, arms_by_row, styles, series, ylabel, robust=kind == "curves")
   if kind == "lr":
     for ax in axes:
       ax.set_yscale("log")
+      ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+      ys = np.concatenate(ys) if ys else np.array([])
+      ys = ys[np.isfinite(ys) & (ys > 0)]
+      if ys.size:  # schedules decaying to ~0 would squash the rest
+        ax.set_ylim(bottom=max(ys.min(), 1e-4 * ys.max()) / 1.5, top=ys.max() * 1.5)
   fig.suptitle(title)
   fig.savefig(path, format="png")
 
