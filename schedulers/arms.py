@@ -31,6 +31,7 @@ import schedulers
 from schedulers import baselines
 from schedulers import hypergradient
 from schedulers import line_search
+from schedulers import state_utils
 
 OPTIMIZERS = ("sgd", "momentum", "adamw")
 GREEDY_ARMS = ("greedy_step", "greedy_eval")
@@ -87,11 +88,6 @@ class Arm:
     return f"{self.optimizer}/{self.name}"
 
 
-def _count(opt_state) -> jax.Array:
-  """The step count of the first `count` field in an optax state."""
-  return optax.tree.get(opt_state, "count")
-
-
 def _base(optimizer: str, lr):
   return baselines.make_base_optimizer(
       optimizer, lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
@@ -104,8 +100,7 @@ def _schedule_arm(optimizer: str, kind: str) -> Arm:
     return _base(optimizer, baselines.make_schedule(kind, lr, total_steps))
 
   def lr_fn(opt_state, lr, total_steps):
-    count = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
-    count = [c for c in count if isinstance(c, optax.ScaleByScheduleState)][0].count
+    count = state_utils.find_state(opt_state, optax.ScaleByScheduleState).count
     return baselines.make_schedule(kind, lr, total_steps)(count)
 
   return Arm(kind, optimizer, make, lr_fn)
@@ -113,7 +108,7 @@ def _schedule_arm(optimizer: str, kind: str) -> Arm:
 
 def _scale_lr_fn(opt_state, lr, total_steps):
   del total_steps
-  return lr * optax.tree.get(opt_state, "scale")
+  return lr * state_utils.find_state(opt_state, optax.contrib.ReduceLROnPlateauState).scale
 
 
 def _greedy_lr_fn(opt_state, lr, total_steps):
@@ -154,7 +149,7 @@ def _schedule_free_arm(optimizer: str) -> Arm:
 
   def lr_fn(opt_state, lr, total_steps):
     warmup = max(1, total_steps * 5 // 100)
-    count = optax.tree.get(opt_state, "step_count")
+    count = state_utils.find_state(opt_state, optax.contrib.ScheduleFreeState).step_count
     return lr * jnp.minimum(count / warmup, 1.0)
 
   return Arm("schedule_free", optimizer, make, lr_fn)
@@ -162,8 +157,8 @@ def _schedule_free_arm(optimizer: str) -> Arm:
 
 def _hd_lr_fn(opt_state, lr, total_steps):
   del lr, total_steps
-  rates = optax.tree.get(opt_state, "learning_rate")
-  leaves = jax.tree.leaves(rates)
+  state = state_utils.find_state(opt_state, (hypergradient.SGDHDState, hypergradient.AdamHDState))
+  leaves = jax.tree.leaves(state.learning_rate)
   return jnp.mean(jnp.stack([jnp.mean(x) for x in leaves]))
 
 
@@ -195,7 +190,7 @@ def _sls_arm() -> Arm:
 
   def lr_fn(opt_state, lr, total_steps):
     del lr, total_steps
-    return optax.tree.get(opt_state, "step_size")
+    return state_utils.find_state(opt_state, line_search.SLSState).step_size
 
   return Arm("sls", "sgd", make, lr_fn)
 

@@ -195,7 +195,8 @@ def reduce_on_plateau(
   """`base_optimizer` followed by `optax.contrib.reduce_on_plateau`.
 
   Step it with `update(grads, state, params, value=minibatch_loss)`; the
-  current multiplier is `optax.tree.get(state, 'scale')`.
+  current multiplier is the `scale` of its `ReduceLROnPlateauState`
+  (`schedulers.state_utils.find_state`).
 
   Defaults, chosen for the per-step *training* loss of our 2k-6k step runs:
 

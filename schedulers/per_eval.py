@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from schedulers import state_utils
 from schedulers.greedy_lr import GreedyLRState
 
 
@@ -85,13 +86,4 @@ def greedy_scale(opt_state) -> jax.Array:
   Raises:
     ValueError: when `opt_state` holds no `GreedyLRState`.
   """
-  found = [
-      node
-      for node in jax.tree.leaves(
-          opt_state, is_leaf=lambda x: isinstance(x, GreedyLRState)
-      )
-      if isinstance(node, GreedyLRState)
-  ]
-  if not found:
-    raise ValueError("greedy_scale: the optimizer state holds no GreedyLRState.")
-  return found[0].scale
+  return state_utils.find_state(opt_state, GreedyLRState).scale

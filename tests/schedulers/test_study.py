@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,6 +40,17 @@ def test_arms_per_row():
   assert {"adam_hd_group", "adam_hd_param"} <= set(arms_lib.arm_names("adamw"))
   with pytest.raises(ValueError, match="optimizer"):
     arms_lib.make_arms("lion")
+
+
+@pytest.mark.parametrize("optimizer", arms_lib.OPTIMIZERS)
+def test_every_arm_reads_its_rate_when_params_have_a_scale_leaf(optimizer):
+  # A LayerNorm `scale` parameter reappears in momentum traces and Adam
+  # moments; a lookup by field name ("scale") then finds several values.
+  params = {"norm": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}, "w": jnp.ones((3, 2))}
+  for arm in arms_lib.make_arms(optimizer):
+    opt_state = arm.make(0.1, 100, 10).init(params)
+    lr = float(arm.lr_fn(opt_state, 0.1, 100))
+    assert np.isfinite(lr) and lr >= 0, arm.name
 
 
 def test_protocol_validation():
