@@ -12,7 +12,8 @@ vmapped inside one jit, and a static (Python int) total step budget:
 * `reduce_on_plateau(base_optimizer, ...)`: `optax.contrib.reduce_on_plateau`
   chained after the base optimizer, with defaults for per-step training loss.
 * `make_schedule_free(name, lr, total_steps)` and
-  `schedule_free_eval_params(opt_state, params)`: schedule-free SGD / AdamW.
+  `schedule_free_eval_params(opt_state, params)`: schedule-free SGD / AdamW;
+  `project_schedule_free(tx, project)` for constrained problems (NMF).
 
 Every returned transform is a `GradientTransformationExtraArgs`, so a trainer
 can always call `update(grads, state, params, value=..., grad=...,
@@ -21,7 +22,7 @@ value_fn=...)`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,7 @@ __all__ = [
     "make_base_optimizer",
     "make_schedule",
     "make_schedule_free",
+    "project_schedule_free",
     "reduce_on_plateau",
     "schedule_free_eval_params",
 ]
@@ -355,8 +357,7 @@ def schedule_free_eval_params(
   Raises:
     ValueError: if `opt_state` holds more than one `ScheduleFreeState`.
   """
-  is_sf = lambda x: isinstance(x, optax_contrib.ScheduleFreeState)
-  found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_sf) if is_sf(s)]
+  found = _schedule_free_states(opt_state)
   if not found:
     return params
   if len(found) > 1:
@@ -365,3 +366,58 @@ def schedule_free_eval_params(
         f" {len(found)} ScheduleFreeStates; expected at most one."
     )
   return optax_contrib.schedule_free_eval_params(found[0], params)
+
+
+def _schedule_free_states(opt_state: Any) -> list[Any]:
+  is_sf = lambda x: isinstance(x, optax_contrib.ScheduleFreeState)
+  return [s for s in jax.tree.leaves(opt_state, is_leaf=is_sf) if is_sf(s)]
+
+
+def project_schedule_free(
+    optimizer: optax.GradientTransformation,
+    project: Callable[[optax.Params], optax.Params],
+) -> optax.GradientTransformationExtraArgs:
+  """Projected schedule-free: keeps z, x and y in a convex set.
+
+  Schedule-free stores z and recomputes x = (y - (1 - b1) z) / b1 from the
+  params y.  A trainer that projects only y (e.g. NMF non-negativity) leaves
+  z unconstrained and corrupts x (by up to (1 - b1) / b1 of z's violation),
+  so the evaluated params drift out of the set.  This wrapper projects z
+  after every update and shifts y to match: with c the step's averaging
+  weight, x' = (1 - c) x + c P(z) and y' = b1 x' + (1 - b1) P(z), i.e.
+  y' = y + (b1 c + 1 - b1) (P(z) - z).  For a convex set and a feasible
+  start, x (an average of projected z's) and y stay feasible.  Transforms
+  without a `ScheduleFreeState` pass through unchanged, so it can wrap every
+  arm of a constrained task.
+
+  Args:
+    optimizer: any transform; at most one `ScheduleFreeState` in its state.
+    project: Euclidean projection onto a convex set, applied leaf-wise.
+
+  Returns:
+    A `GradientTransformationExtraArgs` with the same state as `optimizer`.
+  """
+  optimizer = optax.with_extra_args_support(optimizer)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    new_updates, new_state = optimizer.update(updates, state, params, **extra_args)
+    old, new = _schedule_free_states(state), _schedule_free_states(new_state)
+    if not new:  # static: no schedule-free state anywhere
+      return new_updates, new_state
+    if params is None:
+      raise ValueError("project_schedule_free: params are required.")
+    old, new = old[0], new[0]
+    weight = new.weight_sum - old.weight_sum
+    c = jnp.where(new.weight_sum > 0, weight / jnp.where(new.weight_sum > 0, new.weight_sum, 1.0), 0.0)
+    z_proj = project(new.z)
+    gain = new.b1 * c + 1.0 - new.b1
+    new_updates = jax.tree.map(
+        lambda u, zp, z: (u + gain * (zp - z)).astype(u.dtype), new_updates, z_proj, new.z
+    )
+    is_sf = lambda x: isinstance(x, optax_contrib.ScheduleFreeState)
+    new_state = jax.tree.map(
+        lambda node: node._replace(z=z_proj) if is_sf(node) else node, new_state, is_leaf=is_sf
+    )
+    return new_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)

@@ -325,7 +325,7 @@ def render_report(analysis: dict,
       "# GreedyLR benchmark study" + "\n\n"
       f"{len(records)} (task, optimizer, arm) runs over "
       f"{len(analysis['setup']['tasks'])} task(s) and "
-      f"{len(analysis['coverage'])} optimizer row(s); protocol of "
+      f"{len(analysis['coverage'])} (task, optimizer) rows; protocol of "
       "`shared/references/schedulers.md` §4." + notes,
       _headline_section(analysis),
       _setup_section(analysis),

@@ -74,6 +74,8 @@ def make_init_and_step(task: tasks_lib.Task, arm: arms_lib.Arm):
     optimizer = arm.make(lr, task.num_steps, per_epoch)
     if task.grad_clip is not None:  # the task's, the same for every arm
       optimizer = optax.chain(optax.clip_by_global_norm(task.grad_clip), optimizer)
+    if task.project is not None:  # keeps schedule-free's z feasible too
+      optimizer = baselines.project_schedule_free(optimizer, task.project)
     return optimizer
 
   def init(lr, seed):

@@ -524,6 +524,60 @@ def test_schedule_free_sgd_equals_optax_with_five_percent_warmup():
     np.testing.assert_array_equal(got[k], want[k])
 
 
+def _projected_sf_run(tx, target, steps, project):
+  """Trainer-style loop on f(y) = 0.5 ||y - target||^2: y <- P(y + u)."""
+  y = jnp.abs(target) * 0.5
+  state = tx.init(y)
+  for _ in range(steps):
+    updates, state = tx.update(y - target, state, y)
+    y = project(y + updates)
+  return y, state
+
+
+def test_project_schedule_free_matches_numpy_projected_reference():
+  target = jnp.array([1.0, -2.0, 0.5, -0.1, 3.0])
+  lr, b1, steps = 0.3, 0.9, 25
+  relu = lambda t: jax.tree.map(lambda a: jnp.maximum(a, 0.0), t)
+  tx = baselines.project_schedule_free(optax.contrib.schedule_free_sgd(lr, b1=b1), relu)
+  y, state = _projected_sf_run(tx, target, steps, relu)
+  x = baselines.schedule_free_eval_params(state, y)
+  # Reference: z <- P(z - lr g(y)); x <- x + (z - x) / (t + 1) (constant lr:
+  # equal weights); y <- b1 x + (1 - b1) z.
+  t_np = np.asarray(target, np.float64)
+  z_ref = x_ref = y_ref = np.abs(t_np) * 0.5
+  for t in range(steps):
+    z_ref = np.maximum(z_ref - lr * (y_ref - t_np), 0.0)
+    x_ref = x_ref + (z_ref - x_ref) / (t + 1)
+    y_ref = b1 * x_ref + (1 - b1) * z_ref
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(optax.tree.get(state, "z"), z_ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(x, x_ref, rtol=1e-5, atol=1e-6)
+  assert np.all(np.asarray(x) >= 0)
+  optimum = np.maximum(t_np, 0.0)
+  assert np.max(np.abs(x - optimum)) < 0.2
+  # Without the wrapper, projecting y alone lets z run off (negative) and
+  # x = (y - (1 - b1) z) / b1 away from the constrained optimum.
+  y_bad, state_bad = _projected_sf_run(
+      optax.contrib.schedule_free_sgd(lr, b1=b1), target, steps, relu)
+  assert np.min(optax.tree.get(state_bad, "z")) < -1.0
+  assert np.max(np.abs(baselines.schedule_free_eval_params(state_bad, y_bad) - optimum)) > 1.0
+
+
+def test_project_schedule_free_is_identity_without_schedule_free_or_projection():
+  target = jnp.array([1.0, -2.0, 0.5])
+  ident = lambda t: t
+  for inner in (optax.contrib.schedule_free_adamw(0.1, warmup_steps=3), optax.adamw(0.1)):
+    got, got_state = _projected_sf_run(baselines.project_schedule_free(inner, ident), target, 7, ident)
+    want, want_state = _projected_sf_run(inner, target, 7, ident)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got_state, want_state)
+  relu = lambda t: jnp.maximum(t, 0.0)
+  tx = baselines.project_schedule_free(optax.adamw(0.1), relu)  # no schedule-free state
+  got, _ = _projected_sf_run(tx, target, 7, relu)
+  want, _ = _projected_sf_run(optax.adamw(0.1), target, 7, relu)
+  np.testing.assert_array_equal(got, want)
+
+
 def test_reduce_on_plateau_defaults_and_reduction():
   tx = baselines.reduce_on_plateau(baselines.make_base_optimizer("sgd", 1.0),
                                    total_steps=500)
