@@ -8,13 +8,13 @@ rates) is one jitted function (see /work/shared/references/schedulers.md
 (scikit-learn digits and breast_cancer) or are generated locally (MNIST-1D,
 the Markov-chain corpus, the synthetic NMF matrix).
 
-The study draws minibatches with `get_batch(task, data_key, step)`, i.e.
-`common.data.epoch_batch(task.train, data_key, step, task.batch_size)`:
-shuffling without replacement, a pure function of the step counter. That
-re-sorts the epoch permutation at every step, which dominates the run time
-of the larger training sets (see `epoch_permutations`); drawing the
-permutations once per run with `epoch_permutations` +
-`batch_from_permutations` gives bit-identical batches.
+Minibatches are shuffled without replacement per epoch, a pure function of
+the step counter: `get_batch(task, data_key, step)` is the self-contained
+definition (`common.data.epoch_batch`), but it re-sorts the epoch's
+permutation at every step, which dominates the run time of the larger
+training sets.  The study draws every permutation once per run
+(`epoch_permutations`) and slices it (`batch_from_permutations`), which gives
+bit-identical batches (tested).
 
 Tasks (`TASK_NAMES`) and full budgets (batch x steps, 20 evaluations each):
 
