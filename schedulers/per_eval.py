@@ -13,6 +13,11 @@ only applies its current scale::
   ...                                   # train steps: tx.update(grads, s, p)
   opt_state = schedulers.observe(opt_state, controller, value=val_loss)
   lr = 1e-3 * schedulers.greedy_scale(opt_state)   # for logging
+
+Both functions also take a flax.nnx optimizer's state as is (its leaves are
+`nnx.Variable`s): `greedy_scale(opt.opt_state)` returns an array, and
+`opt.opt_state = observe(opt.opt_state, controller, value=val_loss)` stores
+the stepped state (also inside `nnx.jit`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ def observe(opt_state, controller, *, value) -> Any:
   """Steps every `PerEvalState` inside `opt_state` with one evaluation value.
 
   Pure and jit-safe; `controller` must be the transform given to `on_eval`.
+  A flax.nnx state (`nnx.Optimizer.opt_state`, leaves `nnx.Variable`s) is
+  not mutated: the result holds new Variables of the same types, to assign
+  back with `opt.opt_state = observe(opt.opt_state, controller, value=v)`.
   """
 
   def step(node):
@@ -74,14 +82,17 @@ def observe(opt_state, controller, *, value) -> Any:
     _, new = controller.update(None, node.controller, None, value=value)
     return PerEvalState(new)
 
-  return jax.tree.map(step, opt_state, is_leaf=_is_per_eval)
+  arrays = state_utils.unwrap(opt_state)
+  new_state = jax.tree.map(step, arrays, is_leaf=_is_per_eval)
+  return state_utils.rewrap(opt_state, new_state)
 
 
 def greedy_scale(opt_state) -> jax.Array:
   """Returns the current scale of the (first) GreedyLR state in `opt_state`.
 
   Works for per-step (`greedy_lr` in a chain) and per-eval (`on_eval`) use;
-  multiply by the base learning rate to log the effective rate.
+  multiply by the base learning rate to log the effective rate.  A flax.nnx
+  `opt.opt_state` is accepted as is; the result is always an array.
 
   Raises:
     ValueError: when `opt_state` holds no `GreedyLRState`.
