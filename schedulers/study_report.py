@@ -16,11 +16,16 @@ endpoint of `ENDPOINTS`.  The statistics (margins, labels, Clopper–Pearson
 rates, sensitivity, performance profiles) all come from `schedulers.stats`;
 this module only gathers the numbers.
 
-`write_outputs` writes `results.json` (strict JSON), `report.md` (rendered
-by `schedulers.study_markdown`) and `plots/*.png` (drawn by
+`write_outputs` writes `results.json` (strict JSON: the analysis and the
+records without their curves), `curves.npz` (every record's evaluation
+curves, compressed, as produced), `report.md` (rendered by
+`schedulers.study_markdown`) and `plots/*.png` (drawn by
 `schedulers.study_plots`).  Those two modules import this one for its
 constants and record helpers (`curve`, `index_rows`, `arm_order`, `pct`),
-so the dependency runs one way.  Partial studies are fine: missing tasks,
+so the dependency runs one way.  `load_records(dir)` joins results.json and
+curves.npz back into full records, so
+`analyze(load_records(dir), **settings_kwargs(analysis))` recomputes every
+reported number (`schedulers.study_curves` regenerates and checks them).  Partial studies are fine: missing tasks,
 rows or arms just give fewer cells, rows without a variant give no cells
 for it, and NaN/inf curves (diverged runs) follow the
 `stats.classify_cell` policy.
@@ -59,6 +64,13 @@ CLAIM_THRESHOLD = 0.90
 # Performance-profile thresholds: tau = 1 (wins) and relative (or offset)
 # gaps from 1e-4 to 1e2.
 PROFILE_TAUS = tuple([1.0] + [1.0 + g for g in np.geomspace(1e-4, 1e2, 121)])
+RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.npz"
+# The curves of a record (`study_runner.make_run`), each [eval seeds, evals].
+CURVE_NAMES = ("val", "test", "train", "lr", "forward_passes", "nonfinite")
+# The `analyze` keyword arguments, as stored in `analysis['settings']`.
+SETTING_ARGS = ("delta_rel", "k_std", "sensitivity_delta_rels",
+                "absolute_margin", "confidence")
 
 Record = Mapping[str, Any]
 Rows = dict[tuple[str, str], dict[str, Record]]
@@ -437,6 +449,81 @@ def compact_record(record: Record) -> dict:
   return out
 
 
+def curves_key(record: Record, name: str) -> str:
+  """The `curves.npz` entry of one curve: 'task/optimizer/arm/name'."""
+  return f"{record['task']}/{record['optimizer']}/{record['arm']}/{name}"
+
+
+def _curve_array(record: Record, name: str) -> np.ndarray:
+  """One curve as stored: float32/int32 where that loses nothing."""
+  arr = np.asarray(record["curves"][name])
+  if arr.dtype.kind not in "iuf":  # JSON nulls: object arrays
+    arr = curve(record, name)
+  arr = arr.reshape(len(record["eval_seeds"]), -1)
+  small = arr.astype(np.float32 if arr.dtype.kind == "f" else np.int32)
+  return small if np.array_equal(small, arr, equal_nan=True) else arr
+
+
+def write_curves(records: Sequence[Record], path: str | os.PathLike) -> None:
+  """Writes every record's curves to a compressed `.npz` (atomically).
+
+  Curves keep the values they were produced with (float32 losses, int32
+  counters, NaN/inf of diverged runs), so the analysis of the reloaded
+  records is the analysis of the originals.
+  """
+  path = pathlib.Path(path)
+  arrays = {curves_key(r, name): _curve_array(r, name)
+            for r in records for name in CURVE_NAMES}
+  tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def _check_finals(record: Record) -> None:
+  """Raises ValueError unless the curves end in the record's final values."""
+  ends = {"final_test": endpoint_losses(record, PRIMARY),
+          "final_val": curve(record, "val")[:, -1]}
+  for key, end in ends.items():
+    if key not in record:
+      continue
+    stored = np.asarray(record[key], dtype=np.float64)  # None -> NaN
+    same = (stored.shape == end.shape and np.all(
+        np.where(np.isfinite(stored), stored == end, ~np.isfinite(end))))
+    if not same:
+      raise ValueError(f"{curves_key(record, key)}: the curves do not end "
+                       f"in the record's {key}.")
+
+
+def load_results(results_dir: str | os.PathLike) -> dict:
+  """`results.json` of a study directory (the analysis and compact records)."""
+  path = pathlib.Path(results_dir) / RESULTS_FILE
+  return json.loads(path.read_text())
+
+
+def load_records(results_dir: str | os.PathLike) -> list[dict]:
+  """Full records (with curves) from `results.json` + `curves.npz`.
+
+  Raises FileNotFoundError without the curves file, KeyError for a record
+  without curves, and ValueError where a curve does not end in the final
+  values stored in `results.json`.
+  """
+  results_dir = pathlib.Path(results_dir)
+  compact = load_results(results_dir)["records"]
+  records = []
+  with np.load(results_dir / CURVES_FILE) as curves:
+    for r in compact:
+      record = dict(r, curves={n: curves[curves_key(r, n)]
+                               for n in CURVE_NAMES})
+      _check_finals(record)
+      records.append(record)
+  return records
+
+
+def settings_kwargs(analysis: Mapping[str, Any]) -> dict:
+  """`analyze` keyword arguments from an analysis' stored 'settings'."""
+  return {arg: analysis["settings"][arg] for arg in SETTING_ARGS}
+
+
 # ----------------------------------------------------------------------------
 # write_outputs
 
@@ -450,7 +537,10 @@ def _write_text(path: pathlib.Path, text: str) -> None:
 
 def write_outputs(analysis: dict, records: Sequence[Record],
                   workdir: str | os.PathLike) -> list[pathlib.Path]:
-  """Writes results.json, report.md and plots/*.png; returns their paths."""
+  """Writes results.json, curves.npz, report.md and plots/*.png.
+
+  Returns their paths.
+  """
   # Imported here: both modules import this one at module level.
   # pylint: disable=g-import-not-at-top
   from schedulers import study_markdown
@@ -459,11 +549,13 @@ def write_outputs(analysis: dict, records: Sequence[Record],
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   plot_paths = study_plots.write_plots(analysis, records, workdir / "plots")
-  results = workdir / "results.json"
+  results = workdir / RESULTS_FILE
   payload = strict_json({"analysis": analysis,
                          "records": [compact_record(r) for r in records]})
   _write_text(results, json.dumps(payload, indent=1, allow_nan=False))
+  curves = workdir / CURVES_FILE
+  write_curves(records, curves)
   report = workdir / "report.md"
   _write_text(report, study_markdown.render_report(analysis, records,
                                                    plot_paths, workdir))
-  return [results, report, *plot_paths]
+  return [results, curves, report, *plot_paths]

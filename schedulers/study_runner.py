@@ -11,7 +11,7 @@ the evaluation phases of an arm share one compilation.
 
 `run_cell` does the protocol for one arm: every grid learning rate on the
 tuning seeds, the rate with the lowest mean final validation loss, then the
-evaluation seeds at that rate.  Cells are saved one file each, atomically;
+evaluation seeds at that rate (`run_evaluation`).  Cells are saved one file each, atomically;
 `run_study` skips cells already on disk, so a killed study resumes.
 """
 
@@ -155,6 +155,15 @@ def run_pairs(compiled, lrs: Sequence[float], seeds: Sequence[int], batch: int) 
   return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
 
+def run_evaluation(compiled, lr: float, eval_seeds: Sequence[int], batch: int) -> dict[str, np.ndarray]:
+  """The evaluation phase of a cell: every eval seed at the chosen rate.
+
+  Also what `schedulers.study_curves` re-runs to regenerate a committed
+  record's curves, so both go through the same padding and chunking.
+  """
+  return run_pairs(compiled, [lr] * len(eval_seeds), eval_seeds, batch)
+
+
 def _finite_or_inf(x: np.ndarray) -> np.ndarray:
   return np.where(np.isfinite(x), x, np.inf)
 
@@ -172,7 +181,7 @@ def run_cell(task: tasks_lib.Task, arm: arms_lib.Arm, protocol: Protocol) -> dic
   best = int(np.argmin(mean_val))
   t1 = time.perf_counter()
   chosen = grid[best]
-  evaluation = run_pairs(compiled, [chosen] * len(protocol.eval_seeds), protocol.eval_seeds, protocol.batch)
+  evaluation = run_evaluation(compiled, chosen, protocol.eval_seeds, protocol.batch)
   t2 = time.perf_counter()
   return {
       "task": task.name,

@@ -162,3 +162,29 @@ def test_task_gradient_clipping_is_applied(task):
   moved = lambda c: abs(c["val"][0, -1] - c["val"][0, 0])
   assert moved(tight) < 1e-4 < moved(free)  # clipped to a ~zero norm, SGD stalls
   assert tasks_lib.make_task("char_lm", size="smoke").grad_clip == tasks_lib.CHAR_LM_GRAD_CLIP
+
+
+def test_study_curves_regenerates_the_evaluation_phase_bitwise(tmp_path):
+  # A smoke-size study (the smoke config's 4 pairs per call and 3 eval
+  # seeds), written as results.json would hold it: without its curves.
+  from schedulers import study_curves  # pylint: disable=g-import-not-at-top
+  from schedulers import study_report  # pylint: disable=g-import-not-at-top
+  records = study_runner.run_study(
+      task_names=("logreg_breast_cancer",), optimizers=("sgd",),
+      arm_names=("constant", "greedy_eval"), protocol=_protocol(), size="smoke",
+      workdir=tmp_path / "study", log=lambda s: None)
+  compact = study_report.strict_json([study_report.compact_record(r) for r in records])
+  lines = []
+  full, equal = study_curves.regenerate(compact, tmp_path / "cache", "smoke", log=lines.append)
+  assert equal == 2 and "2/2 cells bitwise equal" in lines[-1]
+  for old, new in zip(records, full):
+    for name in study_report.CURVE_NAMES:
+      np.testing.assert_array_equal(study_report.curve(new, name), study_report.curve(old, name))
+  # Cached cells are not re-run.
+  lines.clear()
+  assert study_curves.regenerate(compact, tmp_path / "cache", "smoke", log=lines.append)[1] == 2
+  assert len(lines) == 1
+  # A changed committed final is caught.
+  compact[0]["final_test"][1] += 1e-6
+  check = study_curves.compare_finals(compact[0], full[0]["curves"])
+  assert not check["equal"] and 0 < check["max_abs_diff"] < 2e-6

@@ -277,7 +277,7 @@ def test_files_exist(outputs):
   workdir, paths = outputs
   names = {p.relative_to(workdir).as_posix() for p in paths}
   assert names == {
-      "results.json", "report.md",
+      "results.json", "curves.npz", "report.md",
       "plots/curves_task_a.png", "plots/lr_task_a.png",
       "plots/curves_task_b.png", "plots/lr_task_b.png",
       "plots/profile_greedy_step.png", "plots/profile_greedy_eval.png"}
@@ -304,6 +304,64 @@ def test_results_json_is_strict(outputs):
               if c["variant"] == "greedy_eval" and c["task"] == "task_b"
               and c["endpoint"] == "final")
   assert cell["mean_diff"] is None
+
+
+def test_load_records_recomputes_the_analysis(outputs, analysis, records):
+  workdir, _ = outputs
+  loaded = study_report.load_records(workdir)
+  assert [study_report.curves_key(r, "test") for r in loaded] == [
+      study_report.curves_key(r, "test") for r in records]
+  for old, new in zip(records, loaded):
+    for name in study_report.CURVE_NAMES:
+      np.testing.assert_array_equal(study_report.curve(new, name),
+                                    study_report.curve(old, name))
+  committed = study_report.load_results(workdir)["analysis"]
+  again = study_report.analyze(loaded,
+                               **study_report.settings_kwargs(committed))
+  assert study_report.strict_json(again) == study_report.strict_json(analysis)
+  assert json.loads(json.dumps(study_report.strict_json(again))) == committed
+
+
+def test_curves_keep_float32_int32_nan_and_inf(tmp_path):
+  rec = _record("t", "sgd", "constant", 1.0 + SEED_EFFECT, diverge_seed=0)
+  rec["curves"] = {k: np.asarray(v, np.float32)
+                   for k, v in rec["curves"].items()}
+  rec["curves"]["nonfinite"] = rec["curves"]["nonfinite"].astype(np.int32)
+  rec["curves"]["test"][1, -1] = np.inf
+  path = tmp_path / "curves.npz"
+  study_report.write_curves([rec], path)
+  with np.load(path) as z:
+    test = z["t/sgd/constant/test"]
+    assert test.dtype == np.float32 and test.shape == (len(SEEDS), 10)
+    assert np.isnan(test[0, -1]) and np.isposinf(test[1, -1])
+    assert z["t/sgd/constant/nonfinite"].dtype == np.int32
+  # JSON-style lists (Python floats of float32 values) shrink to float32.
+  rec["curves"] = {k: v.tolist() for k, v in rec["curves"].items()}
+  rec["curves"]["val"][2][3] = None
+  study_report.write_curves([rec], path)
+  with np.load(path) as z:
+    assert z["t/sgd/constant/val"].dtype == np.float32
+    assert np.isnan(z["t/sgd/constant/val"][2, 3])
+
+
+def test_load_records_needs_matching_curves(outputs, tmp_path):
+  workdir, _ = outputs
+  (tmp_path / "results.json").write_bytes(
+      (workdir / "results.json").read_bytes())
+  with pytest.raises(FileNotFoundError):
+    study_report.load_records(tmp_path)
+  with np.load(workdir / "curves.npz") as z:
+    arrays = dict(z)
+  key = next(k for k in arrays if k.endswith("/test"))
+  arrays[key] = arrays[key].copy()
+  arrays[key][0, -1] += 1e-3
+  np.savez_compressed(tmp_path / "curves.npz", **arrays)
+  with pytest.raises(ValueError, match="final_test"):
+    study_report.load_records(tmp_path)
+  del arrays[key]
+  np.savez_compressed(tmp_path / "curves.npz", **arrays)
+  with pytest.raises(KeyError):
+    study_report.load_records(tmp_path)
 
 
 def test_report_contents(outputs, analysis):
@@ -357,7 +415,8 @@ def test_partial_study_without_greedy(tmp_path):
   assert analysis["headline"]["greedy_step"]["n_cells"] == 0
   paths = study_report.write_outputs(analysis, recs, tmp_path)
   names = sorted(p.name for p in paths)
-  assert names == ["curves_t.png", "lr_t.png", "report.md", "results.json"]
+  assert names == ["curves.npz", "curves_t.png", "lr_t.png", "report.md",
+                   "results.json"]
   assert "no verdict" in (tmp_path / "report.md").read_text()
 
 
@@ -372,3 +431,15 @@ def test_profile_offset_for_nonpositive_losses():
   taus = np.asarray(prof["taus"])
   rho = np.asarray(pair["rho_baseline"])
   assert rho[taus < 1.99].max() == 0.0 and rho[taus > 2.01].min() == 1.0
+
+
+def test_study_curves_check_rerenders_written_outputs(outputs):
+  from schedulers import study_curves  # pylint: disable=g-import-not-at-top
+  workdir, paths = outputs
+  analysis = study_report.load_results(workdir)["analysis"]
+  assert study_curves.report_plot_paths(
+      analysis, study_report.load_records(workdir), workdir) == [
+          p for p in paths if p.suffix == ".png"]
+  lines = []
+  assert study_curves.check_results(workdir, log=lines.append)
+  assert "identical; report.md: identical" in lines[0]
