@@ -314,6 +314,17 @@ class MetricWriter:
     self.close()
 
 
+# ----------------------------------------------------------------------------
+# Plots.  Figure + Agg canvas directly: no pyplot, no global backend switch;
+# matplotlib is imported inside the functions, so importing this module stays
+# cheap.  `style_step_axis` and `readable_log_ticks` are shared with the
+# study plots (schedulers/study_plots.py).
+
+STEP_LABEL = "training step"
+MIN_LOG_LABELS = 3  # labelled ticks wanted on a log axis of a narrow range
+_CROSS_ENTROPY_TOKENS = ("cross_entropy", "crossentropy", "xent", "nll")
+
+
 def _is_loss(key: str) -> bool:
   return "loss" in key.lower()
 
@@ -321,6 +332,17 @@ def _is_loss(key: str) -> bool:
 def _is_learning_rate(key: str) -> bool:
   k = key.lower().rsplit("/", 1)[-1]  # 'train/lr' is a learning rate too
   return k in ("lr", "learning_rate") or k.endswith("_lr") or "scale" in k
+
+
+def _is_scale(key: str) -> bool:
+  return "scale" in key.lower().rsplit("/", 1)[-1]
+
+
+def _loss_label(keys) -> str:
+  """y label of the loss panel: the unit only where the key names it."""
+  if all(any(t in k.lower() for t in _CROSS_ENTROPY_TOKENS) for k in keys):
+    return "cross-entropy (nats)"
+  return "loss"
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -338,27 +360,105 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
   return xs, ys
 
 
-def _plot(path: pathlib.Path, title: str, series: dict) -> None:
-  """Saves one line chart; log-y when every value is positive."""
-  # Figure + Agg canvas directly: no pyplot, no global backend switch.
+def style_step_axis(ax, label: str = STEP_LABEL) -> None:
+  """Labels the x axis (training steps) and keeps its ticks on integers."""
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  ax.set_xlabel(label)
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+def _tick_format(ticks):
+  """A `%g` formatter with the fewest digits (1-8) that write `ticks` exactly."""
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  for digits in range(1, 9):
+    if all(abs(float(f"{t:.{digits}g}") - t) <= 1e-9 * abs(t) for t in ticks):
+      break
+  return ticker.FuncFormatter(lambda value, _: f"{value:.{digits}g}")
+
+
+def readable_log_ticks(ax, min_labels: int = MIN_LOG_LABELS) -> None:
+  """Gives a log y axis spanning under two decades >= `min_labels` labels.
+
+  Matplotlib labels only the decades (and, under one decade, a few minor
+  ticks), so a learning rate between 1e-3 and 5e-2, or a GreedyLR scale
+  between 0.9 and 1.05, gets one or two labels.  Under one decade, plain
+  linear ticks (1, 2 or 5 times a power of ten) spread over the range;
+  under two, 1-2-5 ticks per decade (1..9 if those are too few).  Call it
+  after the limits are final; linear and wider log axes are left alone.
+  """
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  if ax.get_yscale() != "log":
+    return
+  lo, hi = sorted(ax.get_ylim())
+  if not (0 < lo < hi) or hi / lo >= 100:
+    return
+  if hi / lo < 10:
+    locators = [ticker.MaxNLocator(nbins=n, steps=[1, 2, 5, 10])
+                for n in (5, 8, 12)]
+  else:
+    locators = [ticker.LogLocator(base=10, subs=subs, numticks=30)
+                for subs in ((1.0, 2.0, 5.0), tuple(range(1, 10)))]
+  for locator in locators:
+    ticks = [t for t in locator.tick_values(lo, hi) if lo <= t <= hi]
+    if len(ticks) >= min_labels:
+      break
+  ax.yaxis.set_major_locator(ticker.FixedLocator(ticks))
+  ax.yaxis.set_major_formatter(_tick_format(ticks))
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _figure(title: str, panels: list[tuple[str, dict, bool]]):
+  """A Figure of one panel per (y label, series, piecewise constant).
+
+  Piecewise-constant series (learning rates, GreedyLR scales) are drawn as
+  steps that hold each value until the next logged step; others as lines.
+  A panel is log-y when every value is positive.
+  """
   # pylint: disable=g-import-not-at-top
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
   # pylint: enable=g-import-not-at-top
 
-  fig = Figure(figsize=(7, 4), dpi=100)
+  fig = Figure(figsize=(7, 1.0 + 3.0 * len(panels)), dpi=100)
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
-  for key, (xs, ys) in series.items():
-    ax.plot(xs, ys, label=key, marker="o" if len(xs) == 1 else None)
-  if all(y > 0 for _, ys in series.values() for y in ys):
-    ax.set_yscale("log")
-  ax.set_xlabel("step")
-  ax.set_title(title)
-  ax.grid(True, alpha=0.3)
-  ax.legend()
+  axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+  for ax, (ylabel, series, steps) in zip(axes, panels):
+    for key, (xs, ys) in series.items():
+      ax.plot(xs, ys, label=key, marker="o" if len(xs) == 1 else None,
+              drawstyle="steps-post" if steps else "default")
+    if all(y > 0 for _, ys in series.values() for y in ys):
+      ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    style_step_axis(ax)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+  for ax in axes:
+    readable_log_ticks(ax)  # after every panel: shared x can move limits
+  fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, format="png")
+  return fig
+
+
+def _plots(rows: list[dict]) -> dict[str, tuple[str, list]]:
+  """File name -> (title, panels) of every plot that has a finite point."""
+  keys = sorted({k for row in rows for k in row if k != "step"})
+  series = {k: _series(rows, k) for k in keys}
+  pick = lambda select: {k: xy for k, xy in series.items()
+                         if select(k) and xy[0]}
+  losses = pick(_is_loss)
+  rates = pick(lambda k: _is_learning_rate(k) and not _is_scale(k))
+  scales = pick(lambda k: _is_learning_rate(k) and _is_scale(k))
+  plots = {}
+  if losses:
+    plots["loss.png"] = ("loss", [(_loss_label(losses), losses, False)])
+  panels = [(label, s, True) for label, s in (
+      ("learning rate", rates), ("scale (x base learning rate)", scales)) if s]
+  if panels:
+    plots["learning_rate.png"] = ("learning rate / scale", panels)
+  return plots
 
 
 def plot_metrics(
@@ -368,9 +468,11 @@ def plot_metrics(
 ) -> list[pathlib.Path]:
   """Plots metrics.jsonl into PNGs.
 
-  Writes `loss.png` (every key containing "loss") and `learning_rate.png`
-  (keys `lr`, `learning_rate`, `*_lr` or containing "scale"), each only when
-  it has at least one finite point.  Missing keys and nulls are skipped.
+  Writes `loss.png` (every key containing "loss", as lines) and
+  `learning_rate.png` (keys `lr`, `learning_rate`, `*_lr`, and in a second
+  panel keys containing "scale", as steps: they are piecewise constant), each
+  only when it has at least one finite point.  Missing keys and nulls are
+  skipped.  Axes are labelled; step ticks are integers.
 
   Args:
     workdir: run directory (or its metrics.jsonl).
@@ -385,17 +487,9 @@ def plot_metrics(
   path = _metrics_path(workdir)
   rows = read_metrics(path)
   out = path.parent / PLOTS_DIR if out_dir is None else pathlib.Path(out_dir)
-  keys = sorted({k for row in rows for k in row if k != "step"})
   written = []
-  for name, title, select in (
-      ("loss.png", "loss", _is_loss),
-      ("learning_rate.png", "learning rate / scale", _is_learning_rate),
-  ):
-    series = {k: _series(rows, k) for k in keys if select(k)}
-    series = {k: xy for k, xy in series.items() if xy[0]}
-    if not series:
-      continue
+  for name, (title, panels) in _plots(rows).items():
     out.mkdir(parents=True, exist_ok=True)
-    _plot(out / name, title, series)
+    _figure(title, panels).savefig(out / name, format="png")
     written.append(out / name)
   return written

@@ -4,6 +4,9 @@
 metric and the learning rate of each arm against the step
 (`curves_<task>.png`, `lr_<task>.png`), and per GreedyLR variant its
 performance profiles against each baseline (`profile_<variant>.png`).
+`task_figure` and `profile_figure` return the Figures (for tests); axes are
+labelled with quantity and unit, step ticks are integers, learning rates
+(sampled at each evaluation and held until the next) are drawn as steps.
 `study_report.write_outputs` calls it, and this module imports
 `study_report` (never the reverse at import time) for the study constants
 and shared record helpers.  matplotlib is imported inside the drawing
@@ -18,6 +21,7 @@ import pathlib
 
 import numpy as np
 
+from common import metrics
 from schedulers import study_report
 
 LEGEND_COLUMNS = 7
@@ -41,7 +45,7 @@ def _figure(n_panels: int, ncols: int, panel_size=(5.0, 3.4),
   height = panel_size[1] * nrows + bottom_in + 0.7
   fig = Figure(figsize=(width, height), dpi=100)
   FigureCanvasAgg(fig)
-  fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width,
+  fig.subplots_adjust(left=1.0 / width, right=1 - 0.2 / width,
                       bottom=bottom_in / height, top=1 - 0.75 / height,
                       wspace=0.3, hspace=0.55)
   axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
@@ -78,12 +82,14 @@ def _seed0(record: study_report.Record) -> int:
   return seeds.index(0) if 0 in seeds else 0
 
 
-def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False):
+def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False,
+               steps=False):
   """One panel per row; one line per arm; a shared legend below.
 
   With `robust`, a panel whose largest value is far above the bulk (a
   diverged arm) is cut at 1.5x the 90th percentile, so the other arms stay
-  readable; the title says so.
+  readable; the title says so.  With `steps`, lines are drawn as steps
+  (`steps-post`: each value holds until the next evaluation).
   """
   handles = {}
   for ax, ((task, opt), arms) in zip(axes, arms_by_row.items()):
@@ -94,6 +100,7 @@ def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False):
       values.append(y[ok])
       (line,) = ax.plot(x[ok], y[ok], label=arm,
                         marker="o" if ok.sum() <= 3 else None, ms=3,
+                        drawstyle="steps-post" if steps else "default",
                         **styles[arm])
       handles.setdefault(arm, line)
     values = np.concatenate(values) if values else np.array([])
@@ -106,7 +113,7 @@ def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False):
           and np.max(values) > LOG_SPAN * np.min(values)):
       ax.set_yscale("log")
     ax.set_title(title)
-    ax.set_xlabel("step")
+    metrics.style_step_axis(ax)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
   order = [a for a in styles if a in handles]
@@ -115,9 +122,17 @@ def _draw_rows(fig, axes, arms_by_row, styles, series_fn, ylabel, robust=False):
              frameon=False)
 
 
-def plot_task(path: pathlib.Path, rows: study_report.Rows, task: str,
-              styles: dict, kind: str) -> None:
-  """`curves_<task>.png` (kind 'curves') or `lr_<task>.png` (kind 'lr')."""
+def _metric_label(arms_by_row) -> str:
+  """The task's test metric as recorded (quantity and unit), or a generic one."""
+  for arms in arms_by_row.values():
+    for record in arms.values():
+      if record.get("metric"):
+        return f"{record['metric']}, seed mean"
+  return "test metric, seed mean"
+
+
+def task_figure(rows: study_report.Rows, task: str, styles: dict, kind: str):
+  """The Figure of `curves_<task>.png` (kind 'curves') or `lr_<task>.png`."""
   arms_by_row = {k: dict(sorted(v.items(), key=lambda kv: list(styles).index(
       kv[0]))) for k, v in rows.items() if k[0] == task}
   n_arms = len({a for arms in arms_by_row.values() for a in arms})
@@ -125,14 +140,15 @@ def plot_task(path: pathlib.Path, rows: study_report.Rows, task: str,
   fig, axes = _figure(len(arms_by_row), ncols=3, bottom_in=0.75 + legend_in)
   if kind == "curves":
     series = lambda r: _finite_seed_mean(study_report.curve(r, "test"))
-    ylabel = "test metric (seed mean)"
+    ylabel = _metric_label(arms_by_row)
     title = f"{task}: mean test metric per arm"
   else:
     lr = lambda r: study_report.curve(r, "lr")[_seed0(r)]
     series = lambda r: np.where(lr(r) > 0, lr(r), np.nan)
     ylabel = "learning rate"
     title = f"{task}: learning rate at each evaluation (eval seed 0)"
-  _draw_rows(fig, axes, arms_by_row, styles, series, ylabel, robust=kind == "curves")
+  _draw_rows(fig, axes, arms_by_row, styles, series, ylabel,
+             robust=kind == "curves", steps=kind == "lr")
   if kind == "lr":
     for ax in axes:
       ax.set_yscale("log")
@@ -141,12 +157,20 @@ def plot_task(path: pathlib.Path, rows: study_report.Rows, task: str,
       ys = ys[np.isfinite(ys) & (ys > 0)]
       if ys.size:  # schedules decaying to ~0 would squash the rest
         ax.set_ylim(bottom=max(ys.min(), 1e-4 * ys.max()) / 1.5, top=ys.max() * 1.5)
+  for ax in axes:
+    metrics.readable_log_ticks(ax)  # a narrow log range gets >= 3 labels
   fig.suptitle(title)
-  fig.savefig(path, format="png")
+  return fig
 
 
-def plot_profile(path: pathlib.Path, variant: str, profile: dict) -> None:
-  """`profile_<variant>.png`: one panel per baseline, both arms' ρ(τ)."""
+def plot_task(path: pathlib.Path, rows: study_report.Rows, task: str,
+              styles: dict, kind: str) -> None:
+  """Writes `curves_<task>.png` (kind 'curves') or `lr_<task>.png` (kind 'lr')."""
+  task_figure(rows, task, styles, kind).savefig(path, format="png")
+
+
+def profile_figure(variant: str, profile: dict):
+  """The Figure of `profile_<variant>.png`: per baseline, both arms' ρ(τ)."""
   pairs = profile["pairs"]
   fig, axes = _figure(len(pairs), ncols=4, panel_size=(3.6, 2.8),
                       bottom_in=0.55)
@@ -169,7 +193,12 @@ def plot_profile(path: pathlib.Path, variant: str, profile: dict) -> None:
     ax.grid(True, alpha=0.3)
   fig.suptitle(f"Performance profiles: {study_report.VARIANT_TITLES[variant]} "
                "(wins = fraction of problems at τ = 1; ties count for both)")
-  fig.savefig(path, format="png")
+  return fig
+
+
+def plot_profile(path: pathlib.Path, variant: str, profile: dict) -> None:
+  """Writes `profile_<variant>.png`."""
+  profile_figure(variant, profile).savefig(path, format="png")
 
 
 def write_plots(analysis: dict, records: Sequence[study_report.Record],

@@ -239,3 +239,70 @@ def test_nan_loss_in_progress_and_json(tmp_path):
   with MetricWriter(tmp_path, tensorboard=True, progress=True) as writer:
     writer.write(0, {"loss": jnp.nan})
   assert _strict_rows(tmp_path / "metrics.jsonl") == [{"step": 0, "loss": None}]
+
+
+# ----------------------------------------------------------------------------
+# Plot contents (the Figure before it is saved).
+
+
+def _labelled_yticks(ax) -> list[str]:
+  """Non-empty y tick labels (major and minor) inside the axis limits."""
+  ax.figure.canvas.draw()
+  lo, hi = sorted(ax.get_ylim())
+  return [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
+          if t.get_text() and lo <= t.get_position()[1] <= hi]
+
+
+def _ticks_in_view(ax) -> list[float]:
+  lo, hi = sorted(ax.get_xlim())
+  return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_figures_label_axes_draw_steps_and_integer_step_ticks():
+  rows = [{"step": s, "train/loss": 2.0 / (s + 1), "eval/loss": 2.5 / (s + 1),
+           "train/lr": 1e-3 * 0.95 ** (s // 2), "greedy_scale": 0.95 ** (s // 2)}
+          for s in range(4)]  # a short run: default ticks would be 0, 0.5, ...
+  plots = metrics_lib._plots(rows)
+  assert list(plots) == ["loss.png", "learning_rate.png"]
+  figures = {name: metrics_lib._figure(*spec) for name, spec in plots.items()}
+  (loss_ax,) = figures["loss.png"].axes
+  lr_ax, scale_ax = figures["learning_rate.png"].axes
+  assert loss_ax.get_ylabel() == "loss"
+  assert lr_ax.get_ylabel() == "learning rate"
+  assert scale_ax.get_ylabel().startswith("scale")
+  for ax in (loss_ax, lr_ax, scale_ax):
+    assert ax.get_xlabel() == "training step"
+    ticks = _ticks_in_view(ax)
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+  assert {l.get_drawstyle() for l in loss_ax.get_lines()} == {"default"}
+  for ax in (lr_ax, scale_ax):
+    assert [l.get_drawstyle() for l in ax.get_lines()] == ["steps-post"]
+
+
+def test_loss_label_names_cross_entropy_in_nats_when_the_key_says_so():
+  assert metrics_lib._loss_label(["train/nll_loss", "eval/xent_loss"]) == (
+      "cross-entropy (nats)")
+  assert metrics_lib._loss_label(["train/nll_loss", "loss"]) == "loss"
+
+
+@pytest.mark.parametrize("span", [1.17, 3.0, 50.0])
+def test_narrow_log_axis_has_three_labelled_ticks(span):
+  # A constant-then-stepped learning rate spanning `span` (log-y: positive).
+  xs = list(range(6))
+  ys = [1e-3 * span ** (i / 5) for i in xs]
+  fig = metrics_lib._figure("lr", [("learning rate", {"lr": (xs, ys)}, True)])
+  (ax,) = fig.axes
+  assert ax.get_yscale() == "log"
+  labels = _labelled_yticks(ax)
+  assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+
+
+def test_wide_log_axis_keeps_decade_ticks():
+  xs = list(range(5))
+  ys = [10.0 ** -i for i in xs]  # four decades of loss
+  fig = metrics_lib._figure("loss", [("loss", {"loss": (xs, ys)}, False)])
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  (ax,) = fig.axes
+  assert len(_labelled_yticks(ax)) >= 3
+  assert isinstance(ax.yaxis.get_major_locator(), ticker.LogLocator)
