@@ -6,29 +6,50 @@ A method's `main.py` is a few lines::
   from schedulers import train
 
   if __name__ == "__main__":
-    app.run(train.train_and_evaluate, validate=train.validate_config)
+    app.run(train.train_and_evaluate, validate=train.validate_config,
+            default_config=train.DEFAULT_CONFIG, resumable=train.RESUMABLE_FIELDS)
 
 `run` defines the shared flags (`--config` through ml_collections
 `config_flags`, as `path.py:variant`; `--workdir`; multi-host
-`--coordinator_address/--num_processes/--process_id`; every `--jax_*` flag),
-then, before anything compiles: checks that the workdir is writable,
-validates the config, writes the resolved config to `<workdir>/config.json`,
-calls `jax.distributed.initialize` when multi-host flags are given, logs the
-device layout, and finally calls `train_fn(config, workdir)`.
+`--coordinator_address/--num_processes/--process_id` or `--distributed`;
+every `--jax_*` flag), then, before anything compiles or is written:
 
-Bad input exits with status 2 and one message naming the flag or config
-field, the config file and the line that set it.
+1. loads the config file itself, so a missing file, a syntax error or an
+   unknown variant is one line naming the file and line;
+2. joins the multi-host job (`jax.distributed.initialize`) when asked, so
+   validation sees the global device count;
+3. validates the config (`validate(config)` raising `ConfigError`);
+4. checks that the workdir can be written, and that a workdir holding an
+   earlier run was run with the same config: the workdir's `config.json` is
+   the run's identity.  Only the binary's `resumable` fields (more steps,
+   checkpoint cadence, ...) may differ; such a change is appended to
+   `<workdir>/config_history.jsonl`;
+5. creates the workdir and writes `config.json` (process 0 only).
+
+Then it calls `train_fn(config, workdir)`.  Bad input exits with status 2 and
+one message naming the flag or config field, the config file and the line;
+a rejected run leaves no workdir behind.  A checkpoint that does not match the
+state (`common.checkpoint.CheckpointRestoreError`) also exits 2 with one line.
+
+Output: a binary prints its own progress and summary lines, and warnings;
+library INFO logs (orbax, JAX) are hidden unless `--verbosity=0` (or `-v 0`)
+is given.  `--help` lists the config's variants and every field with its
+default and meaning.  `run_tool(main)` is the same runner for binaries that
+take no config (benchmarks).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import importlib.util
 import json
 import os
 import pathlib
 import re
 import sys
-from typing import Any, Callable, Iterable, Mapping
+import traceback
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -37,7 +58,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from common import checkpoint
+
 EXIT_BAD_INPUT = 2
+CONFIG_FILE = "config.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+_HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
 
 
 @dataclasses.dataclass
@@ -116,6 +142,114 @@ def _fail(message: str) -> None:
   sys.exit(EXIT_BAD_INPUT)
 
 
+# --- config files -------------------------------------------------------------
+
+
+def _config_arg(argv: Sequence[str]) -> str | None:
+  """The value of `--config` in `argv` (`--config=X` or `--config X`)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _load_module(path: pathlib.Path, config_arg: str) -> Any:
+  """Imports a config file; a syntax or import error exits 2 naming file:line."""
+  try:
+    source = path.read_text()
+  except OSError as e:
+    _fail(f"--config={config_arg}: cannot read {path} ({e.strerror or e}).")
+  try:
+    compile(source, str(path), "exec")
+  except SyntaxError as e:
+    _fail(f"--config={config_arg}: {path}:{e.lineno}: syntax error: {e.msg}.")
+  spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(str(path)))}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    _fail(f"--config={config_arg}: {_where(e, path)}: {type(e).__name__}: {e}")
+  if not callable(getattr(module, "get_config", None)):
+    _fail(f"--config={config_arg}: {path} defines no get_config(arg) function.")
+  return module
+
+
+def _where(error: BaseException, path: pathlib.Path) -> str:
+  """`path:line` of the innermost traceback frame in `path` (else `path`)."""
+  line = None
+  for frame in traceback.extract_tb(error.__traceback__):
+    if pathlib.Path(frame.filename).resolve() == path.resolve():
+      line = frame.lineno
+  return f"{path}:{line}" if line else str(path)
+
+
+def load_config(config_arg: str) -> tuple[Any, ml_collections.ConfigDict]:
+  """Loads `path.py[:variant]` as ml_collections does; exits 2 on any error.
+
+  Returns:
+    The config module and `get_config(variant)` (or `get_config()`).
+  """
+  path_text, _, variant = config_arg.partition(":")
+  path = pathlib.Path(path_text)
+  if not path.is_file():
+    _fail(f"--config={config_arg}: no such config file {path}.")
+  module = _load_module(path, config_arg)
+  try:
+    config = module.get_config(variant) if variant else module.get_config()
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    variants = getattr(module, "VARIANTS", None)
+    known = f" Variants: {', '.join(v or '(default)' for v in variants)}." if variants else ""
+    _fail(f"--config={config_arg}: {_where(e, path)}: {e}{known}")
+  if not isinstance(config, ml_collections.ConfigDict):
+    _fail(f"--config={config_arg}: {path}: get_config returned {type(config).__name__}, not a ConfigDict.")
+  return module, config
+
+
+def _field_comment(lines: list[str], lineno: int) -> str:
+  """The trailing `# comment` of a line, else the comment block just above it."""
+  line = lines[lineno - 1]
+  if "#" in line:
+    return line.split("#", 1)[1].strip()
+  above = []
+  i = lineno - 2
+  while i >= 0 and lines[i].strip().startswith("#"):
+    above.insert(0, lines[i].strip().lstrip("#").strip())
+    i -= 1
+  return " ".join(above)
+
+
+def describe_config(config_arg: str, resumable: Sequence[str] = ()) -> str:
+  """`--help` text of a config: its variants, then every field with default and meaning."""
+  module, config = load_config(config_arg)
+  path = pathlib.Path(config_arg.partition(":")[0])
+  lines = path.read_text().splitlines()
+  out = [f"Config {config_arg} (set fields with --config.<field>=<value>)."]
+  variants = getattr(module, "VARIANTS", None)
+  if variants:
+    out.append(f"\nVariants (--config={path}:<variant>):")
+    width = max(len(v or "(default)") for v in variants)
+    out += [f"  {(v or '(default)'):<{width}}  {text}" for v, text in variants.items()]
+  elif module.__doc__:
+    out.append("\n" + module.__doc__.strip())
+  out.append("\nFields (default = value; meaning):")
+  rows = []
+  for field in _fields(config):
+    where = locate_field(config_arg, field)
+    lineno = int(where.rsplit(":", 1)[1]) if where.rsplit(":", 1)[-1].isdigit() else None
+    meaning = _field_comment(lines, lineno) if lineno else ""
+    rows.append((f"{field} = {_get(config, field)!r}", meaning))
+  width = min(max(len(r[0]) for r in rows), 44) if rows else 0
+  out += [f"  {left:<{width}}  {meaning}".rstrip() for left, meaning in rows]
+  if resumable:
+    out.append(f"\nFields that may change when a workdir is resumed: {', '.join(resumable)}.")
+  return "\n".join(out)
+
+
+# --- flags ----------------------------------------------------------------------
+
+
 def _flags_parser(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
@@ -126,18 +260,93 @@ def _flags_parser(argv: list[str]) -> list[str]:
       e = f"unknown config field {str(e).strip(chr(34))}{hint}"
     elif not isinstance(e, flags.Error):
       e = f"{type(e).__name__}: {e}{hint}"
-    _fail(f"{e}\nRun with --helpfull to list the flags; config fields are set as --config.<field>=<value>.")
+    _fail(f"{str(e).splitlines()[0]}\nRun with --help to list the config fields and flags;"
+          " config fields are set as --config.<field>=<value>.")
+
+
+def _quiet_libraries() -> None:
+  """Library INFO logs (orbax, JAX backends) off unless --verbosity was given."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+def _flag_lines(names: Iterable[str]) -> list[str]:
+  out = []
+  for name in names:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default is None else f" (default: {flag.default})"
+    out.append(f"  --{name}: {flag.help}{default}")
+  return out
+
+
+_SHARED_FLAGS = ("config", "workdir", "coordinator_address", "num_processes", "process_id", "distributed")
+
+
+def _usage(default_config: str | None, resumable: Sequence[str], argv: Sequence[str]) -> str:
+  program = _program_name()
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  out = [f"usage: {program} --config=PATH.py[:VARIANT] --workdir=DIR [--config.<field>=<value> ...] [flags]"]
+  if doc:
+    out += ["", doc]
+  out += ["", "Flags:", *_flag_lines(_SHARED_FLAGS),
+          "  --verbosity=0 (-v 0): also show library INFO logs (orbax, JAX); default: warnings only",
+          "  --jax_<option>=<value>: any JAX config option, e.g. --jax_platforms=cpu",
+          "  --helpfull: every flag of every library"]
+  config_arg = _config_arg(argv) or default_config
+  if config_arg:
+    out += ["", describe_config(config_arg, resumable)]
+  return "\n".join(out)
+
+
+def _program_name() -> str:
+  spec = getattr(sys.modules["__main__"], "__spec__", None)
+  return f"python -m {spec.name}" if spec and spec.name else pathlib.Path(sys.argv[0]).name
+
+
+# --- multi-host -----------------------------------------------------------------
+
+
+def _init_distributed() -> None:
+  """Joins the multi-host job named by the flags, before any JAX computation."""
+  f = flags.FLAGS
+  if f.coordinator_address:
+    if f.num_processes is None or f.process_id is None:
+      _fail("--coordinator_address needs --num_processes and --process_id.")
+    if f.num_processes < 1:
+      _fail(f"--num_processes={f.num_processes}: must be >= 1.")
+    if not 0 <= f.process_id < f.num_processes:
+      _fail(f"--process_id={f.process_id}: must be in [0, --num_processes={f.num_processes}).")
+    kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
+                  process_id=f.process_id)
+  elif f.num_processes is not None or f.process_id is not None:
+    _fail("--num_processes/--process_id need --coordinator_address (or use --distributed on a cluster).")
+  elif f.distributed:
+    kwargs = {}  # SLURM, Open MPI, Cloud TPU: jax finds the arguments itself
+  else:
+    return
+  try:
+    jax.distributed.initialize(**kwargs)
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    print(f"error: could not join the multi-host job: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+# --- the workdir ----------------------------------------------------------------
 
 
 def _check_workdir(workdir: str) -> pathlib.Path:
+  """The absolute workdir, if it (or the ancestor it would be made in) is writable.
+
+  Creates nothing: a rejected run must leave no directory behind.
+  """
   path = pathlib.Path(workdir).expanduser().absolute()
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write_probe"
-    probe.write_text("ok")
-    probe.unlink()
-  except OSError as e:
-    _fail(f"--workdir={workdir}: not a writable directory ({e.strerror or e}).")
+  probe = path
+  while not probe.exists():
+    probe = probe.parent
+  if not probe.is_dir():
+    _fail(f"--workdir={workdir}: not a writable directory ({probe} is a file).")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    _fail(f"--workdir={workdir}: not a writable directory ({probe} is not writable).")
   return path
 
 
@@ -145,34 +354,120 @@ def _to_jsonable(config: ml_collections.ConfigDict) -> Mapping[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict) and tree:
+    out = {}
+    for key, value in tree.items():
+      out.update(_flat(value, f"{prefix}{key}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """Dotted field -> (old, new) for every field whose JSON value differs."""
+  a, b = _flat(dict(old)), _flat(dict(new))
+  missing = "<absent>"
+  return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)}
+
+
+def _is_resumable(field: str, resumable: Sequence[str]) -> bool:
+  return any(field == r or field.startswith(r + ".") for r in resumable)
+
+
+def _check_identity(workdir: pathlib.Path, resolved: Mapping[str, Any], resumable: Sequence[str],
+                    flag_value: str) -> dict[str, tuple[Any, Any]]:
+  """Exits 2 if `workdir` holds a run with another config; returns the allowed changes."""
+  recorded_path = workdir / CONFIG_FILE
+  if not recorded_path.is_file():
+    return {}
+  try:
+    recorded = json.loads(recorded_path.read_text())
+  except (OSError, ValueError) as e:
+    _fail(f"--workdir={flag_value}: {recorded_path} is unreadable ({e}); use a new --workdir.")
+  changes = config_changes(recorded, resolved)
+  fixed = {k: v for k, v in changes.items() if not _is_resumable(k, resumable)}
+  if fixed:
+    listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in fixed.items())
+    may = f" Only {', '.join(resumable)} may change on resume." if resumable else ""
+    _fail(
+        f"--workdir={flag_value} holds a run with a different config ({recorded_path}): {listed}."
+        f" A workdir's config is its run's identity: use a new --workdir, or restore these fields.{may}"
+    )
+  return changes
+
+
+def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: Mapping[str, Any],
+                   fresh: bool) -> None:
+  """Writes config.json and appends the start or the resume changes to the history."""
+  now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  workdir.mkdir(parents=True, exist_ok=True)
+  if fresh:
+    entry = {"time": now, "event": "start", "config": resolved}
+  elif changes:
+    entry = {"time": now, "event": "resume", "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}}
+  else:
+    entry = None
+  if entry is not None:
+    with open(workdir / CONFIG_HISTORY_FILE, "a", encoding="utf-8") as f:
+      f.write(json.dumps(entry, sort_keys=True) + "\n")
+  if fresh or changes:
+    tmp = workdir / f".{CONFIG_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True))
+    os.replace(tmp, workdir / CONFIG_FILE)
+
+
+# --- runners --------------------------------------------------------------------
+
+
 def run(
     train_fn: Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]],
     *,
     validate: Callable[[ml_collections.ConfigDict], None] | None = None,
+    default_config: str | os.PathLike[str] | None = None,
+    resumable: Sequence[str] = (),
 ) -> None:
-  """Defines the shared flags and runs `train_fn(config, workdir)` under absl."""
+  """Defines the shared flags and runs `train_fn(config, workdir)` under absl.
+
+  Args:
+    train_fn: `train_fn(config, workdir) -> final metrics`.
+    validate: raises `ConfigError` (or ValueError) for a bad config; called
+      after the multi-host job is joined, before anything is written.
+    default_config: the binary's config file, described by `--help` when no
+      `--config` is given.
+    resumable: dotted config fields (or subtrees) that may differ when a
+      workdir is resumed, e.g. `("num_epochs", "checkpoint_every")`; any other
+      difference from the workdir's config.json exits 2.
+  """
+  resumable = tuple(resumable)
+  default_config = None if default_config is None else os.path.relpath(default_config)
   config_flags.DEFINE_config_file(
       "config", None, "Config file and variant, e.g. schedulers/configs/default.py:smoke.", lock_config=True
   )
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots; re-running resumes it.")
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-  flags.DEFINE_integer("process_id", None, "Multi-host: index of this process.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.DEFINE_integer("process_id", None, "Multi-host: index of this process, 0 .. num_processes - 1.")
+  flags.DEFINE_bool("distributed", False, "Multi-host on SLURM / Open MPI / Cloud TPU: jax finds the job itself.")
   jax.config.config_with_absl()
 
+  if any(arg in _HELP_FLAGS for arg in sys.argv[1:]):
+    print(_usage(default_config, resumable, sys.argv[1:]))
+    sys.exit(0)
+  config_arg = _config_arg(sys.argv[1:])
+  example = f" (e.g. --config={default_config}:smoke)" if default_config else ""
+  if config_arg is None:
+    _fail(f"--config is required{example}; run with --help to list the variants and fields.")
+  if not any(a.startswith("--workdir=") or a == "--workdir" for a in sys.argv[1:]):
+    _fail("--workdir is required: the directory for this run's checkpoints, metrics and plots.")
+  load_config(config_arg)  # exits 2 with one line for a broken file or variant
+
   def main(argv: list[str]) -> None:
+    _quiet_libraries()
     if len(argv) > 1:
       _fail(f"unexpected positional arguments: {argv[1:]}")
     config_arg = flags.FLAGS["config"].config_filename
-    try:
-      config = flags.FLAGS.config
-      list(config.keys())  # a config that failed to load raises here
-    except (OSError, AttributeError, ValueError, TypeError) as e:
-      path = pathlib.Path(config_arg.split(":", 1)[0])
-      reason = "no such file" if not path.is_file() else str(e).splitlines()[0]
-      _fail(f"--config={config_arg}: the config could not be loaded: {reason}.")
-    workdir = _check_workdir(flags.FLAGS.workdir)
+    config = flags.FLAGS.config
+    _init_distributed()
     if validate is not None:
       try:
         validate(config)
@@ -181,22 +476,60 @@ def run(
         _fail(f"invalid config ({where}): {e}")
       except ValueError as e:
         _fail(f"invalid config ({config_arg}): {e}")
-    if flags.FLAGS.coordinator_address:
-      jax.distributed.initialize(
-          coordinator_address=flags.FLAGS.coordinator_address,
-          num_processes=flags.FLAGS.num_processes,
-          process_id=flags.FLAGS.process_id,
-      )
-    logging.info(
-        "process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
-    )
+    workdir = _check_workdir(flags.FLAGS.workdir)
+    resolved = _to_jsonable(config)
+    fresh = not (workdir / CONFIG_FILE).is_file()
+    changes = _check_identity(workdir, resolved, resumable, flags.FLAGS.workdir)
     if jax.process_index() == 0:
-      (workdir / "config.json").write_text(json.dumps(_to_jsonable(config), indent=2, sort_keys=True))
+      _record_config(workdir, resolved, changes, fresh)
+      if changes:
+        print(f"resuming {workdir} with changed " + ", ".join(f"{k}={b!r}" for k, (_, b) in changes.items())
+              + f" (recorded in {CONFIG_HISTORY_FILE})")
+    logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
     try:
       metrics = train_fn(config, str(workdir))
+    except checkpoint.CheckpointRestoreError as e:
+      _fail(f"cannot resume --workdir={flags.FLAGS.workdir}: {e}")
     except FloatingPointError as e:  # e.g. trainer.NonFiniteError under nonfinite='stop'
       print(f"error: training stopped: {e}", file=sys.stderr)
       sys.exit(1)
     logging.info("final metrics: %s", metrics)
 
   absl_app.run(main, flags_parser=_flags_parser)
+
+
+def run_tool(main: Callable[[list[str]], None]) -> None:
+  """Runs a binary that takes its own absl flags and no config (e.g. a benchmark).
+
+  `--help` lists the binary's flags with defaults; an unknown flag (such as
+  `--config.<field>`, which these binaries do not take) exits 2 with one line
+  listing the flags it does take.  Library INFO logs are hidden as in `run`.
+  """
+  module = sys.modules["__main__"]
+  # absl files the flags of the main module under sys.argv[0].
+  own = [flag.name for flag in flags.FLAGS.flags_by_module_dict().get(sys.argv[0], [])]
+  jax.config.config_with_absl()
+  listing = "\n".join(_flag_lines(own)) or "  (none)"
+  if any(arg in _HELP_FLAGS for arg in sys.argv[1:]):
+    doc = (module.__doc__ or "").strip()
+    print(f"usage: {_program_name()} [flags]\n\n{doc}\n\nFlags:\n{listing}\n"
+          "  --verbosity=0 (-v 0): also show library INFO logs\n"
+          "  --jax_<option>=<value>: any JAX config option\n"
+          "This binary takes no --config.")
+    sys.exit(0)
+
+  def parser(argv: list[str]) -> list[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      takes = ", ".join(f"--{n}" for n in own) or "no flags"
+      _fail(f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options),"
+            " no --config; run with --help for their meaning.")
+
+  def wrapped(argv: list[str]) -> None:
+    _quiet_libraries()
+    if len(argv) > 1:
+      _fail(f"unexpected positional arguments: {argv[1:]}")
+    main(argv)
+
+  absl_app.run(wrapped, flags_parser=parser)

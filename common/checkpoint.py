@@ -44,7 +44,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "CheckpointRestoreError"]
+__all__ = ["Checkpointer", "CheckpointRestoreError", "CheckpointMismatchError"]
 
 PyTree = Any
 
@@ -56,6 +56,61 @@ _CHECKSUM_ALGORITHM = "crc32"
 
 class CheckpointRestoreError(RuntimeError):
   """Raised when checkpoints exist but none of them can be restored."""
+
+
+class CheckpointMismatchError(CheckpointRestoreError):
+  """The newest checkpoint holds a different tree than the restore target.
+
+  E.g. a checkpoint written by other code or another model size: its leaves'
+  names, shapes or dtypes differ from the target's.  Not treated as
+  corruption (older steps of the same run would not match either), so no
+  fallback is tried.
+  """
+
+
+_MAX_LISTED = 5
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+  """Orbax's name of a leaf: its path keys joined by dots."""
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):  # DictKey/FlattenedIndexKey, GetAttrKey, SequenceKey
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return ".".join(parts)
+
+
+def _mismatches(target: PyTree, stored: Any) -> list[str]:
+  """Differences between `target` and a step's stored tree metadata.
+
+  Leaves are named as orbax names them (`opt_state.0.mu.dense.kernel`), so
+  the message points at the leaf a user can find in their state.
+  """
+  want = {_leaf_name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
+  have = {m.name: m for m in jax.tree.leaves(stored) if hasattr(m, "name")}
+  problems = []
+  for name, leaf in want.items():
+    if name not in have:
+      problems.append(f"leaf {name} is not in the checkpoint")
+      continue
+    meta = have[name]
+    if hasattr(leaf, "dtype") and _is_prng_key(leaf):  # stored as its key data
+      leaf = jax.eval_shape(jax.random.key_data, leaf)
+    shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+    stored_shape = getattr(meta, "shape", None)
+    if shape is not None and stored_shape is not None and tuple(shape) != tuple(stored_shape):
+      problems.append(
+          f"leaf {name}: the checkpoint has shape {tuple(stored_shape)}, the state being restored {tuple(shape)}"
+      )
+    stored_dtype = getattr(meta, "dtype", None)
+    if dtype is not None and stored_dtype is not None and str(dtype) != str(stored_dtype):
+      problems.append(f"leaf {name}: the checkpoint has dtype {stored_dtype}, the state being restored {dtype}")
+  problems += [f"leaf {name} of the checkpoint is not in the state being restored" for name in have if name not in want]
+  return problems
 
 
 def _is_prng_key(x: Any) -> bool:
@@ -85,8 +140,8 @@ def _to_abstract(x: Any) -> Any:
 def _checksums(tree: PyTree) -> dict[str, str | None]:
   """CRC32 of every leaf's bytes, keyed by `jax.tree_util.keystr` path.
 
-  Arrays that are not fully addressable (multi-host shards) get `None` and are
-  not verified.  Device arrays are fetched in one `jax.device_get` call.
+  Arrays sharded over hosts get `None` and are not verified; arrays
+  replicated over hosts are checksummed from the local copy.  Device arrays are fetched in one `jax.device_get` call.
   """
   paths_leaves = jax.tree_util.tree_leaves_with_path(tree)
   keys = [jax.tree_util.keystr(path) for path, _ in paths_leaves]
@@ -94,8 +149,9 @@ def _checksums(tree: PyTree) -> dict[str, str | None]:
   for _, leaf in paths_leaves:
     if isinstance(leaf, jax.Array):
       if not leaf.is_fully_addressable:
-        leaf = None
-      elif _is_prng_key(leaf):
+        # Replicated over hosts: every process holds the whole value.
+        leaf = leaf.addressable_data(0) if leaf.is_fully_replicated else None
+      if leaf is not None and _is_prng_key(leaf):
         leaf = jax.random.key_data(leaf)
     leaves.append(leaf)
   leaves = jax.device_get(leaves)
@@ -185,8 +241,17 @@ class Checkpointer:
         cleanup_tmp_directories=True,
         create=True,
     )
+    # Handlers registered up front so a fresh manager can read a step's
+    # metadata (the compatibility check) before anything is restored.
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for item, handler, save_args, restore_args in (
+        (_STATE, ocp.StandardCheckpointHandler, ocp.args.StandardSave, ocp.args.StandardRestore),
+        (_META, ocp.JsonCheckpointHandler, ocp.args.JsonSave, ocp.args.JsonRestore),
+    ):
+      registry.add(item, save_args, handler())
+      registry.add(item, restore_args, handler())
     self._manager = ocp.CheckpointManager(
-        self._directory, options=options, item_names=(_STATE, _META)
+        self._directory, options=options, handler_registry=registry
     )
     self._closed = False
 
@@ -264,8 +329,11 @@ class Checkpointer:
       `(state, step)`, or `(None, None)` when there is no checkpoint.
 
     Raises:
+      CheckpointMismatchError: if the newest checkpoint's leaves (names,
+        shapes, dtypes) differ from `target`'s; raised before any array is
+        read, naming up to five differing leaves.
       CheckpointRestoreError: if checkpoints exist but none can be restored
-        (e.g. all corrupt, or `target` does not match the saved structure).
+        (e.g. all corrupt).
     """
     self._check_open()
     self._manager.wait_until_finished()
@@ -276,6 +344,7 @@ class Checkpointer:
     abstract = jax.tree.map(_to_abstract, target)
     failed: list[tuple[int, Exception]] = []
     for step in steps:
+      self._check_compatible(target, step)
       try:
         restored = self._manager.restore(
             step,
@@ -309,6 +378,29 @@ class Checkpointer:
         f"{sorted(steps)}) could be restored; the newest, step {newest_step}, "
         f"failed with {type(newest_error).__name__}: {newest_error}"
     ) from newest_error
+
+  def _check_compatible(self, target: PyTree, step: int) -> None:
+    """Raises `CheckpointMismatchError` if `step` stores a different tree.
+
+    Unreadable metadata is left to the restore (and its corrupt-step
+    fallback).
+    """
+    try:
+      stored = self._manager.item_metadata(step)[_STATE]
+      stored = getattr(stored, "tree", stored)
+    except Exception:  # pylint: disable=broad-exception-caught
+      return
+    if stored is None:
+      return
+    problems = _mismatches(target, stored)
+    if problems:
+      more = len(problems) - _MAX_LISTED
+      listed = "; ".join(problems[:_MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+      raise CheckpointMismatchError(
+          f"the checkpoint at step {step} in {self._directory} does not match the state"
+          f" being restored: {listed}. It was written by other code or another config;"
+          " use a fresh directory."
+      )
 
   def _quarantine(self, steps: list[int]) -> None:
     """Moves unreadable step directories to `<directory>/corrupt/`.

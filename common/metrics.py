@@ -19,8 +19,11 @@ still receives the non-finite values themselves.
 
 Resuming: pass `resume_step` (the step of the restored checkpoint) and rows
 with `step > resume_step` are dropped from metrics.jsonl (atomic rewrite), and
-TensorBoard is opened with `purge_step=resume_step + 1`, so the steps that the
-resumed run repeats are not logged twice.
+the new TensorBoard event file starts with a restart marker at
+`resume_step + 1`, so the steps that the resumed run repeats are not logged
+twice.  With a `flush()` before every checkpoint (as `common.trainer` does),
+a killed-and-resumed run logs exactly the steps of an uninterrupted one in
+both sinks; `read_tensorboard` reads the series back as TensorBoard shows them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import math
 import numbers
 import os
 import pathlib
+import struct
 import sys
 import tempfile
 import time
@@ -39,7 +43,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
-__all__ = ["MetricWriter", "read_metrics", "plot_metrics"]
+__all__ = ["MetricWriter", "read_metrics", "read_tensorboard", "plot_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -146,13 +150,109 @@ def _truncate_after(path: pathlib.Path, resume_step: int) -> int:
   return len(parsed) - len(kept)
 
 
+class _TensorBoardScalars:
+  """A synchronous TensorBoard scalar writer (one event file per instance).
+
+  tensorboardX's `SummaryWriter` queues events for a background thread and its
+  `flush()` does not drain that queue, so a run killed after a flush can still
+  lose the newest scalars.  Here every `add_scalar` appends the record to the
+  file and `flush()` pushes it to the OS: what a checkpoint's flush covers is
+  on disk.  `purge_step` writes TensorBoard's restart marker (a `SessionLog`
+  START event): readers drop the earlier events at or after that step.
+  """
+
+  def __init__(self, logdir: pathlib.Path, *, purge_step: int | None, filename_suffix: str):
+    # pylint: disable=g-import-not-at-top
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto import event_pb2, summary_pb2
+    # pylint: enable=g-import-not-at-top
+
+    self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+    logdir.mkdir(parents=True, exist_ok=True)
+    self._writer = EventsWriter(str(logdir / "events"), filename_suffix)
+    if purge_step is not None:
+      self._writer.write_event(
+          event_pb2.Event(
+              wall_time=time.time(),
+              step=purge_step,
+              session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+          )
+      )
+    self._writer.flush()
+
+  def add_scalar(self, tag: str, value: float, step: int) -> None:
+    summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+    self._writer.write_event(self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def _read_records(path: pathlib.Path) -> list[bytes]:
+  """The records of a TFRecord file; stops at a truncated tail (a killed writer)."""
+  records = []
+  with open(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if len(header) < 12:
+        break
+      (length,) = struct.unpack("<Q", header[:8])
+      data = f.read(length)
+      if len(data) < length or len(f.read(4)) < 4:
+        break
+      records.append(data)
+  return records
+
+
+def read_tensorboard(path_or_workdir: str | os.PathLike[str]) -> dict[str, list[tuple[int, float]]]:
+  """The scalar series of a run's TensorBoard events, as TensorBoard shows them.
+
+  Event files are read in the order they were written; a restart marker at
+  step `s` (what `MetricWriter(resume_step=s - 1)` writes) drops the earlier
+  events with `step >= s`, like TensorBoard's own loader.
+
+  Args:
+    path_or_workdir: a workdir (its `tensorboard/` is read) or an event directory.
+
+  Returns:
+    tag -> [(step, value), ...] in step order.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboardX.proto import event_pb2
+
+  logdir = pathlib.Path(path_or_workdir)
+  if (logdir / TENSORBOARD_DIR).is_dir():
+    logdir = logdir / TENSORBOARD_DIR
+  files = []
+  for path in logdir.glob("events.out.tfevents.*"):
+    events = [event_pb2.Event.FromString(r) for r in _read_records(path)]
+    if events:
+      files.append((events[0].wall_time, path.name, events))
+  series: dict[str, list[tuple[int, float]]] = {}
+  for _, _, events in sorted(files, key=lambda f: f[:2]):
+    for event in events:
+      if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+        series = {tag: [(s, v) for s, v in points if s < event.step] for tag, points in series.items()}
+      for value in event.summary.value:
+        series.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+  return {tag: sorted(points, key=lambda p: p[0]) for tag, points in series.items()}
+
+
 class MetricWriter:
   """Writes scalar metrics to metrics.jsonl, TensorBoard and a progress bar.
 
   Values are fetched from the device once per `write` (one `jax.device_get`
   for the whole mapping when JAX arrays are passed), so call it every few
-  steps, not inside jitted code.  Not thread-safe; in multi-host runs create
-  it on one process only.
+  steps, not inside jitted code.  Not thread-safe.  In a multi-host run only
+  process 0 writes (`active`); the others' calls are no-ops, so every process
+  can run the same loop.
+
+  Durability: each metrics.jsonl line is flushed as it is written; TensorBoard
+  records reach the OS at `flush()`.  A training loop calls `flush()` before
+  each checkpoint, so whatever a restored checkpoint covers is logged.
   """
 
   def __init__(
@@ -163,6 +263,8 @@ class MetricWriter:
       progress: bool | None = None,
       tensorboard: bool = True,
       resume_step: int | None = None,
+      progress_lines: int = 0,
+      active: bool | None = None,
   ):
     """Opens (creating if needed) `workdir` for appending metrics.
 
@@ -176,6 +278,10 @@ class MetricWriter:
       resume_step: step of the checkpoint a resumed run starts from; rows
         after it are dropped (see the module docstring).  None appends to an
         existing file as is.
+      progress_lines: without a progress bar, print about this many one-line
+        progress reports to stdout over `total_steps` (0: none).
+      active: whether this process writes; None: only process 0 of a
+        multi-host run (`jax.process_index() == 0`).
     """
     if resume_step is not None:
       resume_step = int(resume_step)
@@ -183,9 +289,21 @@ class MetricWriter:
         raise ValueError(f"resume_step must be >= 0, got {resume_step}")
     if total_steps is not None and int(total_steps) < 0:
       raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+    if active is None:
+      import jax  # pylint: disable=g-import-not-at-top
+
+      active = jax.process_index() == 0
+    self._active = bool(active)
+    self._closed = False
     self._workdir = pathlib.Path(workdir).expanduser().absolute()
-    self._workdir.mkdir(parents=True, exist_ok=True)
     self._path = self._workdir / METRICS_FILE
+    self._tb = None
+    self._bar = None
+    self._total = None if total_steps is None else int(total_steps)
+    self._next_line = None
+    if not self._active:
+      return
+    self._workdir.mkdir(parents=True, exist_ok=True)
     if resume_step is not None and self._path.exists():
       dropped = _truncate_after(self._path, resume_step)
       if dropped:
@@ -204,40 +322,41 @@ class MetricWriter:
       self._file.flush()
 
     try:
-      self._tb = None
       if tensorboard:
-        # pylint: disable-next=g-import-not-at-top
-        from tensorboardX import SummaryWriter
-
-        self._tb = SummaryWriter(
-            logdir=str(self._workdir / TENSORBOARD_DIR),
+        self._tb = _TensorBoardScalars(
+            self._workdir / TENSORBOARD_DIR,
             purge_step=None if resume_step is None else resume_step + 1,
-            flush_secs=30,
             # The default name has 1 s resolution: a writer reopened within the
             # same second (a quick resume) would clobber the earlier file.
             filename_suffix=f".{os.getpid()}.{time.time_ns()}",
         )
 
-      self._bar = None
       if _default_progress() if progress is None else progress:
         from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
 
         self._bar = tqdm(
-            total=None if total_steps is None else int(total_steps),
+            total=self._total,
             initial=0 if resume_step is None else resume_step,
             file=sys.stderr,
             dynamic_ncols=True,
             unit="step",
         )
+      elif progress_lines > 0 and self._total:
+        self._line_every = max(1, -(-self._total // int(progress_lines)))
+        self._next_line = ((resume_step or 0) // self._line_every + 1) * self._line_every
     except BaseException:
       self._file.close()
       raise
-    self._closed = False
 
   @property
   def path(self) -> pathlib.Path:
     """The metrics.jsonl file."""
     return self._path
+
+  @property
+  def active(self) -> bool:
+    """Whether this process writes (process 0 of a multi-host run)."""
+    return self._active
 
   @property
   def progress_enabled(self) -> bool:
@@ -258,6 +377,8 @@ class MetricWriter:
     """
     if self._closed:
       raise RuntimeError(f"MetricWriter for {self._workdir} is closed")
+    if not self._active:
+      return
     step = int(step)
     if "step" in metrics:
       raise ValueError('"step" is reserved; pass it as the `step` argument')
@@ -274,12 +395,12 @@ class MetricWriter:
 
     if self._tb is not None:
       for name, value in values.items():
-        self._tb.add_scalar(name, float(value), global_step=step)
+        self._tb.add_scalar(name, float(value), step)
 
+    loss_key = "loss" if "loss" in values else next(
+        (k for k in values if "loss" in k.lower()), None
+    )
     if self._bar is not None:
-      loss_key = "loss" if "loss" in values else next(
-          (k for k in values if "loss" in k.lower()), None
-      )
       if loss_key is not None:
         self._bar.set_postfix(
             {loss_key: f"{values[loss_key]:.4g}"}, refresh=False
@@ -288,10 +409,14 @@ class MetricWriter:
         self._bar.update(step - self._bar.n)
       else:
         self._bar.refresh()
+    elif self._next_line is not None and (step >= self._next_line or step == self._total):
+      self._next_line = (step // self._line_every + 1) * self._line_every
+      loss = f", {loss_key} {values[loss_key]:.4g}" if loss_key is not None else ""
+      print(f"step {step}/{self._total} ({100 * step / self._total:.0f}%){loss}", flush=True)
 
   def flush(self) -> None:
-    """Flushes the metrics file and TensorBoard."""
-    if not self._closed:
+    """Makes every written metric durable: metrics.jsonl and TensorBoard."""
+    if not self._closed and self._active:
       self._file.flush()
       if self._tb is not None:
         self._tb.flush()
@@ -301,6 +426,8 @@ class MetricWriter:
     if self._closed:
       return
     self._closed = True
+    if not self._active:
+      return
     self._file.close()
     if self._tb is not None:
       self._tb.close()

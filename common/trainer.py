@@ -171,7 +171,9 @@ class LoopHooks:
       per-eval learning-rate controller on the validation loss.
     checkpointer: object with `save(step, state, force=...)`
       (`common.checkpoint.Checkpointer`).
-    writer: object with `write(step, metrics)` (`common.metrics.MetricWriter`).
+    writer: object with `write(step, metrics)` and `flush()`
+      (`common.metrics.MetricWriter`); flushed before every checkpoint, so a
+      resumed run's logs lose nothing the checkpoint covers.
   """
 
   eval_fn: Callable[[TrainState], Metrics] | None = None
@@ -238,5 +240,7 @@ def train_loop(
     if hooks.writer is not None:
       hooks.writer.write(row["step"], {k: v for k, v in row.items() if k != "step"})
     if hooks.checkpointer is not None:
+      if hooks.writer is not None:  # what the checkpoint covers is logged
+        hooks.writer.flush()
       hooks.checkpointer.save(int(state.step), state, force=is_last)
   return state, history

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app
 from absl import flags
 
 import schedulers
+from common import app
 from common import data as data_lib
 from common import trainer
 from schedulers import arms as arms_lib
@@ -165,4 +165,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run_tool(main)

@@ -1,12 +1,18 @@
 """Trains the digits MLP with adamw + GreedyLR.
 
-  python -m schedulers.main --config=schedulers/configs/default.py[:smoke] --workdir=DIR
+  python -m schedulers.main --config=schedulers/configs/default.py[:VARIANT] --workdir=DIR
 
-Re-running on the same workdir resumes from the latest checkpoint.
+Re-running on the same workdir resumes from the latest checkpoint (with the
+same config: only the fields listed below may change).
 """
 
 from common import app
 from schedulers import train
 
 if __name__ == "__main__":
-  app.run(train.train_and_evaluate, validate=train.validate_config)
+  app.run(
+      train.train_and_evaluate,
+      validate=train.validate_config,
+      default_config=train.DEFAULT_CONFIG,
+      resumable=train.RESUMABLE_FIELDS,
+  )

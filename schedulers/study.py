@@ -19,6 +19,14 @@ from schedulers import tasks as tasks_lib
 from schedulers.configs import study as study_config
 
 
+# Changing these on a re-run adds cells or re-analyses the saved ones; every
+# other field (grids, seeds, task sizes) defines what a saved cell means.
+RESUMABLE_FIELDS = (
+    "tasks", "optimizers", "arms", "delta_rel", "delta_k_std", "sensitivity_delta_rels",
+    "absolute_margin", "confidence",
+)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises `common.app.ConfigError` naming the first bad field."""
   app.check_known_fields(config, study_config.get_config())
@@ -81,4 +89,4 @@ def run_and_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-  app.run(run_and_report, validate=validate_config)
+  app.run(run_and_report, validate=validate_config, default_config=study_config.__file__, resumable=RESUMABLE_FIELDS)

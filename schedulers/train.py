@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 
 import schedulers
 from common import app
@@ -32,6 +31,9 @@ from schedulers import networks
 from schedulers.configs import default as default_config
 
 GREEDY_MODES = ("per_step", "per_eval", "none")
+DEFAULT_CONFIG = default_config.__file__
+# May differ when a workdir is resumed: a longer budget, checkpoint cadence.
+RESUMABLE_FIELDS = ("num_epochs", "checkpoint_every", "keep_checkpoints")
 OPTIMIZERS = ("adamw", "sgd", "momentum")
 
 
@@ -149,32 +151,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
     )
 
-  ckpt = checkpoint.Checkpointer(
+  total_steps = per_epoch * config.num_epochs
+  with checkpoint.Checkpointer(
       workdir / "checkpoints",
       save_every=per_epoch * config.checkpoint_every,
       keep=config.keep_checkpoints,
-  )
-  restored, restored_step = ckpt.restore_latest(state)
-  if restored is not None:
-    logging.info("resuming from the checkpoint at step %d", restored_step)
-    state = restored
-  total_steps = per_epoch * config.num_epochs
-  with metrics_lib.MetricWriter(
-      workdir, total_steps=total_steps, resume_step=restored_step
-  ) as writer:
-    state, _ = trainer.train_loop(
-        state,
-        epoch_fn=epoch_fn,
-        data=train_data,
-        steps_per_epoch=per_epoch,
-        num_epochs=config.num_epochs,
-        eval_every=config.eval_every,
-        nonfinite=config.nonfinite,
-        hooks=trainer.LoopHooks(
-            eval_fn=eval_fn, on_eval=on_eval, checkpointer=ckpt, writer=writer
-        ),
-    )
-  ckpt.close()
+  ) as ckpt:
+    restored, restored_step = ckpt.restore_latest(state)
+    if restored is not None:
+      state = restored
+      if jax.process_index() == 0:
+        print(f"resuming from the checkpoint at step {restored_step} of {total_steps}", flush=True)
+    with metrics_lib.MetricWriter(
+        workdir, total_steps=total_steps, resume_step=restored_step, progress_lines=10
+    ) as writer:
+      state, _ = trainer.train_loop(
+          state,
+          epoch_fn=epoch_fn,
+          data=train_data,
+          steps_per_epoch=per_epoch,
+          num_epochs=config.num_epochs,
+          eval_every=config.eval_every,
+          nonfinite=config.nonfinite,
+          hooks=trainer.LoopHooks(
+              eval_fn=eval_fn, on_eval=on_eval, checkpointer=ckpt, writer=writer
+          ),
+      )
 
   final = {
       "step": int(state.step),
@@ -186,11 +188,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final.update({f"test_{k}": v for k, v in _host_floats(test_metrics).items()})
   if jax.process_index() == 0:
     (workdir / "final_metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
-    plots = metrics_lib.plot_metrics(workdir)
-    logging.info("plots: %s", [str(p) for p in plots])
-  print(
-      f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
-      f" plots/, checkpoints/ | test loss {final['test_loss']:.4f},"
-      f" test accuracy {final['test_accuracy']:.4f}"
-  )
+    metrics_lib.plot_metrics(workdir)
+    print(
+        f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
+        f" plots/, checkpoints/, config.json | test loss {final['test_loss']:.4f},"
+        f" test accuracy {final['test_accuracy']:.4f}",
+        flush=True,
+    )
   return final

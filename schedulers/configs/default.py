@@ -1,12 +1,15 @@
 """Default config of `schedulers.main`: digits MLP, adamw + GreedyLR.
 
-Variants (`--config=schedulers/configs/default.py:<variant>`):
-  (none)    the full digits run, a few minutes on 2 CPU cores;
-  smoke     a tiny run for tests (seconds);
-  per_eval  GreedyLR stepped once per evaluation on validation loss.
+Variants: `--config=schedulers/configs/default.py:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections
+
+VARIANTS = {
+    "": "the full digits run, a few minutes on 2 CPU cores",
+    "smoke": "a tiny run for tests (seconds)",
+    "per_eval": "GreedyLR stepped once per evaluation on the validation loss",
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -15,14 +18,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.split_seed = 0  # the stratified 60/20/20 train/val/test split
-  config.data.val_fraction = 0.2
-  config.data.test_fraction = 0.2
+  config.data.val_fraction = 0.2  # share of examples held out for validation
+  config.data.test_fraction = 0.2  # share of examples held out for the final test
 
   config.model = ml_collections.ConfigDict()
-  config.model.hidden_sizes = (256, 256)
+  config.model.hidden_sizes = (256, 256)  # widths of the ReLU hidden layers
 
-  config.batch_size = 64
-  config.num_epochs = 40
+  config.batch_size = 64  # global minibatch, split over the devices of the mesh
+  config.num_epochs = 40  # passes over the training split (may grow on resume)
   config.eval_every = 1  # epochs between validation passes
 
   config.optimizer = ml_collections.ConfigDict()
@@ -34,23 +37,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # How GreedyLR is stepped: 'per_step' on the training loss (the paper),
   # 'per_eval' on the validation loss (Hugging Face Trainer), or 'none'.
   config.greedy_mode = "per_step"
-  config.greedy = ml_collections.ConfigDict()
-  config.greedy.factor = 0.95
-  config.greedy.patience = 10
-  config.greedy.threshold = 1e-6
-  config.greedy.threshold_mode = "abs"
-  config.greedy.cooldown = 0
-  config.greedy.warmup = 0
-  config.greedy.min_scale = 0.1
-  config.greedy.max_scale = 10.0
-  config.greedy.smooth = True
-  config.greedy.window_size = 50
-  config.greedy.reset_start = 500
-  config.greedy.accumulation_size = 1
+  config.greedy = ml_collections.ConfigDict()  # schedulers.greedy_lr arguments
+  config.greedy.factor = 0.95  # in (0, 1): decreases multiply the scale by it, increases divide
+  config.greedy.patience = 10  # a good/bad streak must be longer than this to move the scale
+  config.greedy.threshold = 1e-6  # minimum improvement over the best loss that counts as good
+  config.greedy.threshold_mode = "abs"  # threshold is absolute ("abs") or relative ("rel")
+  config.greedy.cooldown = 0  # decisions ignored after a decrease
+  config.greedy.warmup = 0  # decisions ignored after an increase
+  config.greedy.min_scale = 0.1  # lower bound of the learning-rate scale
+  config.greedy.max_scale = 10.0  # upper bound of the learning-rate scale
+  config.greedy.smooth = True  # decide on the rolling mean of the last window_size losses
+  config.greedy.window_size = 50  # length of that rolling window
+  config.greedy.reset_start = 500  # decreases that hit min_scale before the state resets
+  config.greedy.accumulation_size = 1  # losses averaged before each decision
 
   config.nonfinite = "skip"  # NaN/Inf updates: 'skip' them, or 'stop' the run
   config.checkpoint_every = 1  # epochs between checkpoints
-  config.keep_checkpoints = 3
+  config.keep_checkpoints = 3  # newest checkpoints kept on disk
 
   if arg == "smoke":
     config.model.hidden_sizes = (32,)
@@ -62,5 +65,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.greedy.patience = 2
     config.greedy.smooth = False
   elif arg not in (None, ""):
-    raise ValueError(f"unknown config variant {arg!r}; use smoke or per_eval.")
+    raise ValueError(f"unknown config variant {arg!r}.")
   return config

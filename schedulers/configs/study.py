@@ -1,11 +1,14 @@
 """Config of `schedulers.study`: the fair GreedyLR benchmark study.
 
-Variants (`--config=schedulers/configs/study.py:<variant>`):
-  (none)  the full study: every task, optimizer row and arm (hours on 2 cores);
-  smoke   one tiny task, two rows, a few arms (a couple of minutes).
+Variants: `--config=schedulers/configs/study.py:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections
+
+VARIANTS = {
+    "": "the full study: every task, optimizer row and arm (hours on 2 cores)",
+    "smoke": "one tiny task, two rows, a few arms (a couple of minutes)",
+}
 
 
 def _grid(low_exp: float, n: int = 8) -> tuple[float, ...]:
@@ -33,19 +36,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lr_grid.sgd = _grid(-3.0)  # 1e-3 .. 3.16
   config.lr_grid.momentum = _grid(-3.5)  # 3.16e-4 .. 1
   config.lr_grid.adamw = _grid(-4.5)  # 3.16e-5 .. 0.1
-  config.tuning_seeds = (1000, 1001)
-  config.eval_seeds = tuple(range(10))
+  config.tuning_seeds = (1000, 1001)  # seeds that choose the learning rate
+  config.eval_seeds = tuple(range(10))  # paired seeds of the reported runs
   config.char_lm_eval_seeds = tuple(range(5))  # T3 is the costly task
   config.pairs_per_call = 16  # (lr, seed) runs vmapped in one compiled call
   config.char_lm_pairs_per_call = 8  # less padding waste with 5 eval seeds
 
   # Cell classification (see schedulers/README.md): delta = max(rel * mean
   # baseline loss, k_std * baseline seed std), one-sided 95% paired t bounds.
-  config.delta_rel = 0.01
-  config.delta_k_std = 1.0
-  config.sensitivity_delta_rels = (0.005, 0.01, 0.02)
+  config.delta_rel = 0.01  # relative part of the equivalence margin delta
+  config.delta_k_std = 1.0  # seed-std multiple in delta
+  config.sensitivity_delta_rels = (0.005, 0.01, 0.02)  # delta_rel values of the sensitivity table
   config.absolute_margin = 0.1  # the paper's "no significant difference"
-  config.confidence = 0.95
+  config.confidence = 0.95  # level of the paired bounds and Clopper-Pearson CIs
 
   if arg == "smoke":
     config.tasks = ("logreg_breast_cancer",)
@@ -61,5 +64,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.pairs_per_call = 4
     config.char_lm_pairs_per_call = 4
   elif arg not in (None, ""):
-    raise ValueError(f"unknown config variant {arg!r}; use smoke.")
+    raise ValueError(f"unknown config variant {arg!r}.")
   return config

@@ -1,5 +1,6 @@
 """common.app: bad input exits with status 2 and names the flag/field/file/line."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -99,3 +100,129 @@ def test_missing_config_file_exits_2(tmp_path):
   proc = run_main("--config=schedulers/configs/nope.py", f"--workdir={tmp_path}")
   assert proc.returncode == 2, proc.stderr
   assert "nope.py" in proc.stderr
+
+
+def _stderr_lines(proc):
+  return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path):
+  run_main(f"--config={SMOKE}", f"--workdir={tmp_path}")
+  recorded = (tmp_path / "config.json").read_text()
+  final = (tmp_path / "final_metrics.json").read_text()
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.greedy.factor=0.5",
+                  "--config.seed=3")
+  assert proc.returncode == 2, proc.stderr
+  assert len(_stderr_lines(proc)) == 1, proc.stderr
+  assert "greedy.factor: 0.95 -> 0.5" in proc.stderr and "seed: 0 -> 3" in proc.stderr
+  assert "new --workdir" in proc.stderr
+  assert (tmp_path / "config.json").read_text() == recorded
+  assert (tmp_path / "final_metrics.json").read_text() == final
+
+
+def test_resumable_change_is_recorded_in_the_history(tmp_path):
+  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}").returncode == 0
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4",
+                  "--config.keep_checkpoints=2")
+  assert proc.returncode == 0, proc.stderr
+  history = [json.loads(line) for line in (tmp_path / "config_history.jsonl").read_text().splitlines()]
+  assert [h["event"] for h in history] == ["start", "resume"]
+  assert history[0]["config"]["num_epochs"] == 3
+  assert history[1]["changed"] == {"keep_checkpoints": {"from": 3, "to": 2}, "num_epochs": {"from": 3, "to": 4}}
+  assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 4
+  # The same command again changes nothing and records nothing.
+  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4",
+                  "--config.keep_checkpoints=2").returncode == 0
+  assert len((tmp_path / "config_history.jsonl").read_text().splitlines()) == 2
+
+
+def test_config_identity_helpers():
+  old = {"a": 1, "g": {"factor": 0.95, "p": 10}, "t": [1, 2]}
+  new = {"a": 1, "g": {"factor": 0.5, "p": 10}, "t": [1, 2, 3], "n": None}
+  assert app.config_changes(old, new) == {
+      "g.factor": (0.95, 0.5), "n": ("<absent>", None), "t": ([1, 2], [1, 2, 3])}
+  assert app._is_resumable("g.factor", ("g",)) and not app._is_resumable("gx", ("g",))
+
+
+@pytest.mark.parametrize("variant_or_file", ["bogus", "syntax"])
+def test_broken_config_is_one_line_exit_2_and_leaves_no_workdir(tmp_path, variant_or_file):
+  if variant_or_file == "bogus":
+    config, where = "schedulers/configs/default.py:bogus", "schedulers/configs/default.py:"
+  else:
+    bad = tmp_path / "bad_config.py"
+    bad.write_text("import ml_collections\n\ndef get_config(arg=None):\n  x = = 1\n")
+    config, where = str(bad), f"{bad}:4"
+  workdir = tmp_path / "run"
+  proc = run_main(f"--config={config}", f"--workdir={workdir}")
+  assert proc.returncode == 2, proc.stderr
+  assert len(_stderr_lines(proc)) == 1, proc.stderr
+  assert where in proc.stderr and "Traceback" not in proc.stderr
+  if variant_or_file == "bogus":
+    assert "'bogus'" in proc.stderr and "smoke" in proc.stderr  # lists the variants
+  assert not workdir.exists()
+
+
+def test_rejected_field_leaves_no_workdir(tmp_path):
+  workdir = tmp_path / "run"
+  proc = run_main(f"--config={SMOKE}", f"--workdir={workdir}", "--config.batch_size=0")
+  assert proc.returncode == 2 and not workdir.exists()
+
+
+def test_help_lists_variants_and_every_field():
+  proc = run_main("--help")
+  assert proc.returncode == 0, proc.stderr
+  from schedulers.configs import default as default_config  # pylint: disable=g-import-not-at-top
+
+  for variant in default_config.VARIANTS:
+    if variant:
+      assert f"  {variant} " in proc.stdout
+  fields = list(app._fields(default_config.get_config()))
+  lines = proc.stdout.splitlines()
+  for field in fields:
+    line = next((l for l in lines if l.strip().startswith(f"{field} = ")), None)
+    assert line is not None, field
+    value = repr(app._get(default_config.get_config(), field))
+    meaning = line.split(f"{field} = {value}", 1)[1].strip()
+    assert meaning, f"{field} has no meaning in --help"
+  assert "num_epochs, checkpoint_every, keep_checkpoints" in proc.stdout
+  smoke = run_main(f"--config={SMOKE}", "--help")
+  assert "model.hidden_sizes = (32,)" in smoke.stdout  # the variant's values
+
+
+def test_benchmark_flags_are_clear():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", "schedulers.benchmark"]
+  proc = subprocess.run([*cmd, "--config.x=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and len(_stderr_lines(proc)) == 1, proc.stderr
+  assert "--steps" in proc.stderr and "no --config" in proc.stderr and "FATAL" not in proc.stderr
+  proc = subprocess.run([*cmd, "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0
+  for flag in ("--steps", "--repeats", "--seeds", "--sections"):
+    assert flag in proc.stdout
+
+
+def test_binary_is_quiet_by_default_and_verbose_on_request(tmp_path):
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'quiet'}")
+  assert proc.returncode == 0, proc.stderr
+  assert _stderr_lines(proc) == [], proc.stderr[:2000]  # no library INFO, no warnings
+  assert len(proc.stdout.splitlines()) <= 12
+  assert proc.stdout.splitlines()[-1].startswith(f"outputs in {tmp_path / 'quiet'}")
+  loud = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'loud'}", "--verbosity=0")
+  assert loud.returncode == 0, loud.stderr
+  assert "checkpoint" in loud.stderr.lower()  # orbax's INFO lines are back
+
+
+def test_incompatible_checkpoint_is_one_line_exit_2(tmp_path):
+  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}").returncode == 0
+  (tmp_path / "config.json").unlink()  # as if the checkpoints came from other code
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.model.hidden_sizes=16,")
+  assert proc.returncode == 2, proc.stderr
+  assert len(_stderr_lines(proc)) == 1, proc.stderr[:3000]
+  assert "params.params.hidden_0.kernel: the checkpoint has shape (64, 32), the state being restored (64, 16)" in proc.stderr
+
+
+def test_multihost_flags_are_checked():
+  proc = run_main(f"--config={SMOKE}", "--workdir=/tmp/unused", "--coordinator_address=127.0.0.1:1")
+  assert proc.returncode == 2 and "--num_processes" in proc.stderr
+  proc = run_main(f"--config={SMOKE}", "--workdir=/tmp/unused", "--process_id=1")
+  assert proc.returncode == 2 and "--coordinator_address" in proc.stderr

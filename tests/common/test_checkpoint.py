@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 
+from common import checkpoint
 from common.checkpoint import Checkpointer, CheckpointRestoreError
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -362,3 +363,20 @@ def test_killed_process_leaves_no_incomplete_latest(tmp_path):
       assert ckpt.save(2, {"w": jnp.ones((1_000_000,))})
       restored, step = ckpt.restore_latest(target)
       assert step == 2 and float(restored["w"][0]) == 1.0
+
+
+def test_incompatible_checkpoint_names_the_leaf_and_both_shapes(tmp_path):
+  with Checkpointer(tmp_path, save_every=1) as ckpt:
+    ckpt.save(1, {"w": jnp.zeros((256,)), "b": jnp.zeros((), jnp.int32)})
+    ckpt.save(2, {"w": jnp.zeros((256,)), "b": jnp.zeros((), jnp.int32)})
+  with Checkpointer(tmp_path) as ckpt:
+    with pytest.raises(checkpoint.CheckpointMismatchError) as err:
+      ckpt.restore_latest({"w": jnp.zeros((128,)), "b": jnp.zeros((), jnp.int32), "extra": jnp.zeros(())})
+    message = str(err.value)
+    assert "leaf w: the checkpoint has shape (256,), the state being restored (128,)" in message
+    assert "leaf extra is not in the checkpoint" in message
+    assert "step 2" in message
+    assert ckpt.all_steps() == [1, 2]  # not mistaken for corruption: nothing moved aside
+    assert not (tmp_path / "corrupt").exists()
+    state, step = ckpt.restore_latest({"w": jnp.ones((256,)), "b": jnp.ones((), jnp.int32)})
+    assert step == 2 and float(state["w"].sum()) == 0.0

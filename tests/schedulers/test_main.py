@@ -85,6 +85,14 @@ def test_killed_run_resumes_to_identical_final_metrics(tmp_path):
   )
   epochs = [r["epoch"] for r in metrics_lib.read_metrics(killed)]
   assert epochs == list(range(1, 26))
+  # Both metric sinks hold exactly the uninterrupted run's series.
+  assert metrics_lib.read_metrics(killed) == metrics_lib.read_metrics(full)
+  tb_full, tb_killed = metrics_lib.read_tensorboard(full), metrics_lib.read_tensorboard(killed)
+  assert sorted(tb_killed) == sorted(tb_full)
+  for tag, points in tb_full.items():
+    assert [s for s, _ in tb_killed[tag]] == [s for s, _ in points], tag
+    np.testing.assert_array_equal([v for _, v in tb_killed[tag]], [v for _, v in points])
+  assert len(list((killed / "tensorboard").glob("events.out.tfevents.*"))) == 2
 
 
 def test_per_eval_variant_runs(tmp_path):
