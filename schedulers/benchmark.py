@@ -19,6 +19,7 @@ call; every call runs `--steps` steps inside one `lax.scan`.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -100,34 +101,38 @@ def bench_vmap(steps: int, repeats: int, seeds: int) -> None:
         " (scan inside jit) once per seed; (b) a Python loop over seeds and steps"
         " calling a jitted train step (cleanrl style)")
   for name in VMAP_TASKS:
-    task = _with_steps(tasks_lib.make_task(name), steps)
-    arm = next(a for a in arms_lib.make_arms("adamw") if a.name == "greedy_step")
-    run = study_runner.make_run(task, arm)
-    single = jax.jit(run)
-    batched = jax.jit(jax.vmap(run))
-    init, train_step = study_runner.make_init_and_step(task, arm)
-    init, train_step = jax.jit(init), jax.jit(train_step)
-    lr = jnp.float32(1e-3)
-    lrs = jnp.full((seeds,), lr)
-    seed_ids = jnp.arange(seeds)
-
-    def loop_runs():
-      return [single(lrs[i], seed_ids[i])["val"] for i in range(seeds)]
-
-    def loop_steps():
-      out = []
-      for i in range(seeds):
-        state, perms = init(lr, seed_ids[i])
-        for _ in range(task.num_steps):
-          state, _ = train_step(lr, state, perms)
-        out.append(state.params)
-      return out
-
-    t_vmap = _median_seconds(lambda: batched(lrs, seed_ids)["val"], repeats)
-    t_runs = _median_seconds(loop_runs, repeats)
-    t_steps = _median_seconds(loop_steps, 1)
+    t_vmap, t_runs, t_steps = _time_vmap_task(name, steps, repeats, seeds)
     print(f"  {name:<22} vmapped {t_vmap:7.3f} s | (a) {t_runs:7.3f} s, {t_runs / t_vmap:5.2f}x"
           f" | (b) {t_steps:7.3f} s, {t_steps / t_vmap:6.2f}x   (goal >= 5x)")
+
+
+def _time_vmap_task(name: str, steps: int, repeats: int, seeds: int) -> tuple[float, float, float]:
+  """Seconds of (vmapped seeds, loop of compiled runs, per-step loop) on one task."""
+  task = _with_steps(tasks_lib.make_task(name), steps)
+  arm = next(a for a in arms_lib.make_arms("adamw") if a.name == "greedy_step")
+  run = study_runner.make_run(task, arm)
+  single = jax.jit(run)
+  batched = jax.jit(jax.vmap(run))
+  init, train_step = study_runner.make_init_and_step(task, arm)
+  init, train_step = jax.jit(init), jax.jit(train_step)
+  lr = jnp.float32(1e-3)
+  lrs = jnp.full((seeds,), lr)
+  seed_ids = jnp.arange(seeds)
+
+  def loop_runs():
+    return [single(lrs[i], seed_ids[i])["val"] for i in range(seeds)]
+
+  def loop_steps():
+    out = []
+    for i in range(seeds):
+      state, perms = init(lr, seed_ids[i])
+      for _ in range(task.num_steps):
+        state, _ = train_step(lr, state, perms)
+      out.append(state.params)
+    return out
+
+  t_vmap = _median_seconds(lambda: batched(lrs, seed_ids)["val"], repeats)
+  return t_vmap, _median_seconds(loop_runs, repeats), _median_seconds(loop_steps, 1)
 
 
 def _with_steps(task: tasks_lib.Task, steps: int) -> tasks_lib.Task:
@@ -143,9 +148,8 @@ def bench_arms(steps: int, repeats: int) -> None:
   results = {}
   for optimizer in arms_lib.OPTIMIZERS:
     for arm in arms_lib.make_arms(optimizer):
-      run = jax.jit(study_runner.make_run(task, arm))
-      lr = jnp.float32(grids[optimizer])
-      results[arm.label] = _median_seconds(lambda: run(lr, jnp.int32(0))["val"], repeats) / task.num_steps
+      run = functools.partial(jax.jit(study_runner.make_run(task, arm)), jnp.float32(grids[optimizer]), jnp.int32(0))
+      results[arm.label] = _median_seconds(run, repeats) / task.num_steps
   peer = "adamw/constant"
   print(f"\n[arms] study digits task, {task.num_steps} steps incl. {task.num_steps // task.eval_every}"
         f" evaluations (peer: {peer})")

@@ -1,5 +1,5 @@
 """Self-learning conversational AI (dialogue simulator, rephrase detection, rewrites, ranking).
 
-Placeholder package: the implementation lands with its own issue.  It may import
+Not implemented yet: this package is empty.  It may import
 `common` and `schedulers`, never another method package.
 """

@@ -179,7 +179,7 @@ def test_help_lists_variants_and_every_field():
   fields = list(app._fields(default_config.get_config()))
   lines = proc.stdout.splitlines()
   for field in fields:
-    line = next((l for l in lines if l.strip().startswith(f"{field} = ")), None)
+    line = next((row for row in lines if row.strip().startswith(f"{field} = ")), None)
     assert line is not None, field
     value = repr(app._get(default_config.get_config(), field))
     meaning = line.split(f"{field} = {value}", 1)[1].strip()
@@ -192,10 +192,11 @@ def test_help_lists_variants_and_every_field():
 def test_benchmark_flags_are_clear():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", "schedulers.benchmark"]
-  proc = subprocess.run([*cmd, "--config.x=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  run = lambda *args: subprocess.run([*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  proc = run("--config.x=1")
   assert proc.returncode == 2 and len(_stderr_lines(proc)) == 1, proc.stderr
   assert "--steps" in proc.stderr and "no --config" in proc.stderr and "FATAL" not in proc.stderr
-  proc = subprocess.run([*cmd, "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  proc = run("--help")
   assert proc.returncode == 0
   for flag in ("--steps", "--repeats", "--seeds", "--sections"):
     assert flag in proc.stdout

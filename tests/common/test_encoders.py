@@ -33,7 +33,7 @@ def _build(net, seed=0, scale=0.3):
   # Noise exercises zero-initialised biases and unit LayerNorm scales.
   rng = _rng(seed + 100)
   params = jax.tree.map(
-      lambda l: np.asarray(l) + scale * rng.standard_normal(l.shape).astype(
+      lambda leaf: np.asarray(leaf) + scale * rng.standard_normal(leaf.shape).astype(
           np.float32
       ),
       params,

@@ -5,6 +5,7 @@ batch sizes, call jitted entry points, and inspect results as numpy arrays.
 """
 
 import collections
+import operator
 from typing import NamedTuple
 
 import jax
@@ -197,10 +198,10 @@ def test_namedtuple_transitions_and_vmap_over_buffers():
   add_v = jax.jit(jax.vmap(replay.add))
   states = to_np(add_v(add_v(states, batches), batches))  # 10 items, cap 7
   for n in range(3):
-    b = jax.tree.map(lambda x: x[n], batches)
+    b = jax.tree.map(operator.itemgetter(n), batches)
     one = to_np(add(add(single, b), b))
     jax.tree.map(np.testing.assert_array_equal,
-                 jax.tree.map(lambda x: x[n], states), one)
+                 jax.tree.map(operator.itemgetter(n), states), one)
   assert states.size.tolist() == [CAP] * 3
   assert states.insert_pos.tolist() == [3] * 3
   keys = jax.random.split(jax.random.key(0), 3)
@@ -264,7 +265,7 @@ def test_multitask_isolation_matches_per_task_references():
   via_vmap = jax.jit(jax.vmap(replay.add))(state, batches)
   via_loop = state
   for t in range(num_tasks):
-    via_loop = add_task(via_loop, jax.tree.map(lambda x: x[t], batches), t)
+    via_loop = add_task(via_loop, jax.tree.map(operator.itemgetter(t), batches), t)
   jax.tree.map(np.testing.assert_array_equal, to_np(via_vmap), to_np(via_loop))
 
 

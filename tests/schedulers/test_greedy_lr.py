@@ -99,6 +99,10 @@ def _split(hp):
   return hp, static
 
 
+def _case_slice(x, *, i, n):
+  return x[i, :n]
+
+
 def _run_many(cases, dtype=jnp.float32, **static):
   """Runs [(hp, values), ...] (same static config); per-case (states, updates).
 
@@ -123,7 +127,7 @@ def _run_many(cases, dtype=jnp.float32, **static):
                  bool(jax.config.jax_enable_x64))
   states, updates = jax.device_get(fn(stacked, jnp.asarray(values, dtype)))
   return [
-      jax.tree.map(lambda x, n=len(v), i=i: x[i, :n], (states, updates))
+      jax.tree.map(functools.partial(_case_slice, i=i, n=len(v)), (states, updates))
       for i, (_, v) in enumerate(cases)
   ]
 
