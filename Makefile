@@ -15,13 +15,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 demo: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.main --config=schedulers/configs/default.py --workdir=$(DEMO_DIR)/greedy_lr_digits
 	$(BIN)/python -m schedulers.study --config=schedulers/configs/study.py:smoke --workdir=$(DEMO_DIR)/study_smoke
-	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run), $(DEMO_DIR)/study_smoke (study smoke: report.md, plots/)"
+	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run: metrics.jsonl, final_metrics.json, plots/, tensorboard/, checkpoints/)"
+	@echo "              $(DEMO_DIR)/study_smoke (study smoke: report.md, results.json, curves.npz, plots/)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

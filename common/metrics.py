@@ -569,7 +569,7 @@ def _figure(title: str, panels: list[tuple[str, dict, bool]]):
   return fig
 
 
-def _plots(rows: list[dict]) -> dict[str, tuple[str, list]]:
+def _plots(rows: list[dict], loss_label: str | None = None) -> dict[str, tuple[str, list]]:
   """File name -> (title, panels) of every plot that has a finite point."""
   keys = sorted({k for row in rows for k in row if k != "step"})
   series = {k: _series(rows, k) for k in keys}
@@ -580,7 +580,7 @@ def _plots(rows: list[dict]) -> dict[str, tuple[str, list]]:
   scales = pick(lambda k: _is_learning_rate(k) and _is_scale(k))
   plots = {}
   if losses:
-    plots["loss.png"] = ("loss", [(_loss_label(losses), losses, False)])
+    plots["loss.png"] = ("loss", [(loss_label or _loss_label(losses), losses, False)])
   panels = [(label, s, True) for label, s in (
       ("learning rate", rates), ("scale (x base learning rate)", scales)) if s]
   if panels:
@@ -592,6 +592,7 @@ def plot_metrics(
     workdir: str | os.PathLike[str],
     *,
     out_dir: str | os.PathLike[str] | None = None,
+    loss_label: str | None = None,
 ) -> list[pathlib.Path]:
   """Plots metrics.jsonl into PNGs.
 
@@ -604,6 +605,8 @@ def plot_metrics(
   Args:
     workdir: run directory (or its metrics.jsonl).
     out_dir: where to write; default `<workdir>/plots`.
+    loss_label: y label of the loss plot with its unit, e.g.
+      "cross-entropy (nats)"; default: inferred from the key names.
 
   Returns:
     Paths of the PNGs written.
@@ -615,7 +618,7 @@ def plot_metrics(
   rows = read_metrics(path)
   out = path.parent / PLOTS_DIR if out_dir is None else pathlib.Path(out_dir)
   written = []
-  for name, (title, panels) in _plots(rows).items():
+  for name, (title, panels) in _plots(rows, loss_label).items():
     out.mkdir(parents=True, exist_ok=True)
     _figure(title, panels).savefig(out / name, format="png")
     written.append(out / name)

@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final.update({f"test_{k}": v for k, v in _host_floats(test_metrics).items()})
   if jax.process_index() == 0:
     (workdir / "final_metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
-    metrics_lib.plot_metrics(workdir)
+    metrics_lib.plot_metrics(workdir, loss_label="cross-entropy (nats)")
     print(
         f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
         f" plots/, checkpoints/, config.json | test loss {final['test_loss']:.4f},"

@@ -306,3 +306,12 @@ def test_wide_log_axis_keeps_decade_ticks():
   (ax,) = fig.axes
   assert len(_labelled_yticks(ax)) >= 3
   assert isinstance(ax.yaxis.get_major_locator(), ticker.LogLocator)
+
+
+def test_plot_loss_label_names_the_unit(tmp_path):
+  with MetricWriter(tmp_path, progress=False, tensorboard=False) as w:
+    w.write(1, {"train/loss": 1.0, "lr": 0.1})
+  (_, panels), = [v for k, v in metrics_lib._plots(metrics_lib.read_metrics(tmp_path), "cross-entropy (nats)").items()
+                  if k == "loss.png"]
+  fig = metrics_lib._figure("loss", panels)
+  assert fig.axes[0].get_ylabel() == "cross-entropy (nats)"
