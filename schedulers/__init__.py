@@ -6,12 +6,17 @@ Public API (optax style: explicit re-exports):
   stepped with `update(..., value=loss)`.
 * `on_eval`, `observe`, `greedy_scale`: GreedyLR stepped once per evaluation
   on a validation value (out-of-band state, read back for logging).
+* `make_optimizer` / `Optimizer`: the repository's one optimizer factory,
+  base optimizer + GreedyLR per step / per eval / none (`schedulers.optimizers`
+  also has the config block, `from_config` and its validation).
 
 `schedulers` imports only `common` (and third-party libraries).
 """
 
 from schedulers.greedy_lr import GreedyLRState
 from schedulers.greedy_lr import greedy_lr
+from schedulers.optimizers import Optimizer
+from schedulers.optimizers import make_optimizer
 from schedulers.per_eval import PerEvalState
 from schedulers.per_eval import greedy_scale
 from schedulers.per_eval import observe
@@ -19,9 +24,11 @@ from schedulers.per_eval import on_eval
 
 __all__ = [
     "GreedyLRState",
+    "Optimizer",
     "PerEvalState",
     "greedy_lr",
     "greedy_scale",
+    "make_optimizer",
     "observe",
     "on_eval",
 ]

@@ -16,7 +16,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 import schedulers
 from common import app
@@ -28,13 +27,13 @@ from common import trainer
 from schedulers import data as datasets
 from schedulers import losses
 from schedulers import networks
+from schedulers import optimizers
 from schedulers.configs import default as default_config
 
-GREEDY_MODES = ("per_step", "per_eval", "none")
 DEFAULT_CONFIG = default_config.__file__
 # May differ when a workdir is resumed: a longer budget, checkpoint cadence.
 RESUMABLE_FIELDS = ("num_epochs", "checkpoint_every", "keep_checkpoints")
-OPTIMIZERS = ("adamw", "sgd", "momentum")
+OPTIMIZERS = ("adamw", "sgd", "momentum")  # the digits binary's subset of the shared factory's
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -54,7 +53,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "optimizer.learning_rate", lambda v: v > 0, "must be > 0")
   app.check(config, "optimizer.weight_decay", lambda v: v >= 0, "must be >= 0")
   app.check(config, "optimizer.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
-  app.check(config, "greedy_mode", lambda v: v in GREEDY_MODES, f"must be one of {GREEDY_MODES}")
+  app.check(config, "greedy_mode", lambda v: v in optimizers.GREEDY_MODES, f"must be one of {optimizers.GREEDY_MODES}")
   app.check(config, "nonfinite", lambda v: v in trainer.NONFINITE_POLICIES, f"must be one of {trainer.NONFINITE_POLICIES}")
   frac = lambda v: 0 < v < 0.5
   app.check(config, "data.val_fraction", frac, "must be in (0, 0.5)")
@@ -64,17 +63,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       schedulers.greedy_lr(**{field: config.greedy[field]})
     except (ValueError, TypeError) as e:
       raise app.ConfigError(f"greedy.{field}", str(e).removeprefix("greedy_lr: ")) from None
-
-
-def make_optimizer(
-    *, name: str, learning_rate: float, weight_decay: float, momentum: float
-) -> optax.GradientTransformation:
-  """The base optimizer, before any learning-rate scaling."""
-  if name == "adamw":
-    return optax.adamw(learning_rate, weight_decay=weight_decay)
-  if name == "momentum":
-    return optax.sgd(learning_rate, momentum=momentum)
-  return optax.sgd(learning_rate)
 
 
 def _host_floats(metrics) -> dict[str, float]:
@@ -96,25 +84,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       input_size=train_split["x"].shape[1], hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10
   )
   train_loss, evaluate = losses.make_losses(network)
-  greedy = schedulers.greedy_lr(**config.greedy)
-  base = make_optimizer(
+  built = optimizers.make_optimizer(
       name=config.optimizer.name,
       learning_rate=config.optimizer.learning_rate,
       weight_decay=config.optimizer.weight_decay,
       momentum=config.optimizer.momentum,
+      greedy_mode=config.greedy_mode,
+      greedy=dict(config.greedy),
   )
-  if config.greedy_mode == "per_step":
-    optimizer = optax.chain(base, greedy)
-  elif config.greedy_mode == "per_eval":
-    optimizer = optax.chain(base, schedulers.on_eval(greedy))
-  else:
-    optimizer = base
-  base_lr = config.optimizer.learning_rate
-  has_greedy = config.greedy_mode != "none"
+  optimizer = built.tx
 
   def lr_metrics(state):
-    scale = schedulers.greedy_scale(state.opt_state) if has_greedy else jnp.ones(())
-    return {"lr": base_lr * scale}
+    return {"lr": built.learning_rate(state.opt_state)}
 
   init_key, data_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
   state = jax.jit(
@@ -145,11 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_fn = jax.jit(lambda state: evaluate(state.params, val_data))
   on_eval = None
   if config.greedy_mode == "per_eval":
-    on_eval = jax.jit(
-        lambda state, m: state.replace(
-            opt_state=schedulers.observe(state.opt_state, greedy, value=m["loss"])
-        )
-    )
+    on_eval = jax.jit(lambda state, m: state.replace(opt_state=built.observe(state.opt_state, m["loss"])))
 
   total_steps = per_epoch * config.num_epochs
   with checkpoint.Checkpointer(

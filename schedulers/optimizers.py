@@ -1,0 +1,166 @@
+"""The one optimizer factory of the repository: a base optimizer + GreedyLR.
+
+Every trainer builds its optimizer here, so GreedyLR (on by default, per
+step) is one config switch away in every method::
+
+  opt = schedulers.make_optimizer(name="adamw", learning_rate=1e-3)  # + greedy_lr per step
+  state = opt.tx.init(params)
+  updates, state = opt.tx.update(grads, state, params, value=loss)
+  opt.learning_rate(state)                    # base rate x the current GreedyLR scale
+
+  # per eval: a decision after each validation pass
+  opt = schedulers.make_optimizer(name="sgd", learning_rate=0.1, greedy_mode="per_eval")
+  state = opt.observe(state, val_loss)
+
+Binaries keep the same fields in their configs with `optimizer_config()` and
+build from them with `from_config(config.optimizer)`;
+`check_optimizer_config(config, "optimizer")` validates them before anything
+compiles (raising `common.app.ConfigError` naming the field).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from common import app
+from schedulers import per_eval
+from schedulers.greedy_lr import greedy_lr
+
+BASE_OPTIMIZERS = ("adamw", "adam", "sgd", "momentum")
+GREEDY_MODES = ("per_step", "per_eval", "none")
+
+
+class Optimizer(NamedTuple):
+  """A built optimizer: the transform and what logging / per-eval need."""
+
+  tx: optax.GradientTransformationExtraArgs
+  base_learning_rate: float
+  greedy_mode: str
+  controller: optax.GradientTransformationExtraArgs | None  # the GreedyLR, if any
+
+  def learning_rate(self, opt_state: Any) -> jax.Array:
+    """The effective learning rate: base rate x GreedyLR's current scale."""
+    if self.controller is None:
+      return jnp.asarray(self.base_learning_rate, jnp.float32)
+    return self.base_learning_rate * per_eval.greedy_scale(opt_state)
+
+  def observe(self, opt_state: Any, value: jax.Array) -> Any:
+    """Steps a per-eval GreedyLR on `value`; other modes return the state unchanged."""
+    if self.greedy_mode != "per_eval":
+      return opt_state
+    return per_eval.observe(opt_state, self.controller, value=value)
+
+
+def make_optimizer(
+    *,
+    name: str,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    max_grad_norm: float | None = None,
+    greedy_mode: str = "per_step",
+    greedy: Mapping[str, Any] | None = None,
+) -> Optimizer:
+  """Builds `[clip] -> base optimizer -> [GreedyLR]`.
+
+  Args:
+    name: 'adamw', 'adam', 'sgd' or 'momentum' (SGD with heavy-ball momentum).
+    learning_rate: base rate; GreedyLR scales it.
+    weight_decay: decoupled weight decay (adamw only).
+    momentum: momentum coefficient ('momentum' only).
+    max_grad_norm: global-norm gradient clipping before the optimizer; None: none.
+    greedy_mode: 'per_step' (GreedyLR on the training loss, passed as
+      `value=`), 'per_eval' (stepped by `Optimizer.observe` on a validation
+      loss) or 'none'.
+    greedy: keyword arguments of `schedulers.greedy_lr`.
+
+  Raises:
+    ValueError: for an unknown name or mode, or a bad hyperparameter.
+  """
+  if name not in BASE_OPTIMIZERS:
+    raise ValueError(f"optimizer name must be one of {BASE_OPTIMIZERS}, got {name!r}.")
+  if greedy_mode not in GREEDY_MODES:
+    raise ValueError(f"greedy_mode must be one of {GREEDY_MODES}, got {greedy_mode!r}.")
+  if not learning_rate > 0:
+    raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
+  if not weight_decay >= 0:
+    raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
+  if not 0 <= momentum < 1:
+    raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
+  if max_grad_norm is not None and not max_grad_norm > 0:
+    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}.")
+  if name == "adamw":
+    base = optax.adamw(learning_rate, weight_decay=weight_decay)
+  elif name == "adam":
+    base = optax.adam(learning_rate)
+  elif name == "momentum":
+    base = optax.sgd(learning_rate, momentum=momentum)
+  else:
+    base = optax.sgd(learning_rate)
+  parts = [] if max_grad_norm is None else [optax.clip_by_global_norm(max_grad_norm)]
+  parts.append(base)
+  controller = None
+  if greedy_mode != "none":
+    controller = greedy_lr(**dict(greedy or {}))
+    parts.append(controller if greedy_mode == "per_step" else per_eval.on_eval(controller))
+  return Optimizer(
+      tx=optax.with_extra_args_support(optax.chain(*parts)),
+      base_learning_rate=float(learning_rate),
+      greedy_mode=greedy_mode,
+      controller=controller,
+  )
+
+
+def optimizer_config(
+    *, name: str = "adamw", learning_rate: float = 1e-3, greedy_mode: str = "per_step", **overrides: Any
+) -> ml_collections.ConfigDict:
+  """The standard `config.optimizer` block of a binary (GreedyLR on, per step)."""
+  config = ml_collections.ConfigDict()
+  config.name = name  # adamw | adam | sgd | momentum
+  config.learning_rate = learning_rate  # base rate; GreedyLR scales it
+  config.weight_decay = 1e-4 if name == "adamw" else 0.0  # adamw only
+  config.momentum = 0.9  # momentum only
+  config.max_grad_norm = ml_collections.config_dict.placeholder(float)  # global-norm clipping; None: off
+  config.greedy_mode = greedy_mode  # per_step (training loss) | per_eval (validation loss) | none
+  config.greedy = ml_collections.ConfigDict(
+      {"factor": 0.95, "patience": 10, "min_scale": 0.1, "max_scale": 10.0, "smooth": True, "window_size": 50}
+  )  # schedulers.greedy_lr arguments
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def from_config(config: ml_collections.ConfigDict) -> Optimizer:
+  """`make_optimizer` from an `optimizer_config()` block."""
+  return make_optimizer(
+      name=config.name,
+      learning_rate=config.learning_rate,
+      weight_decay=config.weight_decay,
+      momentum=config.momentum,
+      max_grad_norm=config.max_grad_norm,
+      greedy_mode=config.greedy_mode,
+      greedy=dict(config.greedy),
+  )
+
+
+def check_optimizer_config(config: ml_collections.ConfigDict, field: str) -> None:
+  """Raises `common.app.ConfigError` naming the first bad field of `config.<field>`."""
+  app.check(config, f"{field}.name", lambda v: v in BASE_OPTIMIZERS, f"must be one of {BASE_OPTIMIZERS}")
+  app.check(config, f"{field}.learning_rate", lambda v: v > 0, "must be > 0")
+  app.check(config, f"{field}.weight_decay", lambda v: v >= 0, "must be >= 0")
+  app.check(config, f"{field}.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
+  app.check(config, f"{field}.max_grad_norm", lambda v: v is None or v > 0, "must be > 0, or None for no clipping")
+  app.check(config, f"{field}.greedy_mode", lambda v: v in GREEDY_MODES, f"must be one of {GREEDY_MODES}")
+  block = config
+  for part in field.split("."):
+    block = block[part]
+  for key in block.greedy:
+    try:
+      greedy_lr(**{key: block.greedy[key]})
+    except (ValueError, TypeError) as e:
+      raise app.ConfigError(f"{field}.greedy.{key}", str(e).removeprefix("greedy_lr: ")) from None
