@@ -1,0 +1,349 @@
+"""Learning-rate control of SGD on a digits MLP as a pure-JAX RL environment.
+
+The environment of the ICLR 2023 Tiny Paper "Learned LR Schedules for DNN
+Training Using RL" (Subramanian, Ganapathiraman, El Gamal): a PPO agent sets
+the learning rate of SGD while a small network trains, and is rewarded for
+new lows of the validation loss. Here the network is a ReLU MLP on
+scikit-learn's digits (`schedulers.data.load_digits`, the fixed 60/20/20
+split), the optimizer SGD with heavy-ball momentum
+(`optax.inject_hyperparams(optax.sgd)`, so the rate lives in the optimizer
+state), and one episode is one training run.
+
+* `reset(key)` draws a fresh parameter init and data order from `key` and
+  returns the state and the observation of the untrained network.
+* `step(state, action)` multiplies the learning rate by
+  `multipliers[action]`, clips it to `lr_bounds`, runs `steps_per_decision`
+  minibatch SGD steps (one `lax.scan`; batches by `common.data`'s
+  step-indexed shuffling), then scores the full validation split. The episode
+  ends after `num_decisions` steps.
+* Observation (float32, `[4 + num_layers]`): the paper's inputs plus the
+  previous learning rate: `log val_t`, `log(val_t / best_{t-1})`, budget left
+  `(num_decisions - t) / num_decisions`, `log(lr_t / initial_lr)`, and per
+  Dense layer `log` of the mean over the decision's steps of that layer's
+  gradient norm (kernel and bias together).  At reset the gradient norms are
+  those of the run's first minibatch and `best_{-1} = val_0`.
+* Reward, the paper's form: `r_t = gamma * (best_{t-1} - val_t) + lambda *
+  (num_decisions - t) / num_decisions`, then `best_t = min(best_{t-1},
+  val_t)`. The gamma term pays only for new lows (and charges for being above
+  the best); summed over a run that keeps improving it telescopes to
+  `val_0 - val_T`. The lambda term depends only on `t`: for these
+  fixed-length episodes it adds the same constant to every policy's return
+  (it shifts values, never the optimal policy), so it is 0 by default; it
+  would matter only with early termination, where it rewards surviving.
+
+Divergence stays finite and local: an SGD step whose loss, gradients or new
+parameters are not finite is skipped (as in `common.trainer`) and counted;
+validation and test losses are clamped to `[_MIN_LOSS, loss_cap]` (NaN ->
+`loss_cap`), gradient norms to `[_MIN_NORM, _MAX_NORM]` (a skipped step
+counts as `_MAX_NORM`), so a run pushed to a huge rate gets rewards near
+`-gamma * loss_cap` and finite observations, and NaN never reaches the
+parameters, the optimizer state or later decisions. A network that blew up
+finitely (on digits, rates of a few units already kill the ReLU layer) may
+still not recover when the rate comes down: that is the cost the agent must
+learn to avoid, not a numerical fault.
+
+`make_dnn_task` also returns `run_schedule(key, lrs)`, which trains the same
+run under a given per-decision learning-rate sequence (constant, step decay,
+cosine, a grid point), through the very function `step` uses: baselines, grid
+search and a trained policy are scored on identical runs (same key, same
+init and data order).
+
+Example::
+
+  task = dnn_env.make_dnn_task()
+  env = task.env                                  # a common.ppo.Env
+  state, obs = jax.jit(env.reset)(jax.random.key(0))
+  state, obs, reward, done = jax.jit(env.step)(state, jnp.int32(2))
+  lrs = 0.05 * jnp.ones(task.num_decisions)
+  val_losses, test_loss = jax.jit(task.run_schedule)(jax.random.key(0), lrs)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import data as data_lib
+from common import ppo
+from schedulers import _validation, losses, networks
+from schedulers import data as digits_data
+
+_PREFIX = "make_dnn_env"
+_NUM_FEATURES = 64  # 8x8 digits
+_NUM_CLASSES = 10
+_MIN_LOSS = 1e-6  # floor of clamped losses (keeps their logs finite)
+_MIN_NORM = 1e-6  # floor of gradient norms before the log (a dead layer reads log 1e-6)
+_MAX_NORM = 1e6  # non-finite or larger gradient norms are reported as this
+
+
+class DNNEnvState(NamedTuple):
+  """One training run between decisions (a pytree of arrays).
+
+  Attributes:
+    params: the MLP's Flax variables.
+    opt_state: `inject_hyperparams(sgd)` state; `hyperparams["learning_rate"]`
+      is the current rate.
+    data_key: PRNG key of the run's data order (epoch e uses `fold_in(data_key, e)`).
+    step: int32 SGD steps done.
+    decision: int32 decisions done (env steps of the episode).
+    val_loss: float32 clamped validation loss after the last decision.
+    best_val: float32 lowest `val_loss` of the run so far (reset's included).
+    nonfinite_updates: int32 SGD steps skipped for non-finite values.
+  """
+
+  params: Any
+  opt_state: Any
+  data_key: jax.Array
+  step: jax.Array
+  decision: jax.Array
+  val_loss: jax.Array
+  best_val: jax.Array
+  nonfinite_updates: jax.Array
+
+
+class DNNTask(NamedTuple):
+  """The environment and the schedule evaluators of one configuration.
+
+  Attributes:
+    env: the `common.ppo.Env` (`reset`, `step`, `observation_size`, `num_actions`).
+    run_schedule: `run_schedule(key, lrs [num_decisions]) -> (val_losses
+      [num_decisions], test_loss)`: the run `env.reset(key)` starts, trained
+      with rate `lrs[t]` during decision t (used as given, not clipped), and
+      the clamped test loss of its final params.
+    test_loss: `test_loss(state) -> scalar`: clamped test-split loss of a
+      state's params (score a policy's finished episode with it).
+    learning_rate: `learning_rate(state) -> scalar`: the state's current rate.
+    multipliers: the rate factor of each action.
+    num_decisions: episode length.
+    initial_lr: the rate at reset.
+  """
+
+  env: ppo.Env
+  run_schedule: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+  test_loss: Callable[[DNNEnvState], jax.Array]
+  learning_rate: Callable[[DNNEnvState], jax.Array]
+  multipliers: tuple[float, ...]
+  num_decisions: int
+  initial_lr: float
+
+
+def _clamp_loss(loss: jax.Array, loss_cap: float) -> jax.Array:
+  """A finite loss in `[_MIN_LOSS, loss_cap]`; NaN counts as `loss_cap`."""
+  return jnp.where(jnp.isnan(loss), loss_cap, jnp.clip(loss, _MIN_LOSS, loss_cap)).astype(jnp.float32)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _validate(
+  hidden_sizes, batch_size, steps_per_decision, num_decisions, initial_lr, multipliers, lr_bounds, momentum, loss_cap
+):
+  for size in hidden_sizes:
+    _validation.check_int(_PREFIX, "hidden_sizes entry", size, 1)
+  _validation.check_int(_PREFIX, "batch_size", batch_size, 1)
+  _validation.check_int(_PREFIX, "steps_per_decision", steps_per_decision, 1)
+  _validation.check_int(_PREFIX, "num_decisions", num_decisions, 1)
+  if len(multipliers) < 2:
+    raise ValueError(f"{_PREFIX}: multipliers needs at least 2 actions, got {multipliers!r}.")
+  _validation.check(_PREFIX, "multipliers", multipliers, lambda a: a > 0, "> 0")
+  if len(lr_bounds) != 2:
+    raise ValueError(f"{_PREFIX}: lr_bounds must be (low, high), got {lr_bounds!r}.")
+  low, high = lr_bounds
+  _validation.check(_PREFIX, "lr_bounds", lr_bounds, lambda a: (a[0] > 0) & (a[0] <= a[1]), "0 < low <= high")
+  _validation.check(_PREFIX, "initial_lr", initial_lr, lambda a: (a >= low) & (a <= high), f"in [{low}, {high}]")
+  _validation.check(_PREFIX, "momentum", momentum, lambda a: (a >= 0) & (a < 1), "in [0, 1)")
+  _validation.check(_PREFIX, "loss_cap", loss_cap, lambda a: a > 1, "> 1")
+
+
+def make_dnn_task(
+  *,
+  hidden_sizes: tuple[int, ...] = (64,),
+  batch_size: int = 64,
+  steps_per_decision: int = 25,
+  num_decisions: int = 20,
+  initial_lr: float = 0.01,
+  multipliers: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0),
+  lr_bounds: tuple[float, float] = (1e-4, 1.0),
+  momentum: float = 0.9,
+  reward_gamma: float = 1.0,
+  reward_lambda: float = 0.0,
+  loss_cap: float = 10.0,
+  split_seed: int = 0,
+) -> DNNTask:
+  """Builds the learning-rate control environment and its schedule evaluators.
+
+  The digits split is built here, once, outside jit; its arrays are
+  constants of every compiled function.
+
+  Args:
+    hidden_sizes: hidden layer sizes of the ReLU MLP (64 -> ... -> 10).
+    batch_size: SGD minibatch size (the train split has 1,077 examples).
+    steps_per_decision: SGD steps between two decisions (an "epoch" of the paper).
+    num_decisions: decisions per episode (training run).
+    initial_lr: learning rate at reset; must lie in `lr_bounds`.
+    multipliers: rate factor of each discrete action (include 1.0 for "keep").
+    lr_bounds: `(low, high)` the rate is clipped to after every action.
+    momentum: heavy-ball momentum of SGD.
+    reward_gamma: weight of the improvement term `best_{t-1} - val_t`.
+    reward_lambda: weight of the remaining-budget term (a policy-independent
+      per-step constant for these fixed-length episodes).
+    loss_cap: validation/test losses are clamped to this (NaN too): the
+      worst per-step reward of a diverged run is about `-reward_gamma * loss_cap`.
+    split_seed: seed of the stratified 60/20/20 split.
+
+  Returns:
+    A `DNNTask`; `DNNTask.env` is the `common.ppo.Env`.
+
+  Raises:
+    ValueError: for invalid sizes, bounds or multipliers.
+  """
+  hidden_sizes = tuple(hidden_sizes)
+  multipliers = tuple(float(m) for m in multipliers)
+  _validate(
+    hidden_sizes, batch_size, steps_per_decision, num_decisions, initial_lr, multipliers, lr_bounds, momentum, loss_cap
+  )
+  train_np, val_np, test_np = digits_data.load_digits(seed=split_seed)
+  train, val, test = (jax.tree.map(jnp.asarray, s) for s in (train_np, val_np, test_np))
+  n_train = data_lib.num_examples(train)
+  per_epoch = data_lib.steps_per_epoch(train, batch_size)
+  # Epochs one decision can touch (its first step need not start an epoch).
+  epochs_per_decision = (steps_per_decision - 1) // per_epoch + 2
+
+  network = networks.make_classifier(_NUM_FEATURES, hidden_sizes, _NUM_CLASSES)
+  train_loss, evaluate = losses.make_losses(network)
+  grad_fn = jax.value_and_grad(lambda p, b: train_loss(p, b, None)[0])
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=initial_lr, momentum=momentum)
+  layer_names = tuple(f"hidden_{i}" for i in range(len(hidden_sizes) + 1))
+  num_layers = len(layer_names)
+  observation_size = 4 + num_layers
+  low, high = (float(b) for b in lr_bounds)
+  multipliers_arr = jnp.asarray(multipliers, jnp.float32)
+  log_initial_lr = float(np.log(initial_lr))
+
+  def layer_grad_norms(grads) -> jax.Array:
+    """`[num_layers]` gradient norm of each Dense layer, finite and bounded."""
+    norms = jnp.stack([optax.tree.norm(grads["params"][name]) for name in layer_names])
+    return jnp.where(jnp.isfinite(norms), jnp.clip(norms, 0.0, _MAX_NORM), _MAX_NORM)
+
+  def learning_rate(state: DNNEnvState) -> jax.Array:
+    return state.opt_state.hyperparams["learning_rate"]
+
+  def observation(val_loss, best_prev, decision, lr, grad_norms) -> jax.Array:
+    log_val = jnp.log(val_loss)
+    budget_left = (num_decisions - decision) / num_decisions
+    obs = jnp.concatenate(
+      [
+        jnp.stack([log_val, log_val - jnp.log(best_prev), budget_left, jnp.log(lr) - log_initial_lr]),
+        jnp.log(jnp.maximum(grad_norms, _MIN_NORM)),
+      ]
+    ).astype(jnp.float32)
+    chex.assert_shape(obs, (observation_size,))
+    return obs
+
+  def val_loss_of(params) -> jax.Array:
+    return _clamp_loss(evaluate(params, val)["loss"], loss_cap)
+
+  def test_loss(state: DNNEnvState) -> jax.Array:
+    return _clamp_loss(evaluate(state.params, test)["loss"], loss_cap)
+
+  def reset(key: jax.Array) -> tuple[DNNEnvState, jax.Array]:
+    init_key, data_key = jax.random.split(key)
+    params = network.init(init_key)
+    opt_state = tx.init(params)
+    first_batch = data_lib.batch_from_permutation(
+      train, data_lib.epoch_permutation(data_key, 0, n_train), jnp.int32(0), batch_size
+    )
+    _, grads = grad_fn(params, first_batch)
+    val_loss = val_loss_of(params)
+    state = DNNEnvState(
+      params=params,
+      opt_state=opt_state,
+      data_key=data_key,
+      step=jnp.zeros((), jnp.int32),
+      decision=jnp.zeros((), jnp.int32),
+      val_loss=val_loss,
+      best_val=val_loss,
+      nonfinite_updates=jnp.zeros((), jnp.int32),
+    )
+    obs = observation(val_loss, val_loss, state.decision, learning_rate(state), layer_grad_norms(grads))
+    return state, obs
+
+  def decide(state: DNNEnvState, lr: jax.Array):
+    """One decision at rate `lr`: the SGD steps, validation, obs and reward."""
+    chex.assert_shape(lr, ())
+    hyperparams = dict(state.opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
+    opt_state = state.opt_state._replace(hyperparams=hyperparams)
+    first_epoch = state.step // per_epoch
+    permutations = jax.vmap(lambda e: data_lib.epoch_permutation(state.data_key, first_epoch + e, n_train))(
+      jnp.arange(epochs_per_decision)
+    )
+
+    def sgd_step(carry, _):
+      params, opt_state, step, nonfinite = carry
+      permutation = permutations[step // per_epoch - first_epoch]
+      batch = data_lib.batch_from_permutation(train, permutation, step, batch_size)
+      loss, grads = grad_fn(params, batch)
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
+      finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+      carry = (keep(new_params, params), keep(new_opt_state, opt_state), step + 1, nonfinite + (~finite))
+      return carry, layer_grad_norms(grads)
+
+    init = (state.params, opt_state, state.step, state.nonfinite_updates)
+    (params, opt_state, step, nonfinite), grad_norms = jax.lax.scan(sgd_step, init, None, length=steps_per_decision)
+    chex.assert_shape(grad_norms, (steps_per_decision, num_layers))
+    val_loss = val_loss_of(params)
+    decision = state.decision + 1
+    budget_left = (num_decisions - decision) / num_decisions
+    reward = (reward_gamma * (state.best_val - val_loss) + reward_lambda * budget_left).astype(jnp.float32)
+    new_state = DNNEnvState(
+      params=params,
+      opt_state=opt_state,
+      data_key=state.data_key,
+      step=step,
+      decision=decision,
+      val_loss=val_loss,
+      best_val=jnp.minimum(state.best_val, val_loss),
+      nonfinite_updates=nonfinite.astype(jnp.int32),
+    )
+    obs = observation(val_loss, state.best_val, decision, learning_rate(new_state), jnp.mean(grad_norms, axis=0))
+    return new_state, obs, reward, decision >= num_decisions
+
+  def step(state: DNNEnvState, action: jax.Array):
+    chex.assert_shape(action, ())
+    lr = jnp.clip(learning_rate(state) * multipliers_arr[action], low, high)
+    return decide(state, lr)
+
+  def run_schedule(key: jax.Array, lrs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    chex.assert_shape(lrs, (num_decisions,))
+    state, _ = reset(key)
+
+    def body(state, lr):
+      state, _, _, _ = decide(state, lr)
+      return state, state.val_loss
+
+    state, val_losses = jax.lax.scan(body, state, jnp.asarray(lrs, jnp.float32))
+    return val_losses, test_loss(state)
+
+  env = ppo.Env(reset=reset, step=step, observation_size=observation_size, num_actions=len(multipliers))
+  return DNNTask(
+    env=env,
+    run_schedule=run_schedule,
+    test_loss=test_loss,
+    learning_rate=learning_rate,
+    multipliers=multipliers,
+    num_decisions=num_decisions,
+    initial_lr=float(initial_lr),
+  )
+
+
+def make_dnn_env(**kwargs) -> ppo.Env:
+  """The `common.ppo.Env` of `make_dnn_task(**kwargs)` (same keyword arguments)."""
+  return make_dnn_task(**kwargs).env
