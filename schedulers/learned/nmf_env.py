@@ -344,23 +344,7 @@ def make_nmf_config(
   )
 
 
-def make_nmf_env(
-  *,
-  m: int = 64,
-  n: int = 64,
-  rank: int = 8,
-  noise: float = 0.1,
-  batch_size: int = 8,
-  steps_per_decision: int = 10,
-  num_decisions: int = 50,
-  multipliers: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0),
-  clip_c: float = 0.9,
-  init_lr_fraction: float = 0.5,
-  lr_cap: float = 1.0,
-  power_init_iters: int = 20,
-  power_iters: int = 2,
-  problem: nmf.NMFProblem | None = None,
-) -> ppo.Env:
+def make_nmf_env(**settings) -> ppo.Env:
   """The NMF learning-rate environment as a `common.ppo.Env`.
 
   The arguments are those of `make_nmf_config` (which documents them); the
@@ -374,25 +358,10 @@ def make_nmf_env(
   Raises:
     ValueError: for invalid settings.
   """
-  config = make_nmf_config(
-    m=m,
-    n=n,
-    rank=rank,
-    noise=noise,
-    batch_size=batch_size,
-    steps_per_decision=steps_per_decision,
-    num_decisions=num_decisions,
-    multipliers=multipliers,
-    clip_c=clip_c,
-    init_lr_fraction=init_lr_fraction,
-    lr_cap=lr_cap,
-    power_init_iters=power_init_iters,
-    power_iters=power_iters,
-    problem=problem,
-  )
+  config = make_nmf_config(**settings)
   return ppo.Env(
     reset=lambda key: env_reset(config, key),
     step=lambda state, action: env_step(config, state, action),
     observation_size=OBSERVATION_SIZE,
-    num_actions=len(multipliers),
+    num_actions=len(config.multipliers),
   )
