@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.main --config=schedulers/configs/default.py --workdir=$(DEMO_DIR)/greedy_lr_digits
-	$(BIN)/python -m schedulers.study --config=schedulers/configs/study.py:smoke --workdir=$(DEMO_DIR)/study_smoke
+	$(BIN)/python -m schedulers.study --config=schedulers/study/configs/default.py:smoke --workdir=$(DEMO_DIR)/study_smoke
 	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run: metrics.jsonl, final_metrics.json, plots/, tensorboard/, checkpoints/)"
 	@echo "              $(DEMO_DIR)/study_smoke (study smoke: report.md, results.json, curves.npz, plots/)"
 
@@ -42,7 +42,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.benchmark
 
 study: $(VENV)/.installed-test
-	$(BIN)/python -m schedulers.study --config=schedulers/configs/study.py --workdir=runs/study
+	$(BIN)/python -m schedulers.study --config=schedulers/study/configs/default.py --workdir=runs/study
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -300,7 +300,9 @@ def _usage(default_config: str | None, resumable: Sequence[str], argv: Sequence[
 
 def _program_name() -> str:
   spec = getattr(sys.modules["__main__"], "__spec__", None)
-  return f"python -m {spec.name}" if spec and spec.name else pathlib.Path(sys.argv[0]).name
+  if spec and spec.name:
+    return f"python -m {spec.name.removesuffix('.__main__')}"
+  return pathlib.Path(sys.argv[0]).name
 
 
 # --- multi-host -----------------------------------------------------------------
@@ -526,10 +528,10 @@ def run_tool(main: Callable[[list[str]], None]) -> None:
       _fail(f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options),"
             " no --config; run with --help for their meaning.")
 
-  def wrapped(argv: list[str]) -> None:
+  def wrapped(argv: list[str]) -> Any:
     _quiet_libraries()
     if len(argv) > 1:
       _fail(f"unexpected positional arguments: {argv[1:]}")
-    main(argv)
+    return main(argv)  # absl exits with main's return value
 
   absl_app.run(wrapped, flags_parser=parser)

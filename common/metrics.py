@@ -445,7 +445,7 @@ class MetricWriter:
 # Plots.  Figure + Agg canvas directly: no pyplot, no global backend switch;
 # matplotlib is imported inside the functions, so importing this module stays
 # cheap.  `style_step_axis` and `readable_log_ticks` are shared with the
-# study plots (schedulers/study_plots.py).
+# study plots (schedulers/study/plots.py).
 
 STEP_LABEL = "training step"
 MIN_LOG_LABELS = 3  # labelled ticks wanted on a log axis of a narrow range

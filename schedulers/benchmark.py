@@ -38,12 +38,12 @@ import schedulers
 from common import app
 from common import data as data_lib
 from common import trainer
-from schedulers import arms as arms_lib
+from schedulers.study import arms as arms_lib
 from schedulers import data as datasets
 from schedulers import losses
 from schedulers import networks
-from schedulers import study_runner
-from schedulers import tasks as tasks_lib
+from schedulers.study import runner as study_runner
+from schedulers.study import tasks as tasks_lib
 from schedulers.learned import nmf
 
 _STEPS = flags.DEFINE_integer("steps", 1000, "Steps per timed call.")

@@ -2,7 +2,7 @@
 
 Every factory returns a `common.encoders.Network`: `init(key)` builds the
 Flax variables dict from dummy inputs and `apply(params, inputs)` runs the
-module. The study's tasks (`schedulers.tasks`) use:
+module. The study's tasks (`schedulers.study.tasks`) use:
 
 * `make_classifier`: ReLU MLP logits (digits MLP; with no hidden layer, the
   linear model of the logistic-regression control).

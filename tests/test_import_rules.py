@@ -69,3 +69,64 @@ def test_checker_detects_a_violation(tmp_path):
 @pytest.mark.parametrize("package", OURS)
 def test_packages_import(package):
   __import__(package)
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = list(path.relative_to(ROOT).with_suffix("").parts)
+  if parts[-1] == "__init__":
+    parts = parts[:-1]
+  return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+  """Module -> our modules it imports (module-level and inside functions)."""
+  modules = {_module_name(p): p for package in OURS for p in python_files(package)}
+  graph = {}
+  for name, path in modules.items():
+    edges = set()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+      targets = []
+      if isinstance(node, ast.Import):
+        targets = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        # `from pkg import mod` imports the module pkg.mod when there is one.
+        targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                   for a in node.names]
+      edges |= {t for t in targets if t in modules and t != name}
+    graph[name] = edges
+  return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  """One import cycle of `graph` (as a path that returns to its start), or None."""
+  state = {}
+
+  def visit(node, stack):
+    state[node] = "open"
+    for nxt in sorted(graph.get(node, ())):
+      if state.get(nxt) == "open":
+        return stack[stack.index(nxt):] + [nxt]
+      if nxt not in state:
+        cycle = visit(nxt, stack + [nxt])
+        if cycle:
+          return cycle
+    state[node] = "done"
+    return None
+
+  for node in sorted(graph):
+    if node not in state:
+      cycle = visit(node, [node])
+      if cycle:
+        return cycle
+  return None
+
+
+def test_no_import_cycles():
+  cycle = find_cycle(import_graph())
+  assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_one():
+  assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert find_cycle({"a": {"b"}, "b": set()}) is None

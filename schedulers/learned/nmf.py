@@ -216,7 +216,7 @@ def make_problem(key: jax.Array, m: int, n: int, rank: int, noise: float) -> NMF
   """V = W* H* + |ε|, normalised to mean 1: a planted rank-`rank` NMF problem.
 
   Planted factors have Exponential(1) entries masked by Bernoulli(½) (sparse
-  parts, as in `schedulers.tasks.nmf_synthetic_factors`); ε ~ N(0, s²) with
+  parts, as in `schedulers.study.tasks.nmf_synthetic_factors`); ε ~ N(0, s²) with
   s = noise · RMS(W* H*). Dividing V by its mean makes learning rates and
   losses comparable across draws (the bound and the features are scale-free
   anyway).
