@@ -54,8 +54,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import ml_collections
 from absl import app as absl_app
-from absl import flags
-from absl import logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from common import checkpoint
@@ -260,8 +259,10 @@ def _flags_parser(argv: list[str]) -> list[str]:
       e = f"unknown config field {str(e).strip(chr(34))}{hint}"
     elif not isinstance(e, flags.Error):
       e = f"{type(e).__name__}: {e}{hint}"
-    _fail(f"{str(e).splitlines()[0]}\nRun with --help to list the config fields and flags;"
-          " config fields are set as --config.<field>=<value>.")
+    _fail(
+      f"{str(e).splitlines()[0]}\nRun with --help to list the config fields and flags;"
+      " config fields are set as --config.<field>=<value>."
+    )
 
 
 def _quiet_libraries() -> None:
@@ -288,10 +289,14 @@ def _usage(default_config: str | None, resumable: Sequence[str], argv: Sequence[
   out = [f"usage: {program} --config=PATH.py[:VARIANT] --workdir=DIR [--config.<field>=<value> ...] [flags]"]
   if doc:
     out += ["", doc]
-  out += ["", "Flags:", *_flag_lines(_SHARED_FLAGS),
-          "  --verbosity=0 (-v 0): also show library INFO logs (orbax, JAX); default: warnings only",
-          "  --jax_<option>=<value>: any JAX config option, e.g. --jax_platforms=cpu",
-          "  --helpfull: every flag of every library"]
+  out += [
+    "",
+    "Flags:",
+    *_flag_lines(_SHARED_FLAGS),
+    "  --verbosity=0 (-v 0): also show library INFO logs (orbax, JAX); default: warnings only",
+    "  --jax_<option>=<value>: any JAX config option, e.g. --jax_platforms=cpu",
+    "  --helpfull: every flag of every library",
+  ]
   config_arg = _config_arg(argv) or default_config
   if config_arg:
     out += ["", describe_config(config_arg, resumable)]
@@ -318,8 +323,7 @@ def _init_distributed() -> None:
       _fail(f"--num_processes={f.num_processes}: must be >= 1.")
     if not 0 <= f.process_id < f.num_processes:
       _fail(f"--process_id={f.process_id}: must be in [0, --num_processes={f.num_processes}).")
-    kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
-                  process_id=f.process_id)
+    kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes, process_id=f.process_id)
   elif f.num_processes is not None or f.process_id is not None:
     _fail("--num_processes/--process_id need --coordinator_address (or use --distributed on a cluster).")
   elif f.distributed:
@@ -369,15 +373,18 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
   """Dotted field -> (old, new) for every field whose JSON value differs."""
   a, b = _flat(dict(old)), _flat(dict(new))
   missing = "<absent>"
-  return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)}
+  return {
+    k: (a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)
+  }
 
 
 def _is_resumable(field: str, resumable: Sequence[str]) -> bool:
   return any(field == r or field.startswith(r + ".") for r in resumable)
 
 
-def _check_identity(workdir: pathlib.Path, resolved: Mapping[str, Any], resumable: Sequence[str],
-                    flag_value: str) -> dict[str, tuple[Any, Any]]:
+def _check_identity(
+  workdir: pathlib.Path, resolved: Mapping[str, Any], resumable: Sequence[str], flag_value: str
+) -> dict[str, tuple[Any, Any]]:
   """Exits 2 if `workdir` holds a run with another config; returns the allowed changes."""
   recorded_path = workdir / CONFIG_FILE
   if not recorded_path.is_file():
@@ -392,14 +399,13 @@ def _check_identity(workdir: pathlib.Path, resolved: Mapping[str, Any], resumabl
     listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in fixed.items())
     may = f" Only {', '.join(resumable)} may change on resume." if resumable else ""
     _fail(
-        f"--workdir={flag_value} holds a run with a different config ({recorded_path}): {listed}."
-        f" A workdir's config is its run's identity: use a new --workdir, or restore these fields.{may}"
+      f"--workdir={flag_value} holds a run with a different config ({recorded_path}): {listed}."
+      f" A workdir's config is its run's identity: use a new --workdir, or restore these fields.{may}"
     )
   return changes
 
 
-def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: Mapping[str, Any],
-                   fresh: bool) -> None:
+def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: Mapping[str, Any], fresh: bool) -> None:
   """Writes config.json and appends the start or the resume changes to the history."""
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   workdir.mkdir(parents=True, exist_ok=True)
@@ -422,11 +428,11 @@ def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: 
 
 
 def run(
-    train_fn: Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]],
-    *,
-    validate: Callable[[ml_collections.ConfigDict], None] | None = None,
-    default_config: str | os.PathLike[str] | None = None,
-    resumable: Sequence[str] = (),
+  train_fn: Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]],
+  *,
+  validate: Callable[[ml_collections.ConfigDict], None] | None = None,
+  default_config: str | os.PathLike[str] | None = None,
+  resumable: Sequence[str] = (),
 ) -> None:
   """Defines the shared flags and runs `train_fn(config, workdir)` under absl.
 
@@ -443,7 +449,7 @@ def run(
   resumable = tuple(resumable)
   default_config = None if default_config is None else os.path.relpath(default_config)
   config_flags.DEFINE_config_file(
-      "config", None, "Config file and variant, e.g. schedulers/configs/default.py:smoke.", lock_config=True
+    "config", None, "Config file and variant, e.g. schedulers/configs/default.py:smoke.", lock_config=True
   )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots; re-running resumes it.")
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
@@ -485,8 +491,11 @@ def run(
     if jax.process_index() == 0:
       _record_config(workdir, resolved, changes, fresh)
       if changes:
-        print(f"resuming {workdir} with changed " + ", ".join(f"{k}={b!r}" for k, (_, b) in changes.items())
-              + f" (recorded in {CONFIG_HISTORY_FILE})")
+        print(
+          f"resuming {workdir} with changed "
+          + ", ".join(f"{k}={b!r}" for k, (_, b) in changes.items())
+          + f" (recorded in {CONFIG_HISTORY_FILE})"
+        )
     logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
     try:
       metrics = train_fn(config, str(workdir))
@@ -514,10 +523,12 @@ def run_tool(main: Callable[[list[str]], None]) -> None:
   listing = "\n".join(_flag_lines(own)) or "  (none)"
   if any(arg in _HELP_FLAGS for arg in sys.argv[1:]):
     doc = (module.__doc__ or "").strip()
-    print(f"usage: {_program_name()} [flags]\n\n{doc}\n\nFlags:\n{listing}\n"
-          "  --verbosity=0 (-v 0): also show library INFO logs\n"
-          "  --jax_<option>=<value>: any JAX config option\n"
-          "This binary takes no --config.")
+    print(
+      f"usage: {_program_name()} [flags]\n\n{doc}\n\nFlags:\n{listing}\n"
+      "  --verbosity=0 (-v 0): also show library INFO logs\n"
+      "  --jax_<option>=<value>: any JAX config option\n"
+      "This binary takes no --config."
+    )
     sys.exit(0)
 
   def parser(argv: list[str]) -> list[str]:
@@ -525,8 +536,10 @@ def run_tool(main: Callable[[list[str]], None]) -> None:
       return flags.FLAGS(argv)
     except flags.Error as e:
       takes = ", ".join(f"--{n}" for n in own) or "no flags"
-      _fail(f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options),"
-            " no --config; run with --help for their meaning.")
+      _fail(
+        f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options),"
+        " no --config; run with --help for their meaning."
+      )
 
   def wrapped(argv: list[str]) -> Any:
     _quiet_libraries()

@@ -39,10 +39,10 @@ import time
 import zlib
 from typing import Any
 
-from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 __all__ = ["Checkpointer", "CheckpointRestoreError", "CheckpointMismatchError"]
 
@@ -104,7 +104,7 @@ def _mismatches(target: PyTree, stored: Any) -> list[str]:
     stored_shape = getattr(meta, "shape", None)
     if shape is not None and stored_shape is not None and tuple(shape) != tuple(stored_shape):
       problems.append(
-          f"leaf {name}: the checkpoint has shape {tuple(stored_shape)}, the state being restored {tuple(shape)}"
+        f"leaf {name}: the checkpoint has shape {tuple(stored_shape)}, the state being restored {tuple(shape)}"
       )
     stored_dtype = getattr(meta, "dtype", None)
     if dtype is not None and stored_dtype is not None and str(dtype) != str(stored_dtype):
@@ -130,9 +130,9 @@ def _to_abstract(x: Any) -> Any:
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
   if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is None:
     return jax.ShapeDtypeStruct(
-        x.shape,
-        x.dtype,
-        sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+      x.shape,
+      x.dtype,
+      sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]),
     )
   return x
 
@@ -177,9 +177,7 @@ def _verify(restored: PyTree, meta: Any, step: int) -> None:
   for key, value in _checksums(restored).items():
     expected = saved.get(key)
     if value is not None and expected is not None and value != expected:
-      raise ValueError(
-          f"checksum mismatch for leaf {key} (saved {expected}, read {value})"
-      )
+      raise ValueError(f"checksum mismatch for leaf {key} (saved {expected}, read {value})")
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -212,11 +210,11 @@ class Checkpointer:
   """
 
   def __init__(
-      self,
-      directory: str | os.PathLike[str],
-      *,
-      save_every: int = 1,
-      keep: int = 3,
+    self,
+    directory: str | os.PathLike[str],
+    *,
+    save_every: int = 1,
+    keep: int = 3,
   ):
     """Opens (creating if needed) a checkpoint directory.
 
@@ -230,29 +228,23 @@ class Checkpointer:
     """
     self._save_every = _positive_int("save_every", save_every)
     self._keep = _positive_int("keep", keep)
-    self._directory = pathlib.Path(
-        os.path.abspath(os.path.expanduser(os.fspath(directory)))
-    )
+    self._directory = pathlib.Path(os.path.abspath(os.path.expanduser(os.fspath(directory))))
     options = ocp.CheckpointManagerOptions(
-        save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(
-            self._save_every
-        ),
-        preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
-        cleanup_tmp_directories=True,
-        create=True,
+      save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(self._save_every),
+      preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
+      cleanup_tmp_directories=True,
+      create=True,
     )
     # Handlers registered up front so a fresh manager can read a step's
     # metadata (the compatibility check) before anything is restored.
     registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
     for item, handler, save_args, restore_args in (
-        (_STATE, ocp.StandardCheckpointHandler, ocp.args.StandardSave, ocp.args.StandardRestore),
-        (_META, ocp.JsonCheckpointHandler, ocp.args.JsonSave, ocp.args.JsonRestore),
+      (_STATE, ocp.StandardCheckpointHandler, ocp.args.StandardSave, ocp.args.StandardRestore),
+      (_META, ocp.JsonCheckpointHandler, ocp.args.JsonSave, ocp.args.JsonRestore),
     ):
       registry.add(item, save_args, handler())
       registry.add(item, restore_args, handler())
-    self._manager = ocp.CheckpointManager(
-        self._directory, options=options, handler_registry=registry
-    )
+    self._manager = ocp.CheckpointManager(self._directory, options=options, handler_registry=registry)
     self._closed = False
 
   @property
@@ -293,21 +285,21 @@ class Checkpointer:
     if not force and not self._manager.should_save(step):
       return False
     meta = {
-        "step": step,
-        "checksum": _CHECKSUM_ALGORITHM,
-        "checksums": _checksums(state),
+      "step": step,
+      "checksum": _CHECKSUM_ALGORITHM,
+      "checksums": _checksums(state),
     }
     return bool(
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    _STATE: ocp.args.StandardSave(state),
-                    _META: ocp.args.JsonSave(meta),
-                }
-            ),
-            force=force,
-        )
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(
+          **{
+            _STATE: ocp.args.StandardSave(state),
+            _META: ocp.args.JsonSave(meta),
+          }
+        ),
+        force=force,
+      )
     )
 
   def restore_latest(self, target: PyTree) -> tuple[PyTree | None, int | None]:
@@ -347,25 +339,24 @@ class Checkpointer:
       self._check_compatible(target, step)
       try:
         restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    _STATE: ocp.args.StandardRestore(abstract),
-                    _META: ocp.args.JsonRestore(),
-                }
-            ),
+          step,
+          args=ocp.args.Composite(
+            **{
+              _STATE: ocp.args.StandardRestore(abstract),
+              _META: ocp.args.JsonRestore(),
+            }
+          ),
         )
         state = restored[_STATE]
         _verify(state, restored[_META], step)
       except Exception as e:  # pylint: disable=broad-exception-caught
         logging.warning(
-            "Checkpoint at step %d in %s cannot be restored (%s: %s); %s",
-            step,
-            self._directory,
-            type(e).__name__,
-            str(e).splitlines()[0][:500] if str(e) else "",
-            "falling back to an earlier checkpoint."
-            if step != steps[-1] else "no earlier checkpoint left.",
+          "Checkpoint at step %d in %s cannot be restored (%s: %s); %s",
+          step,
+          self._directory,
+          type(e).__name__,
+          str(e).splitlines()[0][:500] if str(e) else "",
+          "falling back to an earlier checkpoint." if step != steps[-1] else "no earlier checkpoint left.",
         )
         failed.append((step, e))
         continue
@@ -374,9 +365,9 @@ class Checkpointer:
       return state, step
     newest_step, newest_error = failed[0]
     raise CheckpointRestoreError(
-        f"None of the {len(steps)} checkpoints in {self._directory} (steps "
-        f"{sorted(steps)}) could be restored; the newest, step {newest_step}, "
-        f"failed with {type(newest_error).__name__}: {newest_error}"
+      f"None of the {len(steps)} checkpoints in {self._directory} (steps "
+      f"{sorted(steps)}) could be restored; the newest, step {newest_step}, "
+      f"failed with {type(newest_error).__name__}: {newest_error}"
     ) from newest_error
 
   def _check_compatible(self, target: PyTree, step: int) -> None:
@@ -397,9 +388,9 @@ class Checkpointer:
       more = len(problems) - _MAX_LISTED
       listed = "; ".join(problems[:_MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
       raise CheckpointMismatchError(
-          f"the checkpoint at step {step} in {self._directory} does not match the state"
-          f" being restored: {listed}. It was written by other code or another config;"
-          " use a fresh directory."
+        f"the checkpoint at step {step} in {self._directory} does not match the state"
+        f" being restored: {listed}. It was written by other code or another config;"
+        " use a fresh directory."
       )
 
   def _quarantine(self, steps: list[int]) -> None:
@@ -425,8 +416,7 @@ class Checkpointer:
           os.replace(src, dst)
           logging.warning("Moved corrupt checkpoint %s to %s.", src, dst)
         except OSError as e:
-          logging.warning("Could not move corrupt checkpoint %s aside: %s",
-                          src, e)
+          logging.warning("Could not move corrupt checkpoint %s aside: %s", src, e)
     self._manager.reload()
 
   def latest_step(self) -> int | None:
@@ -461,7 +451,4 @@ class Checkpointer:
     self.close()
 
   def __repr__(self) -> str:
-    return (
-        f"Checkpointer({str(self._directory)!r}, "
-        f"save_every={self._save_every}, keep={self._keep})"
-    )
+    return f"Checkpointer({str(self._directory)!r}, save_every={self._save_every}, keep={self._keep})"

@@ -91,41 +91,41 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, *inputs: jax.Array) -> jax.Array:
     if not inputs:
-      raise ValueError('MLP needs at least one input.')
+      raise ValueError("MLP needs at least one input.")
     x = inputs[0] if len(inputs) == 1 else jnp.concatenate(inputs, axis=-1)
     num_layers = len(self.layer_sizes)
     for i, size in enumerate(self.layer_sizes):
       x = nn.Dense(
-          size,
-          kernel_init=self.kernel_init,
-          bias_init=self.bias_init,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          name=f'hidden_{i}',
+        size,
+        kernel_init=self.kernel_init,
+        bias_init=self.bias_init,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=f"hidden_{i}",
       )(x)
       if i < num_layers - 1 or self.activate_final:
         if self.layer_norm:
           x = nn.LayerNorm(
-              dtype=self.dtype,
-              param_dtype=self.param_dtype,
-              name=f'layer_norm_{i}',
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=f"layer_norm_{i}",
           )(x)
         x = self.activation(x)
     return x
 
 
 def make_mlp(
-    input_size: int,
-    hidden_sizes: Sequence[int],
-    output_size: int,
-    *,
-    activation: Callable[[jax.Array], jax.Array] = nn.relu,
-    layer_norm: bool = False,
-    activate_final: bool = False,
-    kernel_init: Initializer = nn.initializers.lecun_uniform(),
-    bias_init: Initializer = nn.initializers.zeros_init(),
-    dtype: Optional[Dtype] = None,
-    param_dtype: Dtype = jnp.float32,
+  input_size: int,
+  hidden_sizes: Sequence[int],
+  output_size: int,
+  *,
+  activation: Callable[[jax.Array], jax.Array] = nn.relu,
+  layer_norm: bool = False,
+  activate_final: bool = False,
+  kernel_init: Initializer = nn.initializers.lecun_uniform(),
+  bias_init: Initializer = nn.initializers.zeros_init(),
+  dtype: Optional[Dtype] = None,
+  param_dtype: Dtype = jnp.float32,
 ) -> Network:
   """Makes an `MLP` network `[..., input_size] -> [..., output_size]`.
 
@@ -148,14 +148,14 @@ def make_mlp(
     A `Network`.
   """
   module = MLP(
-      layer_sizes=tuple(hidden_sizes) + (output_size,),
-      activation=activation,
-      layer_norm=layer_norm,
-      activate_final=activate_final,
-      kernel_init=kernel_init,
-      bias_init=bias_init,
-      dtype=dtype,
-      param_dtype=param_dtype,
+    layer_sizes=tuple(hidden_sizes) + (output_size,),
+    activation=activation,
+    layer_norm=layer_norm,
+    activate_final=activate_final,
+    kernel_init=kernel_init,
+    bias_init=bias_init,
+    dtype=dtype,
+    param_dtype=param_dtype,
   )
   return _network(module, jnp.zeros((1, input_size), param_dtype))
 
@@ -171,7 +171,7 @@ def _check_mask(mask: Optional[jax.Array], shape: tuple[int, ...]) -> jax.Array:
     return jnp.ones(shape, jnp.bool_)
   mask = jnp.asarray(mask)
   if mask.shape != shape:
-    raise ValueError(f'mask shape {mask.shape} != expected {shape}.')
+    raise ValueError(f"mask shape {mask.shape} != expected {shape}.")
   return mask.astype(jnp.bool_)
 
 
@@ -189,13 +189,13 @@ class _MaskedGRUStep(nn.Module):
   def __call__(self, h, xs):
     x, m = xs
     new_h, _ = nn.GRUCell(
-        features=self.hidden_size,
-        kernel_init=self.kernel_init,
-        recurrent_kernel_init=self.recurrent_kernel_init,
-        bias_init=self.bias_init,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name='cell',
+      features=self.hidden_size,
+      kernel_init=self.kernel_init,
+      recurrent_kernel_init=self.recurrent_kernel_init,
+      bias_init=self.bias_init,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="cell",
     )(h, x)
     h = jnp.where(m[..., None], new_h.astype(h.dtype), h)
     return h, h
@@ -229,12 +229,12 @@ class GRUEncoder(nn.Module):
 
   @nn.compact
   def __call__(
-      self,
-      inputs: jax.Array,
-      mask: Optional[jax.Array] = None,
-      *,
-      initial_state: Optional[jax.Array] = None,
-      return_all_states: bool = False,
+    self,
+    inputs: jax.Array,
+    mask: Optional[jax.Array] = None,
+    *,
+    initial_state: Optional[jax.Array] = None,
+    return_all_states: bool = False,
   ):
     """Runs the GRU over time.
 
@@ -250,31 +250,31 @@ class GRUEncoder(nn.Module):
       (at a padded step, `states` repeats the previous state).
     """
     if inputs.ndim < 2:
-      raise ValueError(f'inputs must be [..., T, F], got {inputs.shape}.')
+      raise ValueError(f"inputs must be [..., T, F], got {inputs.shape}.")
     mask = _check_mask(mask, inputs.shape[:-1])
     batch_shape = inputs.shape[:-2]
     if initial_state is None:
       h0 = jnp.zeros(batch_shape + (self.hidden_size,), self.param_dtype)
     else:
       h0 = jnp.broadcast_to(
-          jnp.asarray(initial_state, self.param_dtype),
-          batch_shape + (self.hidden_size,),
+        jnp.asarray(initial_state, self.param_dtype),
+        batch_shape + (self.hidden_size,),
       )
     scan = nn.scan(
-        _MaskedGRUStep,
-        variable_broadcast='params',
-        split_rngs={'params': False},
-        in_axes=0,
-        out_axes=0,
+      _MaskedGRUStep,
+      variable_broadcast="params",
+      split_rngs={"params": False},
+      in_axes=0,
+      out_axes=0,
     )
     step = scan(
-        hidden_size=self.hidden_size,
-        kernel_init=self.kernel_init,
-        recurrent_kernel_init=self.recurrent_kernel_init,
-        bias_init=self.bias_init,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name='gru',
+      hidden_size=self.hidden_size,
+      kernel_init=self.kernel_init,
+      recurrent_kernel_init=self.recurrent_kernel_init,
+      bias_init=self.bias_init,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="gru",
     )
     xs = (jnp.moveaxis(inputs, -2, 0), jnp.moveaxis(mask, -1, 0))
     final, states = step(h0, xs)
@@ -284,14 +284,14 @@ class GRUEncoder(nn.Module):
 
 
 def make_gru_encoder(
-    input_size: int,
-    hidden_size: int,
-    *,
-    kernel_init: Initializer = nn.initializers.lecun_normal(),
-    recurrent_kernel_init: Initializer = nn.initializers.orthogonal(),
-    bias_init: Initializer = nn.initializers.zeros_init(),
-    dtype: Optional[Dtype] = None,
-    param_dtype: Dtype = jnp.float32,
+  input_size: int,
+  hidden_size: int,
+  *,
+  kernel_init: Initializer = nn.initializers.lecun_normal(),
+  recurrent_kernel_init: Initializer = nn.initializers.orthogonal(),
+  bias_init: Initializer = nn.initializers.zeros_init(),
+  dtype: Optional[Dtype] = None,
+  param_dtype: Dtype = jnp.float32,
 ) -> Network:
   """Makes a `GRUEncoder` network.
 
@@ -312,16 +312,14 @@ def make_gru_encoder(
     A `Network`.
   """
   module = GRUEncoder(
-      hidden_size=hidden_size,
-      kernel_init=kernel_init,
-      recurrent_kernel_init=recurrent_kernel_init,
-      bias_init=bias_init,
-      dtype=dtype,
-      param_dtype=param_dtype,
+    hidden_size=hidden_size,
+    kernel_init=kernel_init,
+    recurrent_kernel_init=recurrent_kernel_init,
+    bias_init=bias_init,
+    dtype=dtype,
+    param_dtype=param_dtype,
   )
-  return _network(
-      module, jnp.zeros((1, input_size), param_dtype), jnp.ones((1,), bool)
-  )
+  return _network(module, jnp.zeros((1, input_size), param_dtype), jnp.ones((1,), bool))
 
 
 # ---------------------------------------------------------------------------
@@ -341,9 +339,7 @@ def sinusoidal_embedding(positions: jax.Array, dim: int) -> jax.Array:
   """
   half = (dim + 1) // 2
   inv_freq = np.exp(-np.log(10000.0) * (2.0 * np.arange(half) / dim))
-  angles = positions.astype(jnp.float32)[..., None] * inv_freq.astype(
-      np.float32
-  )
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq.astype(np.float32)
   enc = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
   return enc.reshape(positions.shape + (2 * half,))[..., :dim]
 
@@ -362,28 +358,24 @@ class _TransformerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, attention_mask, deterministic):
-    dense = lambda n, name: nn.Dense(
-        n, dtype=self.dtype, param_dtype=self.param_dtype, name=name
-    )
-    ln = lambda name: nn.LayerNorm(
-        dtype=self.dtype, param_dtype=self.param_dtype, name=name
-    )
-    y = ln('ln_attention')(x)
+    dense = lambda n, name: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    ln = lambda name: nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    y = ln("ln_attention")(x)
     y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads,
-        qkv_features=self.model_dim,
-        out_features=self.model_dim,
-        dropout_rate=self.attention_dropout_rate,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name='attention',
+      num_heads=self.num_heads,
+      qkv_features=self.model_dim,
+      out_features=self.model_dim,
+      dropout_rate=self.attention_dropout_rate,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="attention",
     )(y, mask=attention_mask, deterministic=deterministic)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
     x = x + y
-    y = ln('ln_mlp')(x)
-    y = self.activation(dense(self.mlp_dim, 'mlp_in')(y))
+    y = ln("ln_mlp")(x)
+    y = self.activation(dense(self.mlp_dim, "mlp_in")(y))
     y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-    y = dense(self.model_dim, 'mlp_out')(y)
+    y = dense(self.model_dim, "mlp_out")(y)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
     return x + y
 
@@ -429,11 +421,11 @@ class TransformerEncoder(nn.Module):
 
   @nn.compact
   def __call__(
-      self,
-      inputs: jax.Array,
-      mask: Optional[jax.Array] = None,
-      *,
-      deterministic: bool = True,
+    self,
+    inputs: jax.Array,
+    mask: Optional[jax.Array] = None,
+    *,
+    deterministic: bool = True,
   ) -> tuple[jax.Array, jax.Array]:
     """Encodes a (padded) sequence.
 
@@ -450,28 +442,26 @@ class TransformerEncoder(nn.Module):
       the mean of `outputs` over valid positions (zeros if none is valid).
     """
     if self.model_dim % self.num_heads:
-      raise ValueError(
-          f'num_heads={self.num_heads} must divide model_dim={self.model_dim}.'
-      )
+      raise ValueError(f"num_heads={self.num_heads} must divide model_dim={self.model_dim}.")
     if self.vocab_size is not None:
       if not jnp.issubdtype(inputs.dtype, jnp.integer):
-        raise ValueError('With vocab_size set, inputs must be int token ids.')
+        raise ValueError("With vocab_size set, inputs must be int token ids.")
       x = nn.Embed(
-          self.vocab_size,
-          self.model_dim,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          name='token_embedding',
+        self.vocab_size,
+        self.model_dim,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="token_embedding",
       )(inputs)
       x = x * (self.model_dim**0.5)
     else:
       if inputs.ndim < 2:
-        raise ValueError(f'inputs must be [..., T, F], got {inputs.shape}.')
+        raise ValueError(f"inputs must be [..., T, F], got {inputs.shape}.")
       x = nn.Dense(
-          self.model_dim,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          name='input_projection',
+        self.model_dim,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="input_projection",
       )(inputs)
     mask = _check_mask(mask, x.shape[:-1])
     length = x.shape[-2]
@@ -486,25 +476,21 @@ class TransformerEncoder(nn.Module):
       causal = jnp.tril(jnp.ones((length, length), jnp.bool_))
       attention_mask = attention_mask & causal
     else:
-      attention_mask = jnp.broadcast_to(
-          attention_mask, mask.shape[:-1] + (1, length, length)
-      )
+      attention_mask = jnp.broadcast_to(attention_mask, mask.shape[:-1] + (1, length, length))
 
     for i in range(self.num_layers):
       x = _TransformerBlock(
-          num_heads=self.num_heads,
-          model_dim=self.model_dim,
-          mlp_dim=self.mlp_dim,
-          dropout_rate=self.dropout_rate,
-          attention_dropout_rate=self.attention_dropout_rate,
-          activation=self.activation,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          name=f'block_{i}',
+        num_heads=self.num_heads,
+        model_dim=self.model_dim,
+        mlp_dim=self.mlp_dim,
+        dropout_rate=self.dropout_rate,
+        attention_dropout_rate=self.attention_dropout_rate,
+        activation=self.activation,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=f"block_{i}",
       )(x, attention_mask, deterministic)
-    x = nn.LayerNorm(
-        dtype=self.dtype, param_dtype=self.param_dtype, name='ln_final'
-    )(x)
+    x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="ln_final")(x)
 
     weights = mask.astype(x.dtype)[..., None]
     outputs = x * weights
@@ -514,19 +500,19 @@ class TransformerEncoder(nn.Module):
 
 
 def make_transformer_encoder(
-    *,
-    model_dim: int,
-    num_layers: int,
-    num_heads: int,
-    mlp_dim: int,
-    input_size: Optional[int] = None,
-    vocab_size: Optional[int] = None,
-    dropout_rate: float = 0.0,
-    attention_dropout_rate: float = 0.0,
-    causal: bool = False,
-    activation: Callable[[jax.Array], jax.Array] = nn.gelu,
-    dtype: Optional[Dtype] = None,
-    param_dtype: Dtype = jnp.float32,
+  *,
+  model_dim: int,
+  num_layers: int,
+  num_heads: int,
+  mlp_dim: int,
+  input_size: Optional[int] = None,
+  vocab_size: Optional[int] = None,
+  dropout_rate: float = 0.0,
+  attention_dropout_rate: float = 0.0,
+  causal: bool = False,
+  activation: Callable[[jax.Array], jax.Array] = nn.gelu,
+  dtype: Optional[Dtype] = None,
+  param_dtype: Dtype = jnp.float32,
 ) -> Network:
   """Makes a `TransformerEncoder` network.
 
@@ -553,23 +539,21 @@ def make_transformer_encoder(
     A `Network`.
   """
   if (input_size is None) == (vocab_size is None):
-    raise ValueError('Give exactly one of input_size and vocab_size.')
+    raise ValueError("Give exactly one of input_size and vocab_size.")
   if model_dim % num_heads:
-    raise ValueError(
-        f'num_heads={num_heads} must divide model_dim={model_dim}.'
-    )
+    raise ValueError(f"num_heads={num_heads} must divide model_dim={model_dim}.")
   module = TransformerEncoder(
-      model_dim=model_dim,
-      num_layers=num_layers,
-      num_heads=num_heads,
-      mlp_dim=mlp_dim,
-      vocab_size=vocab_size,
-      dropout_rate=dropout_rate,
-      attention_dropout_rate=attention_dropout_rate,
-      causal=causal,
-      activation=activation,
-      dtype=dtype,
-      param_dtype=param_dtype,
+    model_dim=model_dim,
+    num_layers=num_layers,
+    num_heads=num_heads,
+    mlp_dim=mlp_dim,
+    vocab_size=vocab_size,
+    dropout_rate=dropout_rate,
+    attention_dropout_rate=attention_dropout_rate,
+    causal=causal,
+    activation=activation,
+    dtype=dtype,
+    param_dtype=param_dtype,
   )
   if vocab_size is not None:
     dummy = jnp.zeros((1,), jnp.int32)

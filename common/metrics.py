@@ -28,7 +28,6 @@ both sinks; `read_tensorboard` reads the series back as TensorBoard shows them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import json
 import math
 import numbers
@@ -38,10 +37,11 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 __all__ = ["MetricWriter", "read_metrics", "read_tensorboard", "plot_metrics"]
 
@@ -55,9 +55,7 @@ def _to_python(name: str, value: Any) -> bool | int | float:
   if hasattr(value, "shape") and hasattr(value, "dtype"):  # numpy / jax
     array = np.asarray(value)
     if array.size != 1:
-      raise TypeError(
-          f"metric {name!r} must be a scalar, got shape {array.shape}"
-      )
+      raise TypeError(f"metric {name!r} must be a scalar, got shape {array.shape}")
     value = array.reshape(()).item()
   if isinstance(value, (bool, np.bool_)):
     return bool(value)
@@ -65,9 +63,7 @@ def _to_python(name: str, value: Any) -> bool | int | float:
     return int(value)
   if isinstance(value, numbers.Real):
     return float(value)
-  raise TypeError(
-      f"metric {name!r} must be a real number, got {type(value).__name__}"
-  )
+  raise TypeError(f"metric {name!r} must be a real number, got {type(value).__name__}")
 
 
 def _json_value(value: bool | int | float) -> bool | int | float | None:
@@ -132,10 +128,7 @@ def read_metrics(path_or_workdir: str | os.PathLike[str]) -> list[dict]:
 def _truncate_after(path: pathlib.Path, resume_step: int) -> int:
   """Atomically drops rows with `step > resume_step`; returns rows dropped."""
   parsed = _parse_lines(path)
-  kept = [
-      line for line, row in parsed
-      if isinstance(row.get("step"), int) and row["step"] <= resume_step
-  ]
+  kept = [line for line, row in parsed if isinstance(row.get("step"), int) and row["step"] <= resume_step]
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -172,11 +165,11 @@ class _TensorBoardScalars:
     self._writer = EventsWriter(str(logdir / "events"), filename_suffix)
     if purge_step is not None:
       self._writer.write_event(
-          event_pb2.Event(
-              wall_time=time.time(),
-              step=purge_step,
-              session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
-          )
+        event_pb2.Event(
+          wall_time=time.time(),
+          step=purge_step,
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+        )
       )
     self._writer.flush()
 
@@ -256,15 +249,15 @@ class MetricWriter:
   """
 
   def __init__(
-      self,
-      workdir: str | os.PathLike[str],
-      *,
-      total_steps: int | None = None,
-      progress: bool | None = None,
-      tensorboard: bool = True,
-      resume_step: int | None = None,
-      progress_lines: int = 0,
-      active: bool | None = None,
+    self,
+    workdir: str | os.PathLike[str],
+    *,
+    total_steps: int | None = None,
+    progress: bool | None = None,
+    tensorboard: bool = True,
+    resume_step: int | None = None,
+    progress_lines: int = 0,
+    active: bool | None = None,
   ):
     """Opens (creating if needed) `workdir` for appending metrics.
 
@@ -308,8 +301,10 @@ class MetricWriter:
       dropped = _truncate_after(self._path, resume_step)
       if dropped:
         logging.info(
-            "Dropped %d metric rows after step %d from %s.",
-            dropped, resume_step, self._path,
+          "Dropped %d metric rows after step %d from %s.",
+          dropped,
+          resume_step,
+          self._path,
         )
     needs_newline = False
     if self._path.exists() and self._path.stat().st_size > 0:
@@ -324,22 +319,22 @@ class MetricWriter:
     try:
       if tensorboard:
         self._tb = _TensorBoardScalars(
-            self._workdir / TENSORBOARD_DIR,
-            purge_step=None if resume_step is None else resume_step + 1,
-            # The default name has 1 s resolution: a writer reopened within the
-            # same second (a quick resume) would clobber the earlier file.
-            filename_suffix=f".{os.getpid()}.{time.time_ns()}",
+          self._workdir / TENSORBOARD_DIR,
+          purge_step=None if resume_step is None else resume_step + 1,
+          # The default name has 1 s resolution: a writer reopened within the
+          # same second (a quick resume) would clobber the earlier file.
+          filename_suffix=f".{os.getpid()}.{time.time_ns()}",
         )
 
       if _default_progress() if progress is None else progress:
         from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
 
         self._bar = tqdm(
-            total=self._total,
-            initial=0 if resume_step is None else resume_step,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            unit="step",
+          total=self._total,
+          initial=0 if resume_step is None else resume_step,
+          file=sys.stderr,
+          dynamic_ncols=True,
+          unit="step",
         )
       elif progress_lines > 0 and self._total:
         self._line_every = max(1, -(-self._total // int(progress_lines)))
@@ -397,14 +392,10 @@ class MetricWriter:
       for name, value in values.items():
         self._tb.add_scalar(name, float(value), step)
 
-    loss_key = "loss" if "loss" in values else next(
-        (k for k in values if "loss" in k.lower()), None
-    )
+    loss_key = "loss" if "loss" in values else next((k for k in values if "loss" in k.lower()), None)
     if self._bar is not None:
       if loss_key is not None:
-        self._bar.set_postfix(
-            {loss_key: f"{values[loss_key]:.4g}"}, refresh=False
-        )
+        self._bar.set_postfix({loss_key: f"{values[loss_key]:.4g}"}, refresh=False)
       if step > self._bar.n:
         self._bar.update(step - self._bar.n)
       else:
@@ -478,9 +469,11 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
   for row in rows:
     step, value = row.get("step"), row.get(key)
     if (
-        isinstance(step, (int, float)) and not isinstance(step, bool)
-        and isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value)
+      isinstance(step, (int, float))
+      and not isinstance(step, bool)
+      and isinstance(value, (int, float))
+      and not isinstance(value, bool)
+      and math.isfinite(value)
     ):
       xs.append(step)
       ys.append(float(value))
@@ -523,11 +516,9 @@ def readable_log_ticks(ax, min_labels: int = MIN_LOG_LABELS) -> None:
   if not (0 < lo < hi) or hi / lo >= 100:
     return
   if hi / lo < 10:
-    locators = [ticker.MaxNLocator(nbins=n, steps=[1, 2, 5, 10])
-                for n in (5, 8, 12)]
+    locators = [ticker.MaxNLocator(nbins=n, steps=[1, 2, 5, 10]) for n in (5, 8, 12)]
   else:
-    locators = [ticker.LogLocator(base=10, subs=subs, numticks=30)
-                for subs in ((1.0, 2.0, 5.0), tuple(range(1, 10)))]
+    locators = [ticker.LogLocator(base=10, subs=subs, numticks=30) for subs in ((1.0, 2.0, 5.0), tuple(range(1, 10)))]
   for locator in locators:
     ticks = [t for t in locator.tick_values(lo, hi) if lo <= t <= hi]
     if len(ticks) >= min_labels:
@@ -554,8 +545,7 @@ def _figure(title: str, panels: list[tuple[str, dict, bool]]):
   axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
   for ax, (ylabel, series, steps) in zip(axes, panels):
     for key, (xs, ys) in series.items():
-      ax.plot(xs, ys, label=key, marker="o" if len(xs) == 1 else None,
-              drawstyle="steps-post" if steps else "default")
+      ax.plot(xs, ys, label=key, marker="o" if len(xs) == 1 else None, drawstyle="steps-post" if steps else "default")
     if all(y > 0 for _, ys in series.values() for y in ys):
       ax.set_yscale("log")
     ax.set_ylabel(ylabel)
@@ -573,26 +563,24 @@ def _plots(rows: list[dict], loss_label: str | None = None) -> dict[str, tuple[s
   """File name -> (title, panels) of every plot that has a finite point."""
   keys = sorted({k for row in rows for k in row if k != "step"})
   series = {k: _series(rows, k) for k in keys}
-  pick = lambda select: {k: xy for k, xy in series.items()
-                         if select(k) and xy[0]}
+  pick = lambda select: {k: xy for k, xy in series.items() if select(k) and xy[0]}
   losses = pick(_is_loss)
   rates = pick(lambda k: _is_learning_rate(k) and not _is_scale(k))
   scales = pick(lambda k: _is_learning_rate(k) and _is_scale(k))
   plots = {}
   if losses:
     plots["loss.png"] = ("loss", [(loss_label or _loss_label(losses), losses, False)])
-  panels = [(label, s, True) for label, s in (
-      ("learning rate", rates), ("scale (x base learning rate)", scales)) if s]
+  panels = [(label, s, True) for label, s in (("learning rate", rates), ("scale (x base learning rate)", scales)) if s]
   if panels:
     plots["learning_rate.png"] = ("learning rate / scale", panels)
   return plots
 
 
 def plot_metrics(
-    workdir: str | os.PathLike[str],
-    *,
-    out_dir: str | os.PathLike[str] | None = None,
-    loss_label: str | None = None,
+  workdir: str | os.PathLike[str],
+  *,
+  out_dir: str | os.PathLike[str] | None = None,
+  loss_label: str | None = None,
 ) -> list[pathlib.Path]:
   """Plots metrics.jsonl into PNGs.
 

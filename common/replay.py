@@ -35,7 +35,7 @@ import numpy as np
 PyTree = Any
 DoneField = Union[str, Callable[[PyTree], jax.Array]]
 
-_WEIGHTINGS = ('uniform', 'proportional')
+_WEIGHTINGS = ("uniform", "proportional")
 
 
 @flax.struct.dataclass
@@ -51,6 +51,7 @@ class ReplayState:
       `[num_tasks]`.
     capacity: static number of slots (per task).
   """
+
   data: PyTree
   insert_pos: jax.Array
   size: jax.Array
@@ -63,9 +64,9 @@ class ReplayState:
 
 def _check_positive(name: str, value: Any) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f'{name} must be a Python int, got {value!r}.')
+    raise ValueError(f"{name} must be a Python int, got {value!r}.")
   if value <= 0:
-    raise ValueError(f'{name} must be positive, got {value}.')
+    raise ValueError(f"{name} must be positive, got {value}.")
   return int(value)
 
 
@@ -79,43 +80,44 @@ def _leaf_spec(x: Any) -> jax.ShapeDtypeStruct:
 def _check_single(state: ReplayState, fn: str) -> None:
   if jnp.ndim(state.size) != 0:
     raise ValueError(
-        f'{fn} expects a single buffer, but counters have shape '
-        f'{jnp.shape(state.size)}; for multi-task buffers use add_task / '
-        'sample_task / sample_mixed, or jax.vmap over the task axis.')
+      f"{fn} expects a single buffer, but counters have shape "
+      f"{jnp.shape(state.size)}; for multi-task buffers use add_task / "
+      "sample_task / sample_mixed, or jax.vmap over the task axis."
+    )
 
 
 def _check_multi(state: ReplayState, fn: str) -> None:
   if jnp.ndim(state.size) != 1:
     raise ValueError(
-        f'{fn} expects a multi-task buffer (counters of shape [num_tasks]), '
-        f'got counters of shape {jnp.shape(state.size)}; see init_multitask.')
+      f"{fn} expects a multi-task buffer (counters of shape [num_tasks]), "
+      f"got counters of shape {jnp.shape(state.size)}; see init_multitask."
+    )
 
 
 def _check_batch(data: PyTree, batch: PyTree, num_lead: int) -> int:
   """Checks `batch` against stored `data`; returns the static batch size."""
   data_def, batch_def = jax.tree.structure(data), jax.tree.structure(batch)
   if data_def != batch_def:
-    raise ValueError(
-        f'Batch structure {batch_def} does not match the buffer structure '
-        f'{data_def}.')
+    raise ValueError(f"Batch structure {batch_def} does not match the buffer structure {data_def}.")
   paths_and_leaves = jax.tree_util.tree_flatten_with_path(data)[0]
   sizes = set()
   for (path, buf), new in zip(paths_and_leaves, jax.tree.leaves(batch)):
-    name = jax.tree_util.keystr(path) or '<root>'
+    name = jax.tree_util.keystr(path) or "<root>"
     item_shape = buf.shape[num_lead:]
     new_shape, new_dtype = jnp.shape(new), jnp.result_type(new)
     if new_shape[1:] != item_shape or not new_shape:
       raise ValueError(
-          f'Field {name}: expected shape [B, *{item_shape}] (a leading batch '
-          f'axis followed by the item shape), got {new_shape}.')
-    if not np.can_cast(new_dtype, buf.dtype, casting='same_kind'):
+        f"Field {name}: expected shape [B, *{item_shape}] (a leading batch "
+        f"axis followed by the item shape), got {new_shape}."
+      )
+    if not np.can_cast(new_dtype, buf.dtype, casting="same_kind"):
       raise ValueError(
-          f'Field {name}: cannot store dtype {new_dtype} in a {buf.dtype} '
-          'buffer without changing its kind (e.g. float into int ids).')
+        f"Field {name}: cannot store dtype {new_dtype} in a {buf.dtype} "
+        "buffer without changing its kind (e.g. float into int ids)."
+      )
     sizes.add(new_shape[0])
   if len(sizes) != 1:
-    raise ValueError(
-        f'Batch leaves disagree on the batch size: {sorted(sizes)}.')
+    raise ValueError(f"Batch leaves disagree on the batch size: {sorted(sizes)}.")
   return sizes.pop()
 
 
@@ -124,9 +126,9 @@ def _check_task_id(task_id: Any, num_tasks: int) -> jax.Array:
   if not isinstance(task_id, jax.core.Tracer):
     tid = np.asarray(task_id)
     if tid.shape or not np.issubdtype(tid.dtype, np.integer):
-      raise ValueError(f'task_id must be an integer scalar, got {task_id!r}.')
+      raise ValueError(f"task_id must be an integer scalar, got {task_id!r}.")
     if not 0 <= int(tid) < num_tasks:
-      raise ValueError(f'task_id {int(tid)} out of range [0, {num_tasks}).')
+      raise ValueError(f"task_id {int(tid)} out of range [0, {num_tasks}).")
   return jnp.asarray(task_id, jnp.int32)
 
 
@@ -149,10 +151,9 @@ def init(example_transition: PyTree, capacity: int) -> ReplayState:
   Returns:
     A zero-filled `ReplayState` with `size == insert_pos == 0`.
   """
-  capacity = _check_positive('capacity', capacity)
+  capacity = _check_positive("capacity", capacity)
   specs = jax.tree.map(_leaf_spec, example_transition)
-  data = jax.tree.map(
-      lambda s: jnp.zeros((capacity,) + tuple(s.shape), s.dtype), specs)
+  data = jax.tree.map(lambda s: jnp.zeros((capacity,) + tuple(s.shape), s.dtype), specs)
   zero = jnp.zeros((), jnp.int32)
   return ReplayState(data=data, insert_pos=zero, size=zero, capacity=capacity)
 
@@ -171,20 +172,17 @@ def add(state: ReplayState, batch: PyTree) -> ReplayState:
   Raises:
     ValueError: on structure / shape / dtype-kind mismatch or `B > capacity`.
   """
-  _check_single(state, 'add')
+  _check_single(state, "add")
   b = _check_batch(state.data, batch, num_lead=1)
   if not 1 <= b <= state.capacity:
     raise ValueError(
-        f'Batch size {b} must be in [1, capacity={state.capacity}]; a larger '
-        'batch would overwrite its own items.')
+      f"Batch size {b} must be in [1, capacity={state.capacity}]; a larger batch would overwrite its own items."
+    )
   idx = (state.insert_pos + jnp.arange(b, dtype=jnp.int32)) % state.capacity
-  data = jax.tree.map(
-      lambda buf, new: buf.at[idx].set(_cast(new, buf), unique_indices=True),
-      state.data, batch)
+  data = jax.tree.map(lambda buf, new: buf.at[idx].set(_cast(new, buf), unique_indices=True), state.data, batch)
   return state.replace(
-      data=data,
-      insert_pos=(state.insert_pos + b) % state.capacity,
-      size=jnp.minimum(state.size + b, state.capacity))
+    data=data, insert_pos=(state.insert_pos + b) % state.capacity, size=jnp.minimum(state.size + b, state.capacity)
+  )
 
 
 def sample(state: ReplayState, key: jax.Array, batch_size: int) -> PyTree:
@@ -196,10 +194,9 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int) -> PyTree:
   Returns:
     Transition pytree with leaves `[batch_size, ...]`.
   """
-  _check_single(state, 'sample')
-  batch_size = _check_positive('batch_size', batch_size)
-  idx = jax.random.randint(
-      key, (batch_size,), 0, jnp.maximum(state.size, 1), dtype=jnp.int32)
+  _check_single(state, "sample")
+  batch_size = _check_positive("batch_size", batch_size)
+  idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1), dtype=jnp.int32)
   return jax.tree.map(lambda x: x[idx], state.data)
 
 
@@ -207,55 +204,46 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int) -> PyTree:
 # Multi-task buffer: the same state with a leading task axis.
 
 
-def init_multitask(example_transition: PyTree, num_tasks: int,
-                   capacity_per_task: int) -> ReplayState:
+def init_multitask(example_transition: PyTree, num_tasks: int, capacity_per_task: int) -> ReplayState:
   """Creates `num_tasks` independent empty rings of `capacity_per_task` each.
 
   Leaves are `[num_tasks, capacity_per_task, ...]`, counters `[num_tasks]`.
   """
-  num_tasks = _check_positive('num_tasks', num_tasks)
+  num_tasks = _check_positive("num_tasks", num_tasks)
   single = init(example_transition, capacity_per_task)
-  return jax.tree.map(
-      lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), single)
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), single)
 
 
-def add_task(state: ReplayState, batch: PyTree,
-             task_id: jax.Array) -> ReplayState:
+def add_task(state: ReplayState, batch: PyTree, task_id: jax.Array) -> ReplayState:
   """Adds a batch to the ring of task `task_id` only (same rules as `add`).
 
   `task_id` may be traced. Concrete ids are range-checked; a traced id outside
   `[0, num_tasks)` leaves the buffer unchanged (JAX drops out-of-bounds
   scatters). To add one batch to every task at once, use `jax.vmap(add)`.
   """
-  _check_multi(state, 'add_task')
+  _check_multi(state, "add_task")
   tid = _check_task_id(task_id, state.size.shape[0])
   b = _check_batch(state.data, batch, num_lead=2)
   if not 1 <= b <= state.capacity:
-    raise ValueError(
-        f'Batch size {b} must be in [1, capacity_per_task={state.capacity}].')
+    raise ValueError(f"Batch size {b} must be in [1, capacity_per_task={state.capacity}].")
   pos = state.insert_pos[tid]
   idx = (pos + jnp.arange(b, dtype=jnp.int32)) % state.capacity
-  data = jax.tree.map(
-      lambda buf, new: buf.at[tid, idx].set(_cast(new, buf), mode='drop'),
-      state.data, batch)
+  data = jax.tree.map(lambda buf, new: buf.at[tid, idx].set(_cast(new, buf), mode="drop"), state.data, batch)
   return state.replace(
-      data=data,
-      insert_pos=state.insert_pos.at[tid].set(
-          (pos + b) % state.capacity, mode='drop'),
-      size=state.size.at[tid].set(
-          jnp.minimum(state.size[tid] + b, state.capacity), mode='drop'))
+    data=data,
+    insert_pos=state.insert_pos.at[tid].set((pos + b) % state.capacity, mode="drop"),
+    size=state.size.at[tid].set(jnp.minimum(state.size[tid] + b, state.capacity), mode="drop"),
+  )
 
 
-def _gather_tasks(state: ReplayState, key: jax.Array,
-                  task_ids: jax.Array) -> PyTree:
+def _gather_tasks(state: ReplayState, key: jax.Array, task_ids: jax.Array) -> PyTree:
   """Draws one item uniformly from each listed task's stored items."""
   maxval = jnp.maximum(state.size[task_ids], 1)
   idx = jax.random.randint(key, task_ids.shape, 0, maxval, dtype=jnp.int32)
   return jax.tree.map(lambda x: x[task_ids, idx], state.data)
 
 
-def sample_task(state: ReplayState, key: jax.Array, task_id: jax.Array,
-                batch_size: int) -> PyTree:
+def sample_task(state: ReplayState, key: jax.Array, task_id: jax.Array, batch_size: int) -> PyTree:
   """Samples uniformly (with replacement) from one task's stored items.
 
   Same empty-buffer behaviour as `sample`: an empty task yields its slot 0.
@@ -264,14 +252,15 @@ def sample_task(state: ReplayState, key: jax.Array, task_id: jax.Array,
   Returns:
     Transition pytree with leaves `[batch_size, ...]`.
   """
-  _check_multi(state, 'sample_task')
+  _check_multi(state, "sample_task")
   tid = _check_task_id(task_id, state.size.shape[0])
-  batch_size = _check_positive('batch_size', batch_size)
+  batch_size = _check_positive("batch_size", batch_size)
   return _gather_tasks(state, key, jnp.full((batch_size,), tid, jnp.int32))
 
 
-def sample_mixed(state: ReplayState, key: jax.Array, batch_size: int,
-                 weighting: str = 'uniform') -> tuple[PyTree, jax.Array]:
+def sample_mixed(
+  state: ReplayState, key: jax.Array, batch_size: int, weighting: str = "uniform"
+) -> tuple[PyTree, jax.Array]:
   """Samples across tasks: first a task per draw, then an item in that task.
 
   Mixing rule (each draw independent, with replacement):
@@ -286,19 +275,16 @@ def sample_mixed(state: ReplayState, key: jax.Array, batch_size: int,
   Returns:
     `(transitions, task_ids)`: leaves `[batch_size, ...]`; int32 `[batch_size]`.
   """
-  _check_multi(state, 'sample_mixed')
-  batch_size = _check_positive('batch_size', batch_size)
+  _check_multi(state, "sample_mixed")
+  batch_size = _check_positive("batch_size", batch_size)
   if weighting not in _WEIGHTINGS:
-    raise ValueError(
-        f'weighting must be one of {_WEIGHTINGS}, got {weighting!r}.')
+    raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}.")
   task_key, item_key = jax.random.split(key)
   size = state.size.astype(jnp.float32)
-  weights = size if weighting == 'proportional' else (size > 0).astype(
-      jnp.float32)
+  weights = size if weighting == "proportional" else (size > 0).astype(jnp.float32)
   weights = jnp.where(jnp.any(state.size > 0), weights, 1.0)
   logits = jnp.where(weights > 0, jnp.log(weights), -jnp.inf)
-  task_ids = jax.random.categorical(
-      task_key, logits, shape=(batch_size,)).astype(jnp.int32)
+  task_ids = jax.random.categorical(task_key, logits, shape=(batch_size,)).astype(jnp.int32)
   return _gather_tasks(state, item_key, task_ids), task_ids
 
 
@@ -315,13 +301,13 @@ def _get_done(transition: PyTree, done_field: DoneField) -> jax.Array:
     return getattr(transition, done_field)
   except (KeyError, AttributeError) as e:
     raise ValueError(
-        f'Transitions have no done field {done_field!r}; pass done_field= a '
-        'key/attribute name or a callable.') from e
+      f"Transitions have no done field {done_field!r}; pass done_field= a key/attribute name or a callable."
+    ) from e
 
 
-def sample_sequences(state: ReplayState, key: jax.Array, batch_size: int,
-                     seq_len: int, done_field: DoneField = 'done'
-                     ) -> tuple[PyTree, jax.Array]:
+def sample_sequences(
+  state: ReplayState, key: jax.Array, batch_size: int, seq_len: int, done_field: DoneField = "done"
+) -> tuple[PyTree, jax.Array]:
   """Samples windows of `seq_len` consecutive steps ending at a random step.
 
   The last step `e` of each window is uniform over stored items (logical
@@ -350,20 +336,19 @@ def sample_sequences(state: ReplayState, key: jax.Array, batch_size: int,
   Returns:
     `(seqs, mask)`: leaves `[B, L, ...]`; bool mask `[B, L]`.
   """
-  _check_single(state, 'sample_sequences')
-  batch_size = _check_positive('batch_size', batch_size)
-  seq_len = _check_positive('seq_len', seq_len)
+  _check_single(state, "sample_sequences")
+  batch_size = _check_positive("batch_size", batch_size)
+  seq_len = _check_positive("seq_len", seq_len)
   if seq_len > state.capacity:
-    raise ValueError(
-        f'seq_len {seq_len} exceeds capacity {state.capacity}.')
+    raise ValueError(f"seq_len {seq_len} exceeds capacity {state.capacity}.")
   done_buf = _get_done(state.data, done_field)
   if jnp.shape(done_buf) != (state.capacity,):
     raise ValueError(
-        f'done field must be one scalar per transition, got buffer shape '
-        f'{jnp.shape(done_buf)} for capacity {state.capacity}.')
+      f"done field must be one scalar per transition, got buffer shape "
+      f"{jnp.shape(done_buf)} for capacity {state.capacity}."
+    )
 
-  last = jax.random.randint(
-      key, (batch_size, 1), 0, jnp.maximum(state.size, 1), dtype=jnp.int32)
+  last = jax.random.randint(key, (batch_size, 1), 0, jnp.maximum(state.size, 1), dtype=jnp.int32)
   logical = last - (seq_len - 1) + jnp.arange(seq_len, dtype=jnp.int32)
   phys = (state.insert_pos - state.size + logical) % state.capacity  # [B, L]
   done = done_buf[phys] != 0

@@ -47,15 +47,13 @@ class TrainState:
   nonfinite_count: jax.Array  # int32 scalar: updates skipped for NaN/Inf
 
   @classmethod
-  def create(
-      cls, *, params: Params, optimizer: optax.GradientTransformation, rng: jax.Array
-  ) -> "TrainState":
+  def create(cls, *, params: Params, optimizer: optax.GradientTransformation, rng: jax.Array) -> "TrainState":
     state = cls(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=optimizer.init(params),
-        rng=rng,
-        nonfinite_count=jnp.zeros((), jnp.int32),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      rng=rng,
+      nonfinite_count=jnp.zeros((), jnp.int32),
     )
     # Optimizer inits may share one buffer between fields; donation needs
     # every leaf to own its buffer.
@@ -68,11 +66,11 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def make_train_step(
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    *,
-    metrics_fn: Callable[[TrainState], Metrics] | None = None,
-    project: Callable[[Params], Params] | None = None,
+  loss_fn: LossFn,
+  optimizer: optax.GradientTransformation,
+  *,
+  metrics_fn: Callable[[TrainState], Metrics] | None = None,
+  project: Callable[[Params], Params] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns `step(state, batch) -> (state, metrics)`, pure and jit-safe.
 
@@ -95,7 +93,7 @@ def make_train_step(
       return loss_fn(params, batch, step_rng)[0]
 
     updates, opt_state = optimizer.update(
-        grads, state.opt_state, state.params, value=loss, grad=grads, value_fn=value_fn
+      grads, state.opt_state, state.params, value=loss, grad=grads, value_fn=value_fn
     )
     params = optax.apply_updates(state.params, updates)
     if project is not None:
@@ -103,11 +101,11 @@ def make_train_step(
     finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = state.replace(
-        step=state.step + 1,
-        params=keep(params, state.params),
-        opt_state=keep(opt_state, state.opt_state),
-        rng=rng,
-        nonfinite_count=state.nonfinite_count + (~finite).astype(jnp.int32),
+      step=state.step + 1,
+      params=keep(params, state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      rng=rng,
+      nonfinite_count=state.nonfinite_count + (~finite).astype(jnp.int32),
     )
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
     if metrics_fn is not None:
@@ -118,13 +116,13 @@ def make_train_step(
 
 
 def make_epoch(
-    step_fn: Callable[[TrainState, Batch], tuple[TrainState, Metrics]],
-    batch_fn: Callable[[Any, jax.Array], Batch],
-    num_steps: int,
-    *,
-    prepare: Callable[[Any, TrainState], Any] | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-    donate: bool = True,
+  step_fn: Callable[[TrainState, Batch], tuple[TrainState, Metrics]],
+  batch_fn: Callable[[Any, jax.Array], Batch],
+  num_steps: int,
+  *,
+  prepare: Callable[[Any, TrainState], Any] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+  donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, Metrics]]:
   """`epoch(state, data) -> (state, metrics stacked over steps)`: jit(scan(step)).
 
@@ -187,15 +185,15 @@ def _host(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def train_loop(
-    state: TrainState,
-    *,
-    epoch_fn: Callable[[TrainState, Any], tuple[TrainState, Metrics]],
-    data: Any,
-    steps_per_epoch: int,
-    num_epochs: int,
-    eval_every: int = 1,
-    nonfinite: str = "skip",
-    hooks: LoopHooks = LoopHooks(),
+  state: TrainState,
+  *,
+  epoch_fn: Callable[[TrainState, Any], tuple[TrainState, Metrics]],
+  data: Any,
+  steps_per_epoch: int,
+  num_epochs: int,
+  eval_every: int = 1,
+  nonfinite: str = "skip",
+  hooks: LoopHooks = LoopHooks(),
 ) -> tuple[TrainState, list[dict[str, float]]]:
   """Runs epochs from `state.step // steps_per_epoch` up to `num_epochs`.
 
@@ -217,10 +215,10 @@ def train_loop(
     skipped = int(state.nonfinite_count) - skipped_before
     if skipped and nonfinite == "stop":
       raise NonFiniteError(
-          f"{skipped} step(s) of epoch {epoch + 1} had a NaN/Inf loss, gradient or"
-          f" parameter (last good step kept: {int(state.step) - skipped}). The"
-          " state was not saved. Lower the learning rate, or set the config"
-          " field nonfinite='skip' to skip such updates."
+        f"{skipped} step(s) of epoch {epoch + 1} had a NaN/Inf loss, gradient or"
+        f" parameter (last good step kept: {int(state.step) - skipped}). The"
+        " state was not saved. Lower the learning rate, or set the config"
+        " field nonfinite='skip' to skip such updates."
       )
     if skipped:
       logging.warning("epoch %d: skipped %d non-finite update(s).", epoch + 1, skipped)

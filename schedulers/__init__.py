@@ -13,22 +13,17 @@ Public API (optax style: explicit re-exports):
 `schedulers` imports only `common` (and third-party libraries).
 """
 
-from schedulers.greedy_lr import GreedyLRState
-from schedulers.greedy_lr import greedy_lr
-from schedulers.optimizers import Optimizer
-from schedulers.optimizers import make_optimizer
-from schedulers.per_eval import PerEvalState
-from schedulers.per_eval import greedy_scale
-from schedulers.per_eval import observe
-from schedulers.per_eval import on_eval
+from schedulers.greedy_lr import GreedyLRState, greedy_lr
+from schedulers.optimizers import Optimizer, make_optimizer
+from schedulers.per_eval import PerEvalState, greedy_scale, observe, on_eval
 
 __all__ = [
-    "GreedyLRState",
-    "Optimizer",
-    "PerEvalState",
-    "greedy_lr",
-    "greedy_scale",
-    "make_optimizer",
-    "observe",
-    "on_eval",
+  "GreedyLRState",
+  "Optimizer",
+  "PerEvalState",
+  "greedy_lr",
+  "greedy_scale",
+  "make_optimizer",
+  "observe",
+  "on_eval",
 ]

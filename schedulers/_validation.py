@@ -28,18 +28,12 @@ def check(prefix: str, name: str, value: Any, ok: Callable[[np.ndarray], Any], r
 
 def check_int(prefix: str, name: str, value: Any, minimum: int) -> None:
   """Raises ValueError unless `value` is a Python/NumPy int >= `minimum`."""
-  if (
-      isinstance(value, (bool, np.bool_))
-      or not isinstance(value, (int, np.integer))
-      or value < minimum
-  ):
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise ValueError(f"{prefix}: {name} must be a Python int >= {minimum}, got {value!r}.")
 
 
 def check_learning_rate(prefix: str, learning_rate: Any) -> None:
   """A scalar learning rate >= 0 (concrete values only)."""
   if jnp.ndim(learning_rate) != 0:
-    raise ValueError(
-        f"{prefix}: learning_rate must be a scalar, got shape {jnp.shape(learning_rate)}."
-    )
+    raise ValueError(f"{prefix}: learning_rate must be a scalar, got shape {jnp.shape(learning_rate)}.")
   check(prefix, "learning_rate", learning_rate, lambda a: a >= 0, ">= 0")

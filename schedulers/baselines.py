@@ -26,31 +26,30 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from optax import contrib as optax_contrib
 
 from schedulers import _validation
 
 __all__ = [
-    "OPTIMIZER_NAMES",
-    "SCHEDULE_KINDS",
-    "make_base_optimizer",
-    "make_schedule",
-    "make_schedule_free",
-    "project_schedule_free",
-    "reduce_on_plateau",
-    "schedule_free_eval_params",
+  "OPTIMIZER_NAMES",
+  "SCHEDULE_KINDS",
+  "make_base_optimizer",
+  "make_schedule",
+  "make_schedule_free",
+  "project_schedule_free",
+  "reduce_on_plateau",
+  "schedule_free_eval_params",
 ]
 
 SCHEDULE_KINDS = (
-    "constant",
-    "step",
-    "linear",
-    "cosine",
-    "cosine_warmup",
-    "polynomial",
-    "exponential",
+  "constant",
+  "step",
+  "linear",
+  "cosine",
+  "cosine_warmup",
+  "polynomial",
+  "exponential",
 )
 OPTIMIZER_NAMES = ("sgd", "momentum", "adamw")
 
@@ -69,9 +68,7 @@ def _warmup_steps(total_steps: int) -> int:
   return max(1, (_WARMUP_PERCENT * total_steps) // 100)
 
 
-def make_schedule(
-    kind: str, learning_rate: jax.typing.ArrayLike, total_steps: int
-) -> optax.Schedule:
+def make_schedule(kind: str, learning_rate: jax.typing.ArrayLike, total_steps: int) -> optax.Schedule:
   r"""A count-driven learning-rate schedule over a budget of `total_steps`.
 
   With T = total_steps, t = min(count, T) and lr the base rate:
@@ -99,9 +96,7 @@ def make_schedule(
   """
   prefix = "make_schedule"
   if kind not in SCHEDULE_KINDS:
-    raise ValueError(
-        f"{prefix}: kind must be one of {SCHEDULE_KINDS}, got {kind!r}."
-    )
+    raise ValueError(f"{prefix}: kind must be one of {SCHEDULE_KINDS}, got {kind!r}.")
   _validation.check_learning_rate(prefix, learning_rate)
   _validation.check_int(prefix, "total_steps", total_steps, 1)
   total = float(total_steps)
@@ -113,9 +108,7 @@ def make_schedule(
     if kind == "constant":
       return jnp.ones_like(t)
     if kind == "step":
-      return jnp.where(
-          t >= b2, _STEP_FACTOR**2, jnp.where(t >= b1, _STEP_FACTOR, 1.0)
-      ).astype(t.dtype)
+      return jnp.where(t >= b2, _STEP_FACTOR**2, jnp.where(t >= b1, _STEP_FACTOR, 1.0)).astype(t.dtype)
     if kind == "linear":
       return 1.0 - t / total
     if kind == "cosine":
@@ -137,11 +130,11 @@ def make_schedule(
 
 
 def make_base_optimizer(
-    name: str,
-    learning_rate_or_schedule: optax.ScalarOrSchedule,
-    *,
-    momentum: jax.typing.ArrayLike = 0.9,
-    weight_decay: jax.typing.ArrayLike = 1e-4,
+  name: str,
+  learning_rate_or_schedule: optax.ScalarOrSchedule,
+  *,
+  momentum: jax.typing.ArrayLike = 0.9,
+  weight_decay: jax.typing.ArrayLike = 1e-4,
 ) -> optax.GradientTransformationExtraArgs:
   """A base optimizer of the study: 'sgd', 'momentum' or 'adamw'.
 
@@ -166,14 +159,10 @@ def make_base_optimizer(
   """
   prefix = "make_base_optimizer"
   if name not in OPTIMIZER_NAMES:
-    raise ValueError(
-        f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}."
-    )
+    raise ValueError(f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}.")
   if not callable(learning_rate_or_schedule):
     _validation.check_learning_rate(prefix, learning_rate_or_schedule)
-  _validation.check(
-      prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)"
-  )
+  _validation.check(prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)")
   _validation.check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
   if name == "sgd":
     return optax.sgd(learning_rate_or_schedule)
@@ -183,16 +172,16 @@ def make_base_optimizer(
 
 
 def reduce_on_plateau(
-    base_optimizer: optax.GradientTransformation,
-    *,
-    total_steps: int | None = None,
-    factor: float = 0.5,
-    patience: jax.typing.ArrayLike = 10,
-    rtol: float = 1e-4,
-    atol: float = 0.0,
-    cooldown: jax.typing.ArrayLike = 0,
-    accumulation_size: int | None = None,
-    min_scale: jax.typing.ArrayLike = 0.01,
+  base_optimizer: optax.GradientTransformation,
+  *,
+  total_steps: int | None = None,
+  factor: float = 0.5,
+  patience: jax.typing.ArrayLike = 10,
+  rtol: float = 1e-4,
+  atol: float = 0.0,
+  cooldown: jax.typing.ArrayLike = 0,
+  accumulation_size: int | None = None,
+  min_scale: jax.typing.ArrayLike = 0.01,
 ) -> optax.GradientTransformationExtraArgs:
   """`base_optimizer` followed by `optax.contrib.reduce_on_plateau`.
 
@@ -234,10 +223,7 @@ def reduce_on_plateau(
   prefix = "reduce_on_plateau"
   if accumulation_size is None:
     if total_steps is None:
-      raise ValueError(
-          f"{prefix}: pass total_steps (to derive accumulation_size) or"
-          " accumulation_size."
-      )
+      raise ValueError(f"{prefix}: pass total_steps (to derive accumulation_size) or accumulation_size.")
     _validation.check_int(prefix, "total_steps", total_steps, 1)
     accumulation_size = max(1, total_steps // _PLATEAU_DECISIONS)
   _validation.check(prefix, "factor", factor, lambda f: (f > 0) & (f < 1), "in (0, 1)")
@@ -245,36 +231,32 @@ def reduce_on_plateau(
   _validation.check(prefix, "rtol", rtol, lambda r: (r >= 0) & (r <= 1), "in [0, 1]")
   _validation.check(prefix, "atol", atol, lambda a: a >= 0, ">= 0")
   _validation.check(prefix, "cooldown", cooldown, lambda c: c >= 0, ">= 0")
-  _validation.check(
-      prefix, "accumulation_size", accumulation_size, lambda a: a >= 1, ">= 1"
-  )
-  _validation.check(
-      prefix, "min_scale", min_scale, lambda m: (m >= 0) & (m <= 1), "in [0, 1]"
-  )
+  _validation.check(prefix, "accumulation_size", accumulation_size, lambda a: a >= 1, ">= 1")
+  _validation.check(prefix, "min_scale", min_scale, lambda m: (m >= 0) & (m <= 1), "in [0, 1]")
   return optax.chain(
-      base_optimizer,
-      optax_contrib.reduce_on_plateau(
-          factor=factor,
-          patience=patience,
-          rtol=rtol,
-          atol=atol,
-          cooldown=cooldown,
-          accumulation_size=accumulation_size,
-          min_scale=min_scale,
-      ),
+    base_optimizer,
+    optax_contrib.reduce_on_plateau(
+      factor=factor,
+      patience=patience,
+      rtol=rtol,
+      atol=atol,
+      cooldown=cooldown,
+      accumulation_size=accumulation_size,
+      min_scale=min_scale,
+    ),
   )
 
 
 def make_schedule_free(
-    name: str,
-    learning_rate: jax.typing.ArrayLike,
-    total_steps: int | None = None,
-    *,
-    warmup_percent: int = _WARMUP_PERCENT,
-    b1: jax.typing.ArrayLike = 0.9,
-    b2: jax.typing.ArrayLike = 0.999,
-    eps: jax.typing.ArrayLike = 1e-8,
-    weight_decay: jax.typing.ArrayLike = 1e-4,
+  name: str,
+  learning_rate: jax.typing.ArrayLike,
+  total_steps: int | None = None,
+  *,
+  warmup_percent: int = _WARMUP_PERCENT,
+  b1: jax.typing.ArrayLike = 0.9,
+  b2: jax.typing.ArrayLike = 0.999,
+  eps: jax.typing.ArrayLike = 1e-8,
+  weight_decay: jax.typing.ArrayLike = 1e-4,
 ) -> optax.GradientTransformationExtraArgs:
   """Schedule-free SGD or AdamW (Defazio et al. 2024) over optax.contrib.
 
@@ -304,9 +286,7 @@ def make_schedule_free(
   """
   prefix = "make_schedule_free"
   if name not in OPTIMIZER_NAMES:
-    raise ValueError(
-        f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}."
-    )
+    raise ValueError(f"{prefix}: name must be one of {OPTIMIZER_NAMES}, got {name!r}.")
   _validation.check_learning_rate(prefix, learning_rate)
   _validation.check(prefix, "b1", b1, lambda b: (b > 0) & (b < 1), "in (0, 1)")
   _validation.check(prefix, "b2", b2, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
@@ -314,32 +294,25 @@ def make_schedule_free(
   _validation.check(prefix, "weight_decay", weight_decay, lambda w: w >= 0, ">= 0")
   _validation.check_int(prefix, "warmup_percent", warmup_percent, 0)
   if warmup_percent > 100:
-    raise ValueError(
-        f"{prefix}: warmup_percent must be <= 100, got"
-        f" {warmup_percent!r}."
-    )
+    raise ValueError(f"{prefix}: warmup_percent must be <= 100, got {warmup_percent!r}.")
   warmup_steps = None
   if total_steps is not None:
     _validation.check_int(prefix, "total_steps", total_steps, 1)
     if warmup_percent > 0:
       warmup_steps = max(1, (warmup_percent * total_steps) // 100)
   if name in ("sgd", "momentum"):
-    return optax_contrib.schedule_free_sgd(
-        learning_rate, warmup_steps=warmup_steps, b1=b1
-    )
+    return optax_contrib.schedule_free_sgd(learning_rate, warmup_steps=warmup_steps, b1=b1)
   return optax_contrib.schedule_free_adamw(
-      learning_rate,
-      warmup_steps=warmup_steps,
-      b1=b1,
-      b2=b2,
-      eps=eps,
-      weight_decay=weight_decay,
+    learning_rate,
+    warmup_steps=warmup_steps,
+    b1=b1,
+    b2=b2,
+    eps=eps,
+    weight_decay=weight_decay,
   )
 
 
-def schedule_free_eval_params(
-    opt_state: Any, params: optax.Params
-) -> optax.Params:
+def schedule_free_eval_params(opt_state: Any, params: optax.Params) -> optax.Params:
   """Evaluation params x of the `ScheduleFreeState` inside `opt_state`.
 
   Finds the schedule-free state anywhere in a (chained, named, injected)
@@ -362,8 +335,7 @@ def schedule_free_eval_params(
     return params
   if len(found) > 1:
     raise ValueError(
-        "schedule_free_eval_params: opt_state holds"
-        f" {len(found)} ScheduleFreeStates; expected at most one."
+      f"schedule_free_eval_params: opt_state holds {len(found)} ScheduleFreeStates; expected at most one."
     )
   return optax_contrib.schedule_free_eval_params(found[0], params)
 
@@ -374,8 +346,8 @@ def _schedule_free_states(opt_state: Any) -> list[Any]:
 
 
 def project_schedule_free(
-    optimizer: optax.GradientTransformation,
-    project: Callable[[optax.Params], optax.Params],
+  optimizer: optax.GradientTransformation,
+  project: Callable[[optax.Params], optax.Params],
 ) -> optax.GradientTransformationExtraArgs:
   """Projected schedule-free: keeps z, x and y in a convex set.
 
@@ -411,13 +383,9 @@ def project_schedule_free(
     c = jnp.where(new.weight_sum > 0, weight / jnp.where(new.weight_sum > 0, new.weight_sum, 1.0), 0.0)
     z_proj = project(new.z)
     gain = new.b1 * c + 1.0 - new.b1
-    new_updates = jax.tree.map(
-        lambda u, zp, z: (u + gain * (zp - z)).astype(u.dtype), new_updates, z_proj, new.z
-    )
+    new_updates = jax.tree.map(lambda u, zp, z: (u + gain * (zp - z)).astype(u.dtype), new_updates, z_proj, new.z)
     is_sf = lambda x: isinstance(x, optax_contrib.ScheduleFreeState)
-    new_state = jax.tree.map(
-        lambda node: node._replace(z=z_proj) if is_sf(node) else node, new_state, is_leaf=is_sf
-    )
+    new_state = jax.tree.map(lambda node: node._replace(z=z_proj) if is_sf(node) else node, new_state, is_leaf=is_sf)
     return new_updates, new_state
 
   return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)

@@ -35,16 +35,14 @@ import optax
 from absl import flags
 
 import schedulers
-from common import app
+from common import app, trainer
 from common import data as data_lib
-from common import trainer
-from schedulers.study import arms as arms_lib
 from schedulers import data as datasets
-from schedulers import losses
-from schedulers import networks
+from schedulers import losses, networks
+from schedulers.learned import nmf
+from schedulers.study import arms as arms_lib
 from schedulers.study import runner as study_runner
 from schedulers.study import tasks as tasks_lib
-from schedulers.learned import nmf
 
 _STEPS = flags.DEFINE_integer("steps", 1000, "Steps per timed call.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (median).")
@@ -86,10 +84,10 @@ def _digits_epoch(optimizer: optax.GradientTransformation, steps: int):
 def bench_overhead(steps: int, repeats: int) -> None:
   peer = "adamw"
   candidates = {
-      "adamw": optax.adamw(1e-3),
-      "adamw + greedy_lr": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr()),
-      "adamw + greedy_lr(smooth)": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr(smooth=True)),
-      "adamw + reduce_on_plateau": optax.chain(optax.adamw(1e-3), optax.contrib.reduce_on_plateau()),
+    "adamw": optax.adamw(1e-3),
+    "adamw + greedy_lr": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr()),
+    "adamw + greedy_lr(smooth)": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr(smooth=True)),
+    "adamw + reduce_on_plateau": optax.chain(optax.adamw(1e-3), optax.contrib.reduce_on_plateau()),
   }
   # Interleave rounds so slow drift of the machine hits every candidate alike.
   fns = {name: _digits_epoch(opt, steps) for name, opt in candidates.items()}
@@ -104,14 +102,18 @@ def bench_overhead(steps: int, repeats: int) -> None:
 
 
 def bench_vmap(steps: int, repeats: int, seeds: int) -> None:
-  print(f"\n[vmap] {seeds} seeds of adamw + greedy_lr, {steps} steps each, vmapped in one jit,"
-        " against two peers: (a) a Python loop calling the compiled single-seed run"
-        " (scan inside jit) once per seed; (b) a Python loop over seeds and steps"
-        " calling a jitted train step (cleanrl style)")
+  print(
+    f"\n[vmap] {seeds} seeds of adamw + greedy_lr, {steps} steps each, vmapped in one jit,"
+    " against two peers: (a) a Python loop calling the compiled single-seed run"
+    " (scan inside jit) once per seed; (b) a Python loop over seeds and steps"
+    " calling a jitted train step (cleanrl style)"
+  )
   for name in VMAP_TASKS:
     t_vmap, t_runs, t_steps = _time_vmap_task(name, steps, repeats, seeds)
-    print(f"  {name:<22} vmapped {t_vmap:7.3f} s | (a) {t_runs:7.3f} s, {t_runs / t_vmap:5.2f}x"
-          f" | (b) {t_steps:7.3f} s, {t_steps / t_vmap:6.2f}x   (goal >= 5x)")
+    print(
+      f"  {name:<22} vmapped {t_vmap:7.3f} s | (a) {t_runs:7.3f} s, {t_runs / t_vmap:5.2f}x"
+      f" | (b) {t_steps:7.3f} s, {t_steps / t_vmap:6.2f}x   (goal >= 5x)"
+    )
 
 
 def _time_vmap_task(name: str, steps: int, repeats: int, seeds: int) -> tuple[float, float, float]:
@@ -159,8 +161,10 @@ def bench_arms(steps: int, repeats: int) -> None:
       run = functools.partial(jax.jit(study_runner.make_run(task, arm)), jnp.float32(grids[optimizer]), jnp.int32(0))
       results[arm.label] = _median_seconds(run, repeats) / task.num_steps
   peer = "adamw/constant"
-  print(f"\n[arms] study digits task, {task.num_steps} steps incl. {task.num_steps // task.eval_every}"
-        f" evaluations (peer: {peer})")
+  print(
+    f"\n[arms] study digits task, {task.num_steps} steps incl. {task.num_steps // task.eval_every}"
+    f" evaluations (peer: {peer})"
+  )
   for label, t in results.items():
     print(f"  {label:<26} {t * 1e6:9.1f} us/step   {t / results[peer]:.3f}x {peer}")
 
@@ -169,22 +173,31 @@ NMF_SIZES = (("small 64x48 rank 5", 64, 48, 5), ("study 100x80 rank 8", 100, 80,
 
 
 def bench_nmf(steps: int, repeats: int, problems: int) -> None:
-  print(f"\n[nmf] {problems} stochastic NMF problems x {steps} projected SGD steps at 0.9 eta_max, vmapped in"
-        " one jit, against (a) a Python loop calling the compiled single-problem run once per problem")
+  print(
+    f"\n[nmf] {problems} stochastic NMF problems x {steps} projected SGD steps at 0.9 eta_max, vmapped in"
+    " one jit, against (a) a Python loop calling the compiled single-problem run once per problem"
+  )
   for label, m, n, rank in NMF_SIZES:
-    def one(key, m=m, n=n, rank=rank):
-      k_problem, k_init, k_steps = jax.random.split(key, 3)
-      problem = nmf.make_problem(k_problem, m, n, rank, 0.1)
-      factors = nmf.init_factors(k_init, problem, rank)
-      return nmf.train(problem, factors, nmf.bound_fraction(0.9), key=k_steps, num_steps=steps,
-                       batch_size=8).loss[-1]
+    t_vmap, t_loop = _time_nmf(m, n, rank, steps, repeats, problems)
+    print(
+      f"  {label:<22} vmapped {t_vmap:7.3f} s | (a) {t_loop:7.3f} s, {t_loop / t_vmap:6.2f}x"
+      f"{'   (goal >= 20x)' if m == 64 else ''}"
+    )
 
-    keys = jax.random.split(jax.random.PRNGKey(0), problems)
-    batched, single = jax.jit(jax.vmap(one)), jax.jit(one)
-    t_vmap = _median_seconds(lambda: batched(keys), repeats)
-    t_loop = _median_seconds(lambda: [single(k) for k in keys], max(1, repeats // 2))
-    print(f"  {label:<22} vmapped {t_vmap:7.3f} s | (a) {t_loop:7.3f} s, {t_loop / t_vmap:6.2f}x"
-          f"{'   (goal >= 20x)' if m == 64 else ''}")
+
+def _time_nmf(m: int, n: int, rank: int, steps: int, repeats: int, problems: int) -> tuple[float, float]:
+  """Seconds of (all problems vmapped, a loop of the compiled single-problem run)."""
+
+  def one(key):
+    k_problem, k_init, k_steps = jax.random.split(key, 3)
+    problem = nmf.make_problem(k_problem, m, n, rank, 0.1)
+    factors = nmf.init_factors(k_init, problem, rank)
+    return nmf.train(problem, factors, nmf.bound_fraction(0.9), key=k_steps, num_steps=steps, batch_size=8).loss[-1]
+
+  keys = jax.random.split(jax.random.PRNGKey(0), problems)
+  batched, single = jax.jit(jax.vmap(one)), jax.jit(one)
+  t_vmap = _median_seconds(lambda: batched(keys), repeats)
+  return t_vmap, _median_seconds(lambda: [single(k) for k in keys], max(1, repeats // 2))
 
 
 def main(argv):

@@ -10,15 +10,15 @@ from sklearn import model_selection
 def stratified_split(x, y, *, val_fraction: float, test_fraction: float, seed: int):
   """Splits arrays into stratified train/val/test dicts of `x` and `y`."""
   x_rest, x_test, y_rest, y_test = model_selection.train_test_split(
-      x, y, test_size=test_fraction, stratify=y, random_state=seed
+    x, y, test_size=test_fraction, stratify=y, random_state=seed
   )
   x_train, x_val, y_train, y_val = model_selection.train_test_split(
-      x_rest, y_rest, test_size=val_fraction / (1.0 - test_fraction), stratify=y_rest, random_state=seed
+    x_rest, y_rest, test_size=val_fraction / (1.0 - test_fraction), stratify=y_rest, random_state=seed
   )
   return (
-      {"x": x_train, "y": y_train},
-      {"x": x_val, "y": y_val},
-      {"x": x_test, "y": y_test},
+    {"x": x_train, "y": y_train},
+    {"x": x_val, "y": y_val},
+    {"x": x_test, "y": y_test},
   )
 
 

@@ -50,7 +50,7 @@ concrete.  `window_size`, `smooth`, `mode` and `threshold_mode` are static.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,8 +60,8 @@ import optax
 from schedulers import _validation
 
 __all__ = [
-    "GreedyLRState",
-    "greedy_lr",
+  "GreedyLRState",
+  "greedy_lr",
 ]
 
 
@@ -83,33 +83,28 @@ class GreedyLRState(NamedTuple):
 
 
 def _validate(
-    *,
-    factor,
-    patience,
-    threshold,
-    cooldown,
-    warmup,
-    min_scale,
-    max_scale,
-    window_size,
-    reset_start,
-    accumulation_size,
-    eps,
-    mode,
-    threshold_mode,
+  *,
+  factor,
+  patience,
+  threshold,
+  cooldown,
+  warmup,
+  min_scale,
+  max_scale,
+  window_size,
+  reset_start,
+  accumulation_size,
+  eps,
+  mode,
+  threshold_mode,
 ) -> None:
   """Raises ValueError for concrete hyperparameters outside their domain."""
   if mode not in ("min", "max"):
     raise ValueError(f"greedy_lr: mode must be 'min' or 'max', got {mode!r}.")
   if threshold_mode not in ("abs", "rel"):
-    raise ValueError(
-        "greedy_lr: threshold_mode must be 'abs' or 'rel', got"
-        f" {threshold_mode!r}."
-    )
+    raise ValueError(f"greedy_lr: threshold_mode must be 'abs' or 'rel', got {threshold_mode!r}.")
   if not isinstance(window_size, (int, np.integer)) or window_size < 1:
-    raise ValueError(
-        f"greedy_lr: window_size must be a Python int >= 1, got {window_size!r}."
-    )
+    raise ValueError(f"greedy_lr: window_size must be a Python int >= 1, got {window_size!r}.")
 
   check = functools.partial(_validation.check, "greedy_lr")
   check("factor", factor, lambda f: (f > 0) & (f < 1), "in (0, 1)")
@@ -125,36 +120,36 @@ def _validate(
   if _validation.is_concrete(min_scale) and _validation.is_concrete(max_scale):
     if np.any(np.asarray(min_scale) > 1.0) or np.any(np.asarray(max_scale) < 1.0):
       raise ValueError(
-          "greedy_lr: need min_scale <= 1 <= max_scale (the scale starts at 1),"
-          f" got min_scale={min_scale!r}, max_scale={max_scale!r}."
+        "greedy_lr: need min_scale <= 1 <= max_scale (the scale starts at 1),"
+        f" got min_scale={min_scale!r}, max_scale={max_scale!r}."
       )
   for name, value in (
-      ("patience", patience),
-      ("cooldown", cooldown),
-      ("warmup", warmup),
-      ("reset_start", reset_start),
-      ("accumulation_size", accumulation_size),
+    ("patience", patience),
+    ("cooldown", cooldown),
+    ("warmup", warmup),
+    ("reset_start", reset_start),
+    ("accumulation_size", accumulation_size),
   ):
     if _validation.is_concrete(value) and not np.all(np.mod(np.asarray(value), 1) == 0):
       raise ValueError(f"greedy_lr: {name} must be an integer, got {value!r}.")
 
 
 def greedy_lr(
-    factor: jax.typing.ArrayLike = 0.95,
-    patience: jax.typing.ArrayLike = 10,
-    threshold: jax.typing.ArrayLike = 1e-6,
-    threshold_mode: str = "abs",
-    cooldown: jax.typing.ArrayLike = 0,
-    warmup: jax.typing.ArrayLike = 0,
-    min_scale: jax.typing.ArrayLike = 0.1,
-    max_scale: jax.typing.ArrayLike = 10.0,
-    smooth: bool = False,
-    window_size: int = 50,
-    mode: str = "min",
-    reset_start: jax.typing.ArrayLike = 500,
-    accumulation_size: jax.typing.ArrayLike = 1,
-    *,
-    eps: jax.typing.ArrayLike = 1e-8,
+  factor: jax.typing.ArrayLike = 0.95,
+  patience: jax.typing.ArrayLike = 10,
+  threshold: jax.typing.ArrayLike = 1e-6,
+  threshold_mode: str = "abs",
+  cooldown: jax.typing.ArrayLike = 0,
+  warmup: jax.typing.ArrayLike = 0,
+  min_scale: jax.typing.ArrayLike = 0.1,
+  max_scale: jax.typing.ArrayLike = 10.0,
+  smooth: bool = False,
+  window_size: int = 50,
+  mode: str = "min",
+  reset_start: jax.typing.ArrayLike = 500,
+  accumulation_size: jax.typing.ArrayLike = 1,
+  *,
+  eps: jax.typing.ArrayLike = 1e-8,
 ) -> optax.GradientTransformationExtraArgs:
   """GreedyLR: scales updates up on sustained improvement, down on stagnation.
 
@@ -195,37 +190,37 @@ def greedy_lr(
     based on Loss Changes Leads to Faster Convergence", arXiv 2512.14527.
   """
   _validate(
-      factor=factor,
-      patience=patience,
-      threshold=threshold,
-      cooldown=cooldown,
-      warmup=warmup,
-      min_scale=min_scale,
-      max_scale=max_scale,
-      window_size=window_size,
-      reset_start=reset_start,
-      accumulation_size=accumulation_size,
-      eps=eps,
-      mode=mode,
-      threshold_mode=threshold_mode,
+    factor=factor,
+    patience=patience,
+    threshold=threshold,
+    cooldown=cooldown,
+    warmup=warmup,
+    min_scale=min_scale,
+    max_scale=max_scale,
+    window_size=window_size,
+    reset_start=reset_start,
+    accumulation_size=accumulation_size,
+    eps=eps,
+    mode=mode,
+    threshold_mode=threshold_mode,
   )
   sign = 1.0 if mode == "min" else -1.0  # decisions below run on sign * value
 
   def _initial(dtype) -> GreedyLRState:
     zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers (donation-safe)
     return GreedyLRState(
-        scale=jnp.ones((), dtype),
-        best_value=jnp.asarray(sign * jnp.inf, dtype),
-        num_good=zero(),
-        num_bad=zero(),
-        cooldown_count=zero(),
-        warmup_count=zero(),
-        reset_count=jnp.asarray(reset_start, jnp.int32),
-        window=jnp.zeros((window_size,), dtype),
-        window_count=zero(),
-        window_pos=zero(),
-        acc_count=zero(),
-        acc_value=jnp.zeros((), dtype),
+      scale=jnp.ones((), dtype),
+      best_value=jnp.asarray(sign * jnp.inf, dtype),
+      num_good=zero(),
+      num_bad=zero(),
+      cooldown_count=zero(),
+      warmup_count=zero(),
+      reset_count=jnp.asarray(reset_start, jnp.int32),
+      window=jnp.zeros((window_size,), dtype),
+      window_count=zero(),
+      window_pos=zero(),
+      acc_count=zero(),
+      acc_value=jnp.zeros((), dtype),
     )
 
   def init_fn(params) -> GreedyLRState:
@@ -245,16 +240,14 @@ def greedy_lr(
     dtype = state.scale.dtype
     finite = jnp.isfinite(value)
     window, window_count, window_pos = (
-        state.window,
-        state.window_count,
-        state.window_pos,
+      state.window,
+      state.window_count,
+      state.window_pos,
     )
     current = value
     if smooth:  # rolling mean, updated on every decision; non-finite skipped
       window = jnp.where(finite, window.at[window_pos].set(value), window)
-      window_count = jnp.where(
-          finite, jnp.minimum(window_count + 1, window_size), window_count
-      )
+      window_count = jnp.where(finite, jnp.minimum(window_count + 1, window_size), window_count)
       window_pos = jnp.where(finite, (window_pos + 1) % window_size, window_pos)
       valid = jnp.arange(window_size) < window_count
       mean = jnp.sum(jnp.where(valid, window, 0)) / jnp.maximum(window_count, 1)
@@ -280,42 +273,42 @@ def greedy_lr(
     num_good = jnp.where(refractory | increase, 0, num_good)
     num_bad = jnp.where(refractory | decrease, 0, num_bad)
     cooldown_count = jnp.where(
-        in_cooldown,
-        state.cooldown_count - 1,
-        jnp.where(decrease, cooldown, state.cooldown_count),
+      in_cooldown,
+      state.cooldown_count - 1,
+      jnp.where(decrease, cooldown, state.cooldown_count),
     ).astype(jnp.int32)
     warmup_count = jnp.where(
-        in_warmup,
-        state.warmup_count - 1,
-        jnp.where(increase, warmup, state.warmup_count),
+      in_warmup,
+      state.warmup_count - 1,
+      jnp.where(increase, warmup, state.warmup_count),
     ).astype(jnp.int32)
 
     at_floor = decrease & (scale <= min_scale)
     reset_count = jnp.where(
-        increase,
-        reset_start,
-        jnp.where(at_floor, state.reset_count - 1, state.reset_count),
+      increase,
+      reset_start,
+      jnp.where(at_floor, state.reset_count - 1, state.reset_count),
     ).astype(jnp.int32)
     do_reset = at_floor & (reset_count <= 0)
 
     decided = state._replace(
-        scale=scale.astype(dtype),
-        best_value=best.astype(dtype),
-        num_good=num_good.astype(jnp.int32),
-        num_bad=num_bad.astype(jnp.int32),
-        cooldown_count=cooldown_count,
-        warmup_count=warmup_count,
-        reset_count=reset_count,
-        window=window,
-        window_count=window_count.astype(jnp.int32),
-        window_pos=window_pos.astype(jnp.int32),
+      scale=scale.astype(dtype),
+      best_value=best.astype(dtype),
+      num_good=num_good.astype(jnp.int32),
+      num_bad=num_bad.astype(jnp.int32),
+      cooldown_count=cooldown_count,
+      warmup_count=warmup_count,
+      reset_count=reset_count,
+      window=window,
+      window_count=window_count.astype(jnp.int32),
+      window_pos=window_pos.astype(jnp.int32),
     )
     # A reset only follows a decrease, whose cooldown still applies (HF sets
     # the cooldown counter after `_reduce_lr`, which may have reset).
     fresh = _initial(dtype)._replace(
-        cooldown_count=jnp.asarray(cooldown, jnp.int32),
-        acc_count=state.acc_count,
-        acc_value=state.acc_value,
+      cooldown_count=jnp.asarray(cooldown, jnp.int32),
+      acc_count=state.acc_count,
+      acc_value=state.acc_value,
     )
     return jax.tree.map(lambda r, d: jnp.where(do_reset, r, d), fresh, decided)
 
@@ -324,20 +317,18 @@ def greedy_lr(
     dtype = state.acc_value.dtype
     value = jnp.asarray(value, dtype)
     if value.ndim != 0:
-      raise ValueError(
-          f"greedy_lr: value must be a scalar, got shape {value.shape}."
-      )
+      raise ValueError(f"greedy_lr: value must be a scalar, got shape {value.shape}.")
     acc_count = state.acc_count + 1
     acc_value = state.acc_value + (value - state.acc_value) / acc_count.astype(dtype)
     ready = acc_count >= accumulation_size
     decided = _decide(state, acc_value)
     new_state = jax.tree.map(lambda d, s: jnp.where(ready, d, s), decided, state)
     new_state = new_state._replace(
-        acc_count=jnp.where(ready, 0, acc_count).astype(jnp.int32),
-        acc_value=jnp.where(ready, 0.0, acc_value).astype(dtype),
+      acc_count=jnp.where(ready, 0, acc_count).astype(jnp.int32),
+      acc_value=jnp.where(ready, 0.0, acc_value).astype(dtype),
     )
     scale = new_state.scale
-    updates = jax.tree.map(lambda u: (scale.astype(u.dtype) * u), updates)
+    updates = jax.tree.map(lambda u: scale.astype(u.dtype) * u, updates)
     return updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

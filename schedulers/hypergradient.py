@@ -34,7 +34,7 @@ it negative (the run then diverges); that is part of the method's sensitivity.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,10 +44,10 @@ import optax
 from schedulers import _validation
 
 __all__ = [
-    "AdamHDState",
-    "SGDHDState",
-    "adam_hd",
-    "sgd_hd",
+  "AdamHDState",
+  "SGDHDState",
+  "adam_hd",
+  "sgd_hd",
 ]
 
 
@@ -73,8 +73,7 @@ class AdamHDState(NamedTuple):
 def _check_learning_rate(prefix: str, learning_rate) -> None:
   if callable(learning_rate):
     raise ValueError(
-        f"{prefix}: learning_rate must be a scalar (the initial α, adapted by"
-        " hypergradient descent), not a schedule."
+      f"{prefix}: learning_rate must be a scalar (the initial α, adapted by hypergradient descent), not a schedule."
     )
   _validation.check_learning_rate(prefix, learning_rate)
 
@@ -93,10 +92,10 @@ def _is_zero(x) -> bool:
 
 
 def sgd_hd(
-    learning_rate: jax.typing.ArrayLike,
-    hypergrad_lr: jax.typing.ArrayLike = 1e-3,
-    momentum: jax.typing.ArrayLike = 0.0,
-    nesterov: bool = False,
+  learning_rate: jax.typing.ArrayLike,
+  hypergrad_lr: jax.typing.ArrayLike = 1e-3,
+  momentum: jax.typing.ArrayLike = 0.0,
+  nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with hypergradient descent on one global learning rate (SGD-HD).
 
@@ -141,9 +140,7 @@ def sgd_hd(
   prefix = "sgd_hd"
   _check_learning_rate(prefix, learning_rate)
   _validation.check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
-  _validation.check(
-      prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)"
-  )
+  _validation.check(prefix, "momentum", momentum, lambda m: (m >= 0) & (m < 1), "in [0, 1)")
   if not isinstance(nesterov, (bool, np.bool_)):
     raise ValueError(f"{prefix}: nesterov must be a bool, got {nesterov!r}.")
   if nesterov and _is_zero(momentum):
@@ -154,10 +151,10 @@ def sgd_hd(
     dtype = _state_dtype(params)
     zeros = optax.tree.zeros_like(params)
     return SGDHDState(
-        learning_rate=jnp.asarray(learning_rate, dtype),
-        prev_direction=zeros,
-        momentum_buffer=optax.tree.zeros_like(params) if use_momentum else None,
-        count=jnp.zeros((), jnp.int32),
+      learning_rate=jnp.asarray(learning_rate, dtype),
+      prev_direction=zeros,
+      momentum_buffer=optax.tree.zeros_like(params) if use_momentum else None,
+      count=jnp.zeros((), jnp.int32),
     )
 
   def update_fn(updates, state: SGDHDState, params=None, **extra_args):
@@ -165,19 +162,15 @@ def sgd_hd(
     dtype = state.learning_rate.dtype
     # Elementwise products and sums (not dot): exact f32 on every backend.
     h = sum(
-        (
-            jnp.sum(g.astype(dtype) * d.astype(dtype))
-            for g, d in zip(
-                jax.tree.leaves(updates), jax.tree.leaves(state.prev_direction)
-            )
-        ),
-        jnp.zeros((), dtype),
+      (
+        jnp.sum(g.astype(dtype) * d.astype(dtype))
+        for g, d in zip(jax.tree.leaves(updates), jax.tree.leaves(state.prev_direction))
+      ),
+      jnp.zeros((), dtype),
     )
     alpha = (state.learning_rate + hypergrad_lr * h).astype(dtype)
     if use_momentum:
-      buffer = jax.tree.map(
-          lambda g, b: g + momentum * b, updates, state.momentum_buffer
-      )
+      buffer = jax.tree.map(lambda g, b: g + momentum * b, updates, state.momentum_buffer)
       if nesterov:
         direction = jax.tree.map(lambda g, b: g + momentum * b, updates, buffer)
       else:
@@ -185,14 +178,12 @@ def sgd_hd(
       buffer = optax.tree.cast_like(buffer, state.momentum_buffer)
     else:
       buffer, direction = None, updates
-    new_updates = jax.tree.map(
-        lambda d: jnp.asarray(-alpha, d.dtype) * d, direction
-    )
+    new_updates = jax.tree.map(lambda d: jnp.asarray(-alpha, d.dtype) * d, direction)
     new_state = SGDHDState(
-        learning_rate=alpha,
-        prev_direction=optax.tree.cast_like(direction, state.prev_direction),
-        momentum_buffer=buffer,
-        count=optax.safe_increment(state.count),
+      learning_rate=alpha,
+      prev_direction=optax.tree.cast_like(direction, state.prev_direction),
+      momentum_buffer=buffer,
+      count=optax.safe_increment(state.count),
     )
     return new_updates, new_state
 
@@ -200,13 +191,13 @@ def sgd_hd(
 
 
 def adam_hd(
-    learning_rate: jax.typing.ArrayLike,
-    hypergrad_lr: jax.typing.ArrayLike = 1e-8,
-    b1: jax.typing.ArrayLike = 0.9,
-    b2: jax.typing.ArrayLike = 0.999,
-    eps: jax.typing.ArrayLike = 1e-8,
-    weight_decay: jax.typing.ArrayLike = 0.0,
-    per: str = "group",
+  learning_rate: jax.typing.ArrayLike,
+  hypergrad_lr: jax.typing.ArrayLike = 1e-8,
+  b1: jax.typing.ArrayLike = 0.9,
+  b2: jax.typing.ArrayLike = 0.999,
+  eps: jax.typing.ArrayLike = 1e-8,
+  weight_decay: jax.typing.ArrayLike = 0.0,
+  per: str = "group",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam(W) with hypergradient descent on the learning rate (Adam-HD).
 
@@ -264,9 +255,7 @@ def adam_hd(
   """
   prefix = "adam_hd"
   if per not in ("group", "parameter"):
-    raise ValueError(
-        f"{prefix}: per must be 'group' or 'parameter', got {per!r}."
-    )
+    raise ValueError(f"{prefix}: per must be 'group' or 'parameter', got {per!r}.")
   _check_learning_rate(prefix, learning_rate)
   _validation.check(prefix, "hypergrad_lr", hypergrad_lr, lambda b: b >= 0, ">= 0")
   _validation.check(prefix, "b1", b1, lambda b: (b >= 0) & (b < 1), "in [0, 1)")
@@ -280,15 +269,13 @@ def adam_hd(
     if per == "group":
       alpha = jax.tree.map(lambda _: jnp.asarray(learning_rate, dtype), params)
     else:
-      alpha = jax.tree.map(
-          lambda p: jnp.full(jnp.shape(p), learning_rate, dtype), params
-      )
+      alpha = jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype), params)
     return AdamHDState(
-        learning_rate=alpha,
-        prev_direction=optax.tree.zeros_like(params),
-        mu=optax.tree.zeros_like(params),
-        nu=optax.tree.zeros_like(params),
-        count=jnp.zeros((), jnp.int32),
+      learning_rate=alpha,
+      prev_direction=optax.tree.zeros_like(params),
+      mu=optax.tree.zeros_like(params),
+      nu=optax.tree.zeros_like(params),
+      count=jnp.zeros((), jnp.int32),
     )
 
   def _new_alpha(alpha, g, d):
@@ -300,31 +287,23 @@ def adam_hd(
     del extra_args
     if decay and params is None:
       raise ValueError(f"{prefix}: weight_decay > 0 needs params in update().")
-    alpha = jax.tree.map(
-        _new_alpha, state.learning_rate, updates, state.prev_direction
-    )
+    alpha = jax.tree.map(_new_alpha, state.learning_rate, updates, state.prev_direction)
     # Same operations, in the same order, as optax.scale_by_adam + adamw.
     mu = optax.tree.update_moment(updates, state.mu, b1, 1)
     nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
     count_inc = optax.safe_increment(state.count)
     mu_hat = optax.tree.bias_correction(mu, b1, count_inc)
     nu_hat = optax.tree.bias_correction(nu, b2, count_inc)
-    direction = jax.tree.map(
-        lambda m, v: m / (jnp.sqrt(v + 0.0) + eps), mu_hat, nu_hat
-    )
+    direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + 0.0) + eps), mu_hat, nu_hat)
     if decay:
-      direction = jax.tree.map(
-          lambda u, p: u + weight_decay * p, direction, params
-      )
-    new_updates = jax.tree.map(
-        lambda a, d: (-a).astype(d.dtype) * d, alpha, direction
-    )
+      direction = jax.tree.map(lambda u, p: u + weight_decay * p, direction, params)
+    new_updates = jax.tree.map(lambda a, d: (-a).astype(d.dtype) * d, alpha, direction)
     new_state = AdamHDState(
-        learning_rate=alpha,
-        prev_direction=optax.tree.cast_like(direction, state.prev_direction),
-        mu=optax.tree.cast_like(mu, state.mu),
-        nu=optax.tree.cast_like(nu, state.nu),
-        count=count_inc,
+      learning_rate=alpha,
+      prev_direction=optax.tree.cast_like(direction, state.prev_direction),
+      mu=optax.tree.cast_like(mu, state.mu),
+      nu=optax.tree.cast_like(nu, state.nu),
+      count=count_inc,
     )
     return new_updates, new_state
 

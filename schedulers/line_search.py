@@ -46,9 +46,9 @@ import optax
 from schedulers import _validation
 
 __all__ = [
-    "SLSState",
-    "sls_forward_passes",
-    "sls_sgd",
+  "SLSState",
+  "sls_forward_passes",
+  "sls_sgd",
 ]
 
 # Reference (`sls/sls.py`): the search is skipped below this gradient norm.
@@ -78,24 +78,21 @@ def _value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]):
   if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
     return dict(extra_args)
   names = {
-      p.name
-      for p in parameters
-      if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    inspect.Parameter.KEYWORD_ONLY)
+    p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
   }
   return {k: v for k, v in extra_args.items() if k in names}
 
 
 def sls_sgd(
-    init_step_size: jax.typing.ArrayLike = 1.0,
-    c: jax.typing.ArrayLike = 0.1,
-    beta_b: jax.typing.ArrayLike = 0.9,
-    gamma: jax.typing.ArrayLike = 2.0,
-    n_batches_per_epoch: jax.typing.ArrayLike = 500,
-    eta_max: jax.typing.ArrayLike = 10.0,
-    max_backtracking_steps: int = 100,
-    *,
-    failure_step_size: jax.typing.ArrayLike = 1e-6,
+  init_step_size: jax.typing.ArrayLike = 1.0,
+  c: jax.typing.ArrayLike = 0.1,
+  beta_b: jax.typing.ArrayLike = 0.9,
+  gamma: jax.typing.ArrayLike = 2.0,
+  n_batches_per_epoch: jax.typing.ArrayLike = 500,
+  eta_max: jax.typing.ArrayLike = 10.0,
+  max_backtracking_steps: int = 100,
+  *,
+  failure_step_size: jax.typing.ArrayLike = 1e-6,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with a stochastic Armijo line search (SLS, reset_option 1).
 
@@ -156,14 +153,11 @@ def sls_sgd(
   _validation.check("sls_sgd", "eta_max", eta_max, lambda e: e > 0, "> 0")
   _validation.check("sls_sgd", "failure_step_size", failure_step_size, lambda e: e >= 0, ">= 0")
   if (
-      isinstance(max_backtracking_steps, (bool, np.bool_))
-      or not isinstance(max_backtracking_steps, (int, np.integer))
-      or max_backtracking_steps < 1
+    isinstance(max_backtracking_steps, (bool, np.bool_))
+    or not isinstance(max_backtracking_steps, (int, np.integer))
+    or max_backtracking_steps < 1
   ):
-    raise ValueError(
-        "sls_sgd: max_backtracking_steps must be a Python int >= 1, got"
-        f" {max_backtracking_steps!r}."
-    )
+    raise ValueError(f"sls_sgd: max_backtracking_steps must be a Python int >= 1, got {max_backtracking_steps!r}.")
 
   def init_fn(params) -> SLSState:
     if not jax.tree.leaves(params):
@@ -173,26 +167,25 @@ def sls_sgd(
       dtype = jnp.promote_types(highest, jnp.float32)
     zero = jnp.zeros((), jnp.int32)
     return SLSState(
-        step_size=jnp.asarray(init_step_size, dtype),
-        learning_rate=jnp.zeros((), dtype),
-        num_forward_passes=zero,
-        num_failed_searches=zero,
-        count=zero,
+      step_size=jnp.asarray(init_step_size, dtype),
+      learning_rate=jnp.zeros((), dtype),
+      num_forward_passes=zero,
+      num_failed_searches=zero,
+      count=zero,
     )
 
   def update_fn(
-      updates,
-      state: SLSState,
-      params=None,
-      *,
-      value: jax.typing.ArrayLike,
-      value_fn: Callable[..., jax.typing.ArrayLike],
-      grad: optax.Updates | None = None,
-      **extra_args,
+    updates,
+    state: SLSState,
+    params=None,
+    *,
+    value: jax.typing.ArrayLike,
+    value_fn: Callable[..., jax.typing.ArrayLike],
+    grad: optax.Updates | None = None,
+    **extra_args,
   ):
     if params is None:
-      raise ValueError("sls_sgd: update() needs params (the search evaluates"
-                       " value_fn at params - η updates).")
+      raise ValueError("sls_sgd: update() needs params (the search evaluates value_fn at params - η updates).")
     fn_kwargs = _value_fn_kwargs(value_fn, extra_args)
     dtype = state.step_size.dtype
     grad = updates if grad is None else grad
@@ -204,15 +197,13 @@ def sls_sgd(
     value = jnp.asarray(value, dtype)
     search = jnp.sqrt(norm_sq) >= _MIN_GRAD_NORM
 
-    eta0 = jnp.minimum(
-        state.step_size * jnp.power(gamma, 1.0 / n_batches_per_epoch), eta_max
-    ).astype(dtype)
+    eta0 = jnp.minimum(state.step_size * jnp.power(gamma, 1.0 / n_batches_per_epoch), eta_max).astype(dtype)
 
     def try_step(eta):
       candidate = jax.tree.map(
-          lambda p, u: (p - eta.astype(p.dtype) * u).astype(p.dtype),
-          params,
-          updates,
+        lambda p, u: (p - eta.astype(p.dtype) * u).astype(p.dtype),
+        params,
+        updates,
       )
       return jnp.asarray(value_fn(candidate, **fn_kwargs), dtype)
 
@@ -228,22 +219,16 @@ def sls_sgd(
       eta = jnp.where(found, eta, eta * beta_b).astype(dtype)
       return eta, num_evals + 1, found
 
-    eta, num_evals, found = jax.lax.while_loop(
-        cond_fn, body_fn, (eta0, jnp.zeros((), jnp.int32), jnp.array(False))
-    )
+    eta, num_evals, found = jax.lax.while_loop(cond_fn, body_fn, (eta0, jnp.zeros((), jnp.int32), jnp.array(False)))
     failed = search & ~found
-    step = jnp.where(
-        found, eta, jnp.where(failed, jnp.asarray(failure_step_size, dtype), 0)
-    ).astype(dtype)
+    step = jnp.where(found, eta, jnp.where(failed, jnp.asarray(failure_step_size, dtype), 0)).astype(dtype)
     new_updates = jax.tree.map(lambda u: (-step).astype(u.dtype) * u, updates)
     new_state = SLSState(
-        step_size=eta,
-        learning_rate=step,
-        num_forward_passes=state.num_forward_passes + num_evals,
-        num_failed_searches=(
-            state.num_failed_searches + failed.astype(jnp.int32)
-        ),
-        count=optax.safe_increment(state.count),
+      step_size=eta,
+      learning_rate=step,
+      num_forward_passes=state.num_forward_passes + num_evals,
+      num_failed_searches=(state.num_failed_searches + failed.astype(jnp.int32)),
+      count=optax.safe_increment(state.count),
     )
     return new_updates, new_state
 

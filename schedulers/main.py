@@ -11,8 +11,8 @@ from schedulers import train
 
 if __name__ == "__main__":
   app.run(
-      train.train_and_evaluate,
-      validate=train.validate_config,
-      default_config=train.DEFAULT_CONFIG,
-      resumable=train.RESUMABLE_FIELDS,
+    train.train_and_evaluate,
+    validate=train.validate_config,
+    default_config=train.DEFAULT_CONFIG,
+    resumable=train.RESUMABLE_FIELDS,
   )

@@ -24,9 +24,7 @@ from common import encoders
 
 def make_classifier(input_size: int, hidden_sizes: tuple[int, ...], num_classes: int) -> encoders.Network:
   """ReLU MLP producing class logits."""
-  return encoders.make_mlp(
-      input_size=input_size, hidden_sizes=tuple(hidden_sizes), output_size=num_classes
-  )
+  return encoders.make_mlp(input_size=input_size, hidden_sizes=tuple(hidden_sizes), output_size=num_classes)
 
 
 def _network(module: nn.Module, *dummy_inputs: jax.Array) -> encoders.Network:
@@ -100,17 +98,15 @@ class Conv1DClassifier(nn.Module):
 
 
 def make_conv1d_classifier(
-    length: int,
-    num_classes: int,
-    *,
-    channels: Sequence[int] = (16, 32, 32),
-    kernel_size: int = 5,
-    stride: int = 2,
+  length: int,
+  num_classes: int,
+  *,
+  channels: Sequence[int] = (16, 32, 32),
+  kernel_size: int = 5,
+  stride: int = 2,
 ) -> encoders.Network:
   """Makes a `Conv1DClassifier`: `apply(params, x [..., length]) -> logits`."""
-  module = Conv1DClassifier(
-      channels=tuple(channels), kernel_size=kernel_size, stride=stride, num_classes=num_classes
-  )
+  module = Conv1DClassifier(channels=tuple(channels), kernel_size=kernel_size, stride=stride, num_classes=num_classes)
   return _network(module, jnp.zeros((1, length), jnp.float32))
 
 
@@ -136,34 +132,34 @@ class CausalLM(nn.Module):
   @nn.compact
   def __call__(self, tokens: jax.Array) -> jax.Array:
     hidden, _ = encoders.TransformerEncoder(
-        model_dim=self.model_dim,
-        num_layers=self.num_layers,
-        num_heads=self.num_heads,
-        mlp_dim=self.mlp_dim,
-        vocab_size=self.vocab_size,
-        causal=True,
-        name="encoder",
+      model_dim=self.model_dim,
+      num_layers=self.num_layers,
+      num_heads=self.num_heads,
+      mlp_dim=self.mlp_dim,
+      vocab_size=self.vocab_size,
+      causal=True,
+      name="encoder",
     )(tokens)
     return nn.Dense(self.vocab_size, name="head")(hidden)
 
 
 def make_causal_lm(
-    vocab_size: int,
-    *,
-    model_dim: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    mlp_dim: int = 256,
+  vocab_size: int,
+  *,
+  model_dim: int = 64,
+  num_layers: int = 2,
+  num_heads: int = 4,
+  mlp_dim: int = 256,
 ) -> encoders.Network:
   """Makes a `CausalLM`: `apply(params, tokens [..., T]) -> logits [..., T, vocab]`.
 
   Parameters do not depend on the context length (sinusoidal positions).
   """
   module = CausalLM(
-      vocab_size=vocab_size,
-      model_dim=model_dim,
-      num_layers=num_layers,
-      num_heads=num_heads,
-      mlp_dim=mlp_dim,
+    vocab_size=vocab_size,
+    model_dim=model_dim,
+    num_layers=num_layers,
+    num_heads=num_heads,
+    mlp_dim=mlp_dim,
   )
   return _network(module, jnp.zeros((1, 1), jnp.int32))

@@ -57,14 +57,14 @@ class Optimizer(NamedTuple):
 
 
 def make_optimizer(
-    *,
-    name: str,
-    learning_rate: float,
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
-    max_grad_norm: float | None = None,
-    greedy_mode: str = "per_step",
-    greedy: Mapping[str, Any] | None = None,
+  *,
+  name: str,
+  learning_rate: float,
+  weight_decay: float = 0.0,
+  momentum: float = 0.9,
+  max_grad_norm: float | None = None,
+  greedy_mode: str = "per_step",
+  greedy: Mapping[str, Any] | None = None,
 ) -> Optimizer:
   """Builds `[clip] -> base optimizer -> [GreedyLR]`.
 
@@ -109,15 +109,15 @@ def make_optimizer(
     controller = greedy_lr(**dict(greedy or {}))
     parts.append(controller if greedy_mode == "per_step" else per_eval.on_eval(controller))
   return Optimizer(
-      tx=optax.with_extra_args_support(optax.chain(*parts)),
-      base_learning_rate=float(learning_rate),
-      greedy_mode=greedy_mode,
-      controller=controller,
+    tx=optax.with_extra_args_support(optax.chain(*parts)),
+    base_learning_rate=float(learning_rate),
+    greedy_mode=greedy_mode,
+    controller=controller,
   )
 
 
 def optimizer_config(
-    *, name: str = "adamw", learning_rate: float = 1e-3, greedy_mode: str = "per_step", **overrides: Any
+  *, name: str = "adamw", learning_rate: float = 1e-3, greedy_mode: str = "per_step", **overrides: Any
 ) -> ml_collections.ConfigDict:
   """The standard `config.optimizer` block of a binary (GreedyLR on, per step)."""
   config = ml_collections.ConfigDict()
@@ -128,7 +128,7 @@ def optimizer_config(
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)  # global-norm clipping; None: off
   config.greedy_mode = greedy_mode  # per_step (training loss) | per_eval (validation loss) | none
   config.greedy = ml_collections.ConfigDict(
-      {"factor": 0.95, "patience": 10, "min_scale": 0.1, "max_scale": 10.0, "smooth": True, "window_size": 50}
+    {"factor": 0.95, "patience": 10, "min_scale": 0.1, "max_scale": 10.0, "smooth": True, "window_size": 50}
   )  # schedulers.greedy_lr arguments
   for key, value in overrides.items():
     config[key] = value
@@ -138,13 +138,13 @@ def optimizer_config(
 def from_config(config: ml_collections.ConfigDict) -> Optimizer:
   """`make_optimizer` from an `optimizer_config()` block."""
   return make_optimizer(
-      name=config.name,
-      learning_rate=config.learning_rate,
-      weight_decay=config.weight_decay,
-      momentum=config.momentum,
-      max_grad_norm=config.max_grad_norm,
-      greedy_mode=config.greedy_mode,
-      greedy=dict(config.greedy),
+    name=config.name,
+    learning_rate=config.learning_rate,
+    weight_decay=config.weight_decay,
+    momentum=config.momentum,
+    max_grad_norm=config.max_grad_norm,
+    greedy_mode=config.greedy_mode,
+    greedy=dict(config.greedy),
   )
 
 

@@ -38,7 +38,7 @@ class PerEvalState(NamedTuple):
 
 
 def on_eval(
-    controller: optax.GradientTransformationExtraArgs,
+  controller: optax.GradientTransformationExtraArgs,
 ) -> optax.GradientTransformationExtraArgs:
   """Applies `controller`'s current scale to updates without stepping it.
 

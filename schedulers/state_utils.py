@@ -42,8 +42,7 @@ def unwrap(tree: Any) -> Any:
   if variable is None:
     return tree
   is_var = lambda x: isinstance(x, variable)
-  return jax.tree.map(lambda x: _value(x) if is_var(x) else x, tree,
-                      is_leaf=is_var)
+  return jax.tree.map(lambda x: _value(x) if is_var(x) else x, tree, is_leaf=is_var)
 
 
 def rewrap(like: Any, new: Any) -> Any:
@@ -63,8 +62,7 @@ def rewrap(like: Any, new: Any) -> Any:
   treedef = jax.tree.structure(like, is_leaf=is_var)
   olds = treedef.flatten_up_to(like)
   news = treedef.flatten_up_to(new)
-  return treedef.unflatten(
-      old.replace(n) if is_var(old) else n for old, n in zip(olds, news))
+  return treedef.unflatten(old.replace(n) if is_var(old) else n for old, n in zip(olds, news))
 
 
 def find_state(opt_state: Any, state_type: type[S] | tuple[type, ...]) -> S:

@@ -18,16 +18,11 @@ import jax.numpy as jnp
 import ml_collections
 
 import schedulers
-from common import app
-from common import checkpoint
+from common import app, checkpoint, sharding, trainer
 from common import data as data_lib
 from common import metrics as metrics_lib
-from common import sharding
-from common import trainer
 from schedulers import data as datasets
-from schedulers import losses
-from schedulers import networks
-from schedulers import optimizers
+from schedulers import losses, networks, optimizers
 from schedulers.configs import default as default_config
 
 DEFAULT_CONFIG = default_config.__file__
@@ -42,8 +37,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   positive_int = lambda v: isinstance(v, int) and v >= 1
   app.check(config, "batch_size", positive_int, "must be an integer >= 1")
   devices = jax.device_count()
-  app.check(config, "batch_size", lambda v: v % devices == 0,
-            f"must split evenly over the {devices} devices of the data-parallel mesh")
+  app.check(
+    config,
+    "batch_size",
+    lambda v: v % devices == 0,
+    f"must split evenly over the {devices} devices of the data-parallel mesh",
+  )
   app.check(config, "num_epochs", positive_int, "must be an integer >= 1")
   app.check(config, "eval_every", positive_int, "must be an integer >= 1")
   app.check(config, "checkpoint_every", positive_int, "must be an integer >= 1")
@@ -54,7 +53,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "optimizer.weight_decay", lambda v: v >= 0, "must be >= 0")
   app.check(config, "optimizer.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "greedy_mode", lambda v: v in optimizers.GREEDY_MODES, f"must be one of {optimizers.GREEDY_MODES}")
-  app.check(config, "nonfinite", lambda v: v in trainer.NONFINITE_POLICIES, f"must be one of {trainer.NONFINITE_POLICIES}")
+  app.check(
+    config, "nonfinite", lambda v: v in trainer.NONFINITE_POLICIES, f"must be one of {trainer.NONFINITE_POLICIES}"
+  )
   frac = lambda v: 0 < v < 0.5
   app.check(config, "data.val_fraction", frac, "must be in (0, 0.5)")
   app.check(config, "data.test_fraction", frac, "must be in (0, 0.5)")
@@ -73,24 +74,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains on digits, resuming from `workdir`; returns the final metrics."""
   workdir = pathlib.Path(workdir)
   train_split, val_split, test_split = datasets.load_digits(
-      val_fraction=config.data.val_fraction,
-      test_fraction=config.data.test_fraction,
-      seed=config.data.split_seed,
+    val_fraction=config.data.val_fraction,
+    test_fraction=config.data.test_fraction,
+    seed=config.data.split_seed,
   )
   mesh = trainer.default_mesh()
   per_epoch = data_lib.steps_per_epoch(train_split, config.batch_size)
 
   network = networks.make_classifier(
-      input_size=train_split["x"].shape[1], hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10
+    input_size=train_split["x"].shape[1], hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10
   )
   train_loss, evaluate = losses.make_losses(network)
   built = optimizers.make_optimizer(
-      name=config.optimizer.name,
-      learning_rate=config.optimizer.learning_rate,
-      weight_decay=config.optimizer.weight_decay,
-      momentum=config.optimizer.momentum,
-      greedy_mode=config.greedy_mode,
-      greedy=dict(config.greedy),
+    name=config.optimizer.name,
+    learning_rate=config.optimizer.learning_rate,
+    weight_decay=config.optimizer.weight_decay,
+    momentum=config.optimizer.momentum,
+    greedy_mode=config.greedy_mode,
+    greedy=dict(config.greedy),
   )
   optimizer = built.tx
 
@@ -98,11 +99,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return {"lr": built.learning_rate(state.opt_state)}
 
   init_key, data_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-  state = jax.jit(
-      lambda: trainer.TrainState.create(
-          params=network.init(init_key), optimizer=optimizer, rng=run_key
-      )
-  )()
+  state = jax.jit(lambda: trainer.TrainState.create(params=network.init(init_key), optimizer=optimizer, rng=run_key))()
   step_fn = trainer.make_train_step(train_loss, optimizer, metrics_fn=lr_metrics)
 
   num_train = data_lib.num_examples(train_split)
@@ -119,9 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   val_data = jax.tree.map(jnp.asarray, val_split)
   test_data = jax.tree.map(jnp.asarray, test_split)
   if mesh is not None:
-    state, train_data, val_data, test_data = sharding.replicate(
-        (state, train_data, val_data, test_data), mesh
-    )
+    state, train_data, val_data, test_data = sharding.replicate((state, train_data, val_data, test_data), mesh)
 
   eval_fn = jax.jit(lambda state: evaluate(state.params, val_data))
   on_eval = None
@@ -130,9 +125,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   total_steps = per_epoch * config.num_epochs
   with checkpoint.Checkpointer(
-      workdir / "checkpoints",
-      save_every=per_epoch * config.checkpoint_every,
-      keep=config.keep_checkpoints,
+    workdir / "checkpoints",
+    save_every=per_epoch * config.checkpoint_every,
+    keep=config.keep_checkpoints,
   ) as ckpt:
     restored, restored_step = ckpt.restore_latest(state)
     if restored is not None:
@@ -140,25 +135,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if jax.process_index() == 0:
         print(f"resuming from the checkpoint at step {restored_step} of {total_steps}", flush=True)
     with metrics_lib.MetricWriter(
-        workdir, total_steps=total_steps, resume_step=restored_step, progress_lines=10
+      workdir, total_steps=total_steps, resume_step=restored_step, progress_lines=10
     ) as writer:
       state, _ = trainer.train_loop(
-          state,
-          epoch_fn=epoch_fn,
-          data=train_data,
-          steps_per_epoch=per_epoch,
-          num_epochs=config.num_epochs,
-          eval_every=config.eval_every,
-          nonfinite=config.nonfinite,
-          hooks=trainer.LoopHooks(
-              eval_fn=eval_fn, on_eval=on_eval, checkpointer=ckpt, writer=writer
-          ),
+        state,
+        epoch_fn=epoch_fn,
+        data=train_data,
+        steps_per_epoch=per_epoch,
+        num_epochs=config.num_epochs,
+        eval_every=config.eval_every,
+        nonfinite=config.nonfinite,
+        hooks=trainer.LoopHooks(eval_fn=eval_fn, on_eval=on_eval, checkpointer=ckpt, writer=writer),
       )
 
   final = {
-      "step": int(state.step),
-      "nonfinite_count": int(state.nonfinite_count),
-      "lr": float(lr_metrics(state)["lr"]),
+    "step": int(state.step),
+    "nonfinite_count": int(state.nonfinite_count),
+    "lr": float(lr_metrics(state)["lr"]),
   }
   final.update({f"val_{k}": v for k, v in _host_floats(eval_fn(state)).items()})
   test_metrics = jax.jit(functools.partial(evaluate, split=test_data))(state.params)
@@ -167,9 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     (workdir / "final_metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
     metrics_lib.plot_metrics(workdir, loss_label="cross-entropy (nats)")
     print(
-        f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
-        f" plots/, checkpoints/, config.json | test loss {final['test_loss']:.4f},"
-        f" test accuracy {final['test_accuracy']:.4f}",
-        flush=True,
+      f"outputs in {workdir}: metrics.jsonl, final_metrics.json, tensorboard/,"
+      f" plots/, checkpoints/, config.json | test loss {final['test_loss']:.4f},"
+      f" test accuracy {final['test_accuracy']:.4f}",
+      flush=True,
     )
   return final

@@ -13,11 +13,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OURS = ("common", "schedulers", "mql", "nlirl", "selflearn")
 ALLOWED = {
-    "common": {"common"},
-    "schedulers": {"common", "schedulers"},
-    "mql": {"common", "schedulers", "mql"},
-    "nlirl": {"common", "schedulers", "nlirl"},
-    "selflearn": {"common", "schedulers", "selflearn"},
+  "common": {"common"},
+  "schedulers": {"common", "schedulers"},
+  "mql": {"common", "schedulers", "mql"},
+  "nlirl": {"common", "schedulers", "nlirl"},
+  "selflearn": {"common", "schedulers", "selflearn"},
 }
 
 
@@ -91,8 +91,9 @@ def import_graph() -> dict[str, set[str]]:
         targets = [alias.name for alias in node.names]
       elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
         # `from pkg import mod` imports the module pkg.mod when there is one.
-        targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                   for a in node.names]
+        targets = [
+          f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names
+        ]
       edges |= {t for t in targets if t in modules and t != name}
     graph[name] = edges
   return graph
@@ -106,7 +107,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state[node] = "open"
     for nxt in sorted(graph.get(node, ())):
       if state.get(nxt) == "open":
-        return stack[stack.index(nxt):] + [nxt]
+        return stack[stack.index(nxt) :] + [nxt]
       if nxt not in state:
         cycle = visit(nxt, stack + [nxt])
         if cycle:

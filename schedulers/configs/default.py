@@ -6,9 +6,9 @@ Variants: `--config=schedulers/configs/default.py:<variant>`, see `VARIANTS`.
 import ml_collections
 
 VARIANTS = {
-    "": "the full digits run, a few minutes on 2 CPU cores",
-    "smoke": "a tiny run for tests (seconds)",
-    "per_eval": "GreedyLR stepped once per evaluation on the validation loss",
+  "": "the full digits run, a few minutes on 2 CPU cores",
+  "smoke": "a tiny run for tests (seconds)",
+  "per_eval": "GreedyLR stepped once per evaluation on the validation loss",
 }
 
 

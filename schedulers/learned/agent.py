@@ -17,9 +17,8 @@ import jax
 import numpy as np
 import optax
 
-from common import checkpoint
+from common import checkpoint, ppo
 from common import metrics as metrics_lib
-from common import ppo
 
 
 def train_agent(

@@ -28,10 +28,7 @@ import jax.numpy as jnp
 import optax
 
 import schedulers
-from schedulers import baselines
-from schedulers import hypergradient
-from schedulers import line_search
-from schedulers import state_utils
+from schedulers import baselines, hypergradient, line_search, state_utils
 
 OPTIMIZERS = ("sgd", "momentum", "adamw")
 GREEDY_ARMS = ("greedy_step", "greedy_eval")
@@ -40,12 +37,10 @@ SCHEDULE_ARMS = baselines.SCHEDULE_KINDS
 # GreedyLR per step on the training loss: the paper's defaults (arXiv
 # 2512.14527 §4.1: F=0.95, patience 10, smoothing window 50, floor 10% of the
 # initial rate, threshold 1e-6 abs).
-GREEDY_STEP = dict(factor=0.95, patience=10, threshold=1e-6, smooth=True, window_size=50,
-                   min_scale=0.1, max_scale=10.0)
+GREEDY_STEP = dict(factor=0.95, patience=10, threshold=1e-6, smooth=True, window_size=50, min_scale=0.1, max_scale=10.0)
 # GreedyLR per evaluation on the validation loss (Hugging Face Trainer
 # integration; its README examples use patience 2 and factor 0.9-0.95).
-GREEDY_EVAL = dict(factor=0.9, patience=2, threshold=1e-6, smooth=False,
-                   min_scale=0.1, max_scale=10.0)
+GREEDY_EVAL = dict(factor=0.9, patience=2, threshold=1e-6, smooth=False, min_scale=0.1, max_scale=10.0)
 # Hypergradient rates beta: Baydin et al.'s runs use 1e-3 (SGD) and 1e-7
 # (Adam, per group).  The per-parameter variant sums no dot product over a
 # tensor, so its hypergradient is ~1e2-1e4 times smaller per entry; 1e-5 gives
@@ -89,9 +84,7 @@ class Arm:
 
 
 def _base(optimizer: str, lr):
-  return baselines.make_base_optimizer(
-      optimizer, lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
-  )
+  return baselines.make_base_optimizer(optimizer, lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
 
 def _schedule_arm(optimizer: str, kind: str) -> Arm:

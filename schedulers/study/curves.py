@@ -17,19 +17,18 @@ files (`study_report.load_records`) and checks it, and the rendered
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import json
 import os
 import pathlib
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
+import numpy as np
 from absl import flags
 
 from common import app
-import jax
-import numpy as np
-
 from schedulers.study import arms as arms_lib
 from schedulers.study import markdown as study_markdown
 from schedulers.study import report as study_report
@@ -37,12 +36,11 @@ from schedulers.study import runner as study_runner
 from schedulers.study import tasks as tasks_lib
 from schedulers.study.configs import default as study_config
 
-_RESULTS = flags.DEFINE_string("results", "schedulers/study/results",
-                               "Directory holding the study's results.json.")
-_CACHE = flags.DEFINE_string("cache", "runs/study_curves",
-                             "Per-cell cache of regenerated curves.")
-_VARIANT = flags.DEFINE_string("variant", "",
-                               "Variant of schedulers/study/configs/default.py the study ran ('' or 'smoke').")
+_RESULTS = flags.DEFINE_string("results", "schedulers/study/results", "Directory holding the study's results.json.")
+_CACHE = flags.DEFINE_string("cache", "runs/study_curves", "Per-cell cache of regenerated curves.")
+_VARIANT = flags.DEFINE_string(
+  "variant", "", "Variant of schedulers/study/configs/default.py the study ran ('' or 'smoke')."
+)
 
 Record = Mapping[str, Any]
 
@@ -96,8 +94,7 @@ def _save_npz(path: pathlib.Path, arrays: Mapping[str, np.ndarray]) -> None:
   os.replace(tmp, path)
 
 
-def regenerate(records: Sequence[Record], cache: pathlib.Path, variant: str = "",
-               log=_print) -> tuple[list[dict], int]:
+def regenerate(records: Sequence[Record], cache: pathlib.Path, variant: str = "", log=_print) -> tuple[list[dict], int]:
   """Regenerates every uncached cell; returns the records with their curves.
 
   Also returns how many cells are bitwise equal to their committed finals.
@@ -117,29 +114,33 @@ def regenerate(records: Sequence[Record], cache: pathlib.Path, variant: str = ""
       seconds = time.perf_counter() - t0
       _save_npz(path, {**curves, "seconds": np.float64(seconds)})
       check = compare_finals(record, curves)
-      log(f"[{i + 1}/{len(records)}] {ident:<44} equal={check['equal']}"
-          f" max_abs_diff={check['max_abs_diff']:.3g} {seconds:.1f}s"
-          f" (recorded evaluation {record['seconds']['evaluation']:.1f}s)")
+      log(
+        f"[{i + 1}/{len(records)}] {ident:<44} equal={check['equal']}"
+        f" max_abs_diff={check['max_abs_diff']:.3g} {seconds:.1f}s"
+        f" (recorded evaluation {record['seconds']['evaluation']:.1f}s)"
+      )
     with np.load(path) as cached:
       curves = {n: cached[n] for n in study_report.CURVE_NAMES}
     checks.append({"cell": ident, **compare_finals(record, curves)})
     full.append(dict(record, curves=curves))
   equal = sum(c["equal"] for c in checks)
-  log(f"{equal}/{len(checks)} cells bitwise equal to the committed finals;"
-      f" max abs diff {max(c['max_abs_diff'] for c in checks):.3g}")
+  log(
+    f"{equal}/{len(checks)} cells bitwise equal to the committed finals;"
+    f" max abs diff {max(c['max_abs_diff'] for c in checks):.3g}"
+  )
   for c in checks:
     if not c["equal"]:
       log(f"  differs: {c['cell']} (max abs diff {c['max_abs_diff']:.3g})")
   return full, equal
 
 
-def report_plot_paths(analysis: Mapping[str, Any], records: Sequence[Record],
-                      workdir: pathlib.Path) -> list[pathlib.Path]:
+def report_plot_paths(
+  analysis: Mapping[str, Any], records: Sequence[Record], workdir: pathlib.Path
+) -> list[pathlib.Path]:
   """The plot paths `study_plots.write_plots` returns, in its order."""
   tasks = dict.fromkeys(t for t, _ in study_report.index_rows(records))
   paths = [workdir / "plots" / f"{kind}_{t}.png" for t in tasks for kind in ("curves", "lr")]
-  return paths + [workdir / "plots" / f"profile_{v}.png"
-                  for v, p in analysis["profiles"].items() if p is not None]
+  return paths + [workdir / "plots" / f"profile_{v}.png" for v, p in analysis["profiles"].items() if p is not None]
 
 
 def recompute(results_dir: pathlib.Path) -> tuple[dict, list[dict], str]:
@@ -148,7 +149,8 @@ def recompute(results_dir: pathlib.Path) -> tuple[dict, list[dict], str]:
   records = study_report.load_records(results_dir)
   analysis = study_report.analyze(records, **study_report.settings_kwargs(committed))
   report = study_markdown.render_report(
-      analysis, records, report_plot_paths(analysis, records, results_dir), results_dir)
+    analysis, records, report_plot_paths(analysis, records, results_dir), results_dir
+  )
   return analysis, records, report
 
 
@@ -158,23 +160,28 @@ def check_results(results_dir: pathlib.Path, log=_print) -> bool:
   analysis, _, report = recompute(results_dir)
   same_analysis = json.loads(json.dumps(study_report.strict_json(analysis))) == committed["analysis"]
   same_report = report == (results_dir / "report.md").read_text()
-  log(f"analysis recomputed from {study_report.RESULTS_FILE} + {study_report.CURVES_FILE}:"
-      f" {'identical' if same_analysis else 'DIFFERS'}; report.md: {'identical' if same_report else 'DIFFERS'}")
+  log(
+    f"analysis recomputed from {study_report.RESULTS_FILE} + {study_report.CURVES_FILE}:"
+    f" {'identical' if same_analysis else 'DIFFERS'}; report.md: {'identical' if same_report else 'DIFFERS'}"
+  )
   return same_analysis and same_report
 
 
 def main(argv: Sequence[str]) -> int:
   del argv
   if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "0") not in ("", "0", "false"):
-    print("warning: JAX_DISABLE_MOST_OPTIMIZATIONS is set; a study that ran fully optimised"
-          " will not reproduce bitwise.")
+    print(
+      "warning: JAX_DISABLE_MOST_OPTIMIZATIONS is set; a study that ran fully optimised will not reproduce bitwise."
+    )
   jax.config.update("jax_platforms", "cpu")  # the study's platform
   results_dir, cache = pathlib.Path(_RESULTS.value), pathlib.Path(_CACHE.value)
   records = study_report.load_results(results_dir)["records"]
   full, equal = regenerate(records, cache, _VARIANT.value)
   if equal < len(full):
-    print(f"not writing {study_report.CURVES_FILE}: the curves of {len(full) - equal} cells"
-          f" do not reproduce results.json (cached in {cache})")
+    print(
+      f"not writing {study_report.CURVES_FILE}: the curves of {len(full) - equal} cells"
+      f" do not reproduce results.json (cached in {cache})"
+    )
     return 1
   study_report.write_curves(full, results_dir / study_report.CURVES_FILE)
   size = (results_dir / study_report.CURVES_FILE).stat().st_size

@@ -34,11 +34,11 @@ for it, and NaN/inf curves (diverged runs) follow the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import json
 import math
 import os
 import pathlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,16 +49,16 @@ from schedulers.study import stats
 # the report needs no JAX).
 VARIANTS = ("greedy_step", "greedy_eval")
 VARIANT_TITLES = {
-    "greedy_step": "GreedyLR per step (train loss, smoothed)",
-    "greedy_eval": "GreedyLR per eval (validation loss)",
+  "greedy_step": "GreedyLR per step (train loss, smoothed)",
+  "greedy_eval": "GreedyLR per eval (validation loss)",
 }
 # Endpoint name -> fraction of the step budget (None: AUC of validation).
 ENDPOINTS = {"at_10": 0.1, "at_50": 0.5, "final": 1.0, "auc": None}
 ENDPOINT_TITLES = {
-    "at_10": "test metric at 10% of the budget",
-    "at_50": "test metric at 50% of the budget",
-    "final": "test metric at 100% of the budget (primary)",
-    "auc": "mean validation metric over evaluations (normalised AUC)",
+  "at_10": "test metric at 10% of the budget",
+  "at_50": "test metric at 50% of the budget",
+  "final": "test metric at 100% of the budget (primary)",
+  "auc": "mean validation metric over evaluations (normalised AUC)",
 }
 PRIMARY = "final"
 CLAIM_THRESHOLD = 0.90
@@ -70,8 +70,7 @@ CURVES_FILE = "curves.npz"
 # The curves of a record (`study_runner.make_run`), each [eval seeds, evals].
 CURVE_NAMES = ("val", "test", "train", "lr", "forward_passes", "nonfinite")
 # The `analyze` keyword arguments, as stored in `analysis['settings']`.
-SETTING_ARGS = ("delta_rel", "k_std", "sensitivity_delta_rels",
-                "absolute_margin", "confidence")
+SETTING_ARGS = ("delta_rel", "k_std", "sensitivity_delta_rels", "absolute_margin", "confidence")
 
 Record = Mapping[str, Any]
 Rows = dict[tuple[str, str], dict[str, Record]]
@@ -81,8 +80,7 @@ Rows = dict[tuple[str, str], dict[str, Record]]
 # Endpoints and cells
 
 
-def endpoint_index(eval_steps: Sequence[int], num_steps: int,
-                   fraction: float) -> int:
+def endpoint_index(eval_steps: Sequence[int], num_steps: int, fraction: float) -> int:
   """Index of the evaluation closest to `fraction` of the budget.
 
   Ties go to the earlier evaluation, so an endpoint never looks further
@@ -122,28 +120,24 @@ def index_rows(records: Sequence[Record]) -> Rows:
 def arm_order(records: Sequence[Record]) -> list[str]:
   """Arm names in first-seen order, GreedyLR variants last."""
   names = list(dict.fromkeys(r["arm"] for r in records))
-  return ([n for n in names if n not in VARIANTS]
-          + [n for n in VARIANTS if n in names])
+  return [n for n in names if n not in VARIANTS] + [n for n in VARIANTS if n in names]
 
 
-def _paired(greedy: Record, baseline: Record,
-            endpoint: str) -> tuple[np.ndarray, np.ndarray]:
+def _paired(greedy: Record, baseline: Record, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
   """Losses of both arms on their common eval seeds, in greedy's order."""
   g_seeds, b_seeds = list(greedy["eval_seeds"]), list(baseline["eval_seeds"])
   g, b = endpoint_losses(greedy, endpoint), endpoint_losses(baseline, endpoint)
   if g_seeds == b_seeds:
     return g, b
   common = [s for s in g_seeds if s in b_seeds]
-  return (g[[g_seeds.index(s) for s in common]],
-          b[[b_seeds.index(s) for s in common]])
+  return (g[[g_seeds.index(s) for s in common]], b[[b_seeds.index(s) for s in common]])
 
 
 def _finite_mean(x: np.ndarray) -> float:
   return float(np.mean(x)) if x.size else float("nan")
 
 
-def build_cells(rows: Rows, variant: str,
-                endpoint: str) -> tuple[list[dict], list[dict]]:
+def build_cells(rows: Rows, variant: str, endpoint: str) -> tuple[list[dict], list[dict]]:
   """`stats.summarize` cells of one variant at one endpoint, plus skips.
 
   A cell pairs the variant with every other non-greedy arm of its row.
@@ -161,9 +155,9 @@ def build_cells(rows: Rows, variant: str,
       if g.size < 2:
         skipped.append({**ids, "reason": f"{g.size} common eval seeds"})
         continue
-      cells.append({**ids, "greedy": g, "baseline_losses": b,
-                    "greedy_mean": _finite_mean(g),
-                    "baseline_mean": _finite_mean(b)})
+      cells.append(
+        {**ids, "greedy": g, "baseline_losses": b, "greedy_mean": _finite_mean(g), "baseline_mean": _finite_mean(b)}
+      )
   return cells, skipped
 
 
@@ -171,44 +165,62 @@ def build_cells(rows: Rows, variant: str,
 # Summaries and headline
 
 
-def _summarize(cells: list[dict], *, delta_rel, k_std, sensitivity_delta_rels,
-               absolute_margin, confidence) -> dict | None:
+def _summarize(
+  cells: list[dict], *, delta_rel, k_std, sensitivity_delta_rels, absolute_margin, confidence
+) -> dict | None:
   """`stats.summarize` as plain Python, or None without cells."""
   if not cells:
     return None
-  return to_python(stats.summarize(
-      cells, delta_rels=tuple(sensitivity_delta_rels),
-      absolute=absolute_margin, primary_rel=delta_rel, k_std=k_std,
-      confidence=confidence, claim_threshold=CLAIM_THRESHOLD))
+  return to_python(
+    stats.summarize(
+      cells,
+      delta_rels=tuple(sensitivity_delta_rels),
+      absolute=absolute_margin,
+      primary_rel=delta_rel,
+      k_std=k_std,
+      confidence=confidence,
+      claim_threshold=CLAIM_THRESHOLD,
+    )
+  )
 
 
 def _headline_entry(summary: dict | None) -> dict:
   """Primary-endpoint numbers of one variant (None rates without cells)."""
   if summary is None:
-    return {"n_cells": 0, "counts": {lab: 0 for lab in stats.LABELS},
-            "equal_or_better_rate": None, "equal_or_better_ci": None,
-            "better_rate": None, "better_ci": None, "claim_supported": False,
-            "paper_margin_rate": None, "paper_margin_ci": None}
+    return {
+      "n_cells": 0,
+      "counts": {lab: 0 for lab in stats.LABELS},
+      "equal_or_better_rate": None,
+      "equal_or_better_ci": None,
+      "better_rate": None,
+      "better_ci": None,
+      "claim_supported": False,
+      "paper_margin_rate": None,
+      "paper_margin_ci": None,
+    }
   paper = [s for s in summary["sensitivity"] if s["kind"] == "abs"]
   return {
-      "n_cells": summary["n_cells"],
-      "counts": summary["counts"],
-      "equal_or_better_rate": summary["equal_or_better"]["rate"],
-      "equal_or_better_ci": summary["equal_or_better"]["ci"],
-      "better_rate": summary["better"]["rate"],
-      "better_ci": summary["better"]["ci"],
-      "claim_supported": summary["claim_supported"],
-      "paper_margin_rate": paper[0]["rate"] if paper else None,
-      "paper_margin_ci": paper[0]["ci"] if paper else None,
+    "n_cells": summary["n_cells"],
+    "counts": summary["counts"],
+    "equal_or_better_rate": summary["equal_or_better"]["rate"],
+    "equal_or_better_ci": summary["equal_or_better"]["ci"],
+    "better_rate": summary["better"]["rate"],
+    "better_ci": summary["better"]["ci"],
+    "claim_supported": summary["claim_supported"],
+    "paper_margin_rate": paper[0]["rate"] if paper else None,
+    "paper_margin_ci": paper[0]["ci"] if paper else None,
   }
 
 
 def _headline(summaries: dict, settings: dict) -> dict:
   """The binary's final metrics: primary endpoint, both variants."""
-  head = {"primary_endpoint": PRIMARY,
-          "confidence": settings["confidence"],
-          "claim_threshold": CLAIM_THRESHOLD,
-          "delta_rel": settings["delta_rel"], "k_std": settings["k_std"]}
+  head = {
+    "primary_endpoint": PRIMARY,
+    "confidence": settings["confidence"],
+    "claim_threshold": CLAIM_THRESHOLD,
+    "delta_rel": settings["delta_rel"],
+    "k_std": settings["k_std"],
+  }
   for variant in VARIANTS:
     head[variant] = _headline_entry(summaries[variant][PRIMARY])
   return head
@@ -219,8 +231,7 @@ def pct(x: float | None) -> str:
   return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def verdict(variant: str, entry: Mapping[str, Any],
-            confidence: float = 0.95) -> str:
+def verdict(variant: str, entry: Mapping[str, Any], confidence: float = 0.95) -> str:
   """One plain sentence: is ">90% equal-or-better" supported for a variant."""
   name = VARIANT_TITLES.get(variant, variant)
   if not entry["n_cells"]:
@@ -229,15 +240,21 @@ def verdict(variant: str, entry: Mapping[str, Any],
   ci = f"{confidence:.0%} CI {pct(low)}–{pct(high)}"
   n = entry["n_cells"]
   if entry["claim_supported"]:
-    return (f"{name}: the \">90% equal-or-better\" claim is **supported** — "
-            f"{pct(rate)} of {n} cells, and the {ci} lies above 90%.")
+    return (
+      f'{name}: the ">90% equal-or-better" claim is **supported** — '
+      f"{pct(rate)} of {n} cells, and the {ci} lies above 90%."
+    )
   if rate > CLAIM_THRESHOLD:
-    return (f"{name}: the \">90% equal-or-better\" claim is **not "
-            f"supported** — the point estimate {pct(rate)} of {n} cells is "
-            f"above 90%, but the {ci} reaches below 90%.")
-  return (f"{name}: the \">90% equal-or-better\" claim is **not supported** "
-          f"— GreedyLR was equal-or-better in {pct(rate)} of {n} cells "
-          f"({ci}).")
+    return (
+      f'{name}: the ">90% equal-or-better" claim is **not '
+      f"supported** — the point estimate {pct(rate)} of {n} cells is "
+      f"above 90%, but the {ci} reaches below 90%."
+    )
+  return (
+    f'{name}: the ">90% equal-or-better" claim is **not supported** '
+    f"— GreedyLR was equal-or-better in {pct(rate)} of {n} cells "
+    f"({ci})."
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -247,9 +264,12 @@ def verdict(variant: str, entry: Mapping[str, Any],
 def _seed_stats(x: np.ndarray) -> dict:
   """Mean and std over finite seeds, and how many seeds were not finite."""
   ok = x[np.isfinite(x)]
-  return {"mean": _finite_mean(ok),
-          "std": float(np.std(ok, ddof=1)) if ok.size > 1 else float("nan"),
-          "n_seeds": int(x.size), "n_diverged": int(x.size - ok.size)}
+  return {
+    "mean": _finite_mean(ok),
+    "std": float(np.std(ok, ddof=1)) if ok.size > 1 else float("nan"),
+    "n_seeds": int(x.size),
+    "n_diverged": int(x.size - ok.size),
+  }
 
 
 def arm_table(records: Sequence[Record]) -> list[dict]:
@@ -260,8 +280,11 @@ def arm_table(records: Sequence[Record]) -> list[dict]:
     passes = curve(r, "forward_passes")[:, -1]
     nonfinite = curve(r, "nonfinite")[:, -1]
     seconds = r.get("seconds", {})
-    table.append({
-        "task": r["task"], "optimizer": r["optimizer"], "arm": r["arm"],
+    table.append(
+      {
+        "task": r["task"],
+        "optimizer": r["optimizer"],
+        "arm": r["arm"],
         "is_greedy": r["arm"] in VARIANTS,
         "final_test": _seed_stats(final),
         "chosen_lr": r["chosen_lr"],
@@ -271,7 +294,8 @@ def arm_table(records: Sequence[Record]) -> list[dict]:
         "nonfinite_updates_max": float(np.max(nonfinite)),
         "seconds_tuning": float(seconds.get("tuning", float("nan"))),
         "seconds_evaluation": float(seconds.get("evaluation", float("nan"))),
-    })
+      }
+    )
   return table
 
 
@@ -287,12 +311,10 @@ def _profile_problems(rows: Rows, variant: str) -> dict[str, tuple]:
         acc = pooled.setdefault(baseline, ([], []))
         acc[0].append(g)
         acc[1].append(b)
-  return {k: (np.concatenate(g), np.concatenate(b))
-          for k, (g, b) in pooled.items()}
+  return {k: (np.concatenate(g), np.concatenate(b)) for k, (g, b) in pooled.items()}
 
 
-def performance_profiles(rows: Rows, variant: str,
-                         absolute_margin: float | None) -> dict | None:
+def performance_profiles(rows: Rows, variant: str, absolute_margin: float | None) -> dict | None:
   """Pairwise Dolan–Moré profiles of one variant against each baseline.
 
   Problems are (task, optimizer, eval seed) with the final test metric.
@@ -312,15 +334,20 @@ def performance_profiles(rows: Rows, variant: str,
   offset = None if positive else (absolute_margin or 0.1)
   pairs = {}
   for baseline, (g, b) in problems.items():
-    rho = stats.performance_profile({variant: g, baseline: b}, PROFILE_TAUS,
-                                    offset=offset)
-    pairs[baseline] = {"n_problems": int(g.size),
-                       "rho_greedy": rho[variant].tolist(),
-                       "rho_baseline": rho[baseline].tolist(),
-                       "greedy_wins": float(rho[variant][0]),
-                       "baseline_wins": float(rho[baseline][0])}
-  return {"problems": "task × optimizer × eval seed, final test metric",
-          "offset": offset, "taus": list(PROFILE_TAUS), "pairs": pairs}
+    rho = stats.performance_profile({variant: g, baseline: b}, PROFILE_TAUS, offset=offset)
+    pairs[baseline] = {
+      "n_problems": int(g.size),
+      "rho_greedy": rho[variant].tolist(),
+      "rho_baseline": rho[baseline].tolist(),
+      "greedy_wins": float(rho[variant][0]),
+      "baseline_wins": float(rho[baseline][0]),
+    }
+  return {
+    "problems": "task × optimizer × eval seed, final test metric",
+    "offset": offset,
+    "taus": list(PROFILE_TAUS),
+    "pairs": pairs,
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -333,14 +360,21 @@ def _setup(records: Sequence[Record]) -> dict:
   grids: dict[str, list] = {}
   for r in records:
     steps = r["eval_steps"]
-    entry = tasks.setdefault(r["task"], {
-        "metric": r["metric"], "num_steps": r["num_steps"],
-        "num_evals": len(steps), "eval_seeds": list(r["eval_seeds"]),
+    entry = tasks.setdefault(
+      r["task"],
+      {
+        "metric": r["metric"],
+        "num_steps": r["num_steps"],
+        "num_evals": len(steps),
+        "eval_seeds": list(r["eval_seeds"]),
         "tuning_seeds": list(r["tuning_seeds"]),
         "endpoint_steps": {
-            e: steps[endpoint_index(steps, r["num_steps"], f)]
-            for e, f in ENDPOINTS.items() if f is not None},
-        "optimizers": [], "arms": []})
+          e: steps[endpoint_index(steps, r["num_steps"], f)] for e, f in ENDPOINTS.items() if f is not None
+        },
+        "optimizers": [],
+        "arms": [],
+      },
+    )
     for key, value in (("optimizers", r["optimizer"]), ("arms", r["arm"])):
       if value not in entry[key]:
         entry[key].append(value)
@@ -350,14 +384,21 @@ def _setup(records: Sequence[Record]) -> dict:
 
 def _coverage(rows: Rows) -> list[dict]:
   """Which arms each row holds and which GreedyLR variants it lacks."""
-  return [{"task": t, "optimizer": o, "arms": list(arms),
-           "missing_variants": [v for v in VARIANTS if v not in arms]}
-          for (t, o), arms in rows.items()]
+  return [
+    {"task": t, "optimizer": o, "arms": list(arms), "missing_variants": [v for v in VARIANTS if v not in arms]}
+    for (t, o), arms in rows.items()
+  ]
 
 
-def analyze(records: Sequence[Record], *, delta_rel: float, k_std: float,
-            sensitivity_delta_rels: Sequence[float],
-            absolute_margin: float | None, confidence: float) -> dict:
+def analyze(
+  records: Sequence[Record],
+  *,
+  delta_rel: float,
+  k_std: float,
+  sensitivity_delta_rels: Sequence[float],
+  absolute_margin: float | None,
+  confidence: float,
+) -> dict:
   """Classifies every (variant, endpoint) cell and gathers report tables.
 
   Returns a dict (plain Python; NaN where a value is undefined) with:
@@ -375,10 +416,15 @@ def analyze(records: Sequence[Record], *, delta_rel: float, k_std: float,
     'profiles': {variant: `performance_profiles` output or None};
     'headline': primary-endpoint numbers of each variant (see `_headline`).
   """
-  settings = {"delta_rel": delta_rel, "k_std": k_std,
-              "sensitivity_delta_rels": list(sensitivity_delta_rels),
-              "absolute_margin": absolute_margin, "confidence": confidence,
-              "claim_threshold": CLAIM_THRESHOLD, "primary_endpoint": PRIMARY}
+  settings = {
+    "delta_rel": delta_rel,
+    "k_std": k_std,
+    "sensitivity_delta_rels": list(sensitivity_delta_rels),
+    "absolute_margin": absolute_margin,
+    "confidence": confidence,
+    "claim_threshold": CLAIM_THRESHOLD,
+    "primary_endpoint": PRIMARY,
+  }
   rows = index_rows(records)
   summaries: dict[str, dict] = {v: {} for v in VARIANTS}
   all_cells, skipped = [], []
@@ -386,26 +432,28 @@ def analyze(records: Sequence[Record], *, delta_rel: float, k_std: float,
     for endpoint in ENDPOINTS:
       cells, skip = build_cells(rows, variant, endpoint)
       summary = _summarize(
-          cells, delta_rel=delta_rel, k_std=k_std,
-          sensitivity_delta_rels=sensitivity_delta_rels,
-          absolute_margin=absolute_margin, confidence=confidence)
+        cells,
+        delta_rel=delta_rel,
+        k_std=k_std,
+        sensitivity_delta_rels=sensitivity_delta_rels,
+        absolute_margin=absolute_margin,
+        confidence=confidence,
+      )
       if summary is not None:
-        all_cells += [{"variant": variant, "endpoint": endpoint, **c}
-                      for c in summary.pop("cells")]
+        all_cells += [{"variant": variant, "endpoint": endpoint, **c} for c in summary.pop("cells")]
       summaries[variant][endpoint] = summary
       if endpoint == PRIMARY:
         skipped += [{"variant": variant, **s} for s in skip]
   return {
-      "settings": settings,
-      "setup": to_python(_setup(records)),
-      "coverage": _coverage(rows),
-      "summaries": summaries,
-      "cells": all_cells,
-      "skipped": skipped,
-      "arms": arm_table(records),
-      "profiles": {v: performance_profiles(rows, v, absolute_margin)
-                   for v in VARIANTS},
-      "headline": _headline(summaries, settings),
+    "settings": settings,
+    "setup": to_python(_setup(records)),
+    "coverage": _coverage(rows),
+    "summaries": summaries,
+    "cells": all_cells,
+    "skipped": skipped,
+    "arms": arm_table(records),
+    "profiles": {v: performance_profiles(rows, v, absolute_margin) for v in VARIANTS},
+    "headline": _headline(summaries, settings),
   }
 
 
@@ -473,8 +521,7 @@ def write_curves(records: Sequence[Record], path: str | os.PathLike) -> None:
   records is the analysis of the originals.
   """
   path = pathlib.Path(path)
-  arrays = {curves_key(r, name): _curve_array(r, name)
-            for r in records for name in CURVE_NAMES}
+  arrays = {curves_key(r, name): _curve_array(r, name) for r in records for name in CURVE_NAMES}
   tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
   np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
@@ -482,17 +529,14 @@ def write_curves(records: Sequence[Record], path: str | os.PathLike) -> None:
 
 def _check_finals(record: Record) -> None:
   """Raises ValueError unless the curves end in the record's final values."""
-  ends = {"final_test": endpoint_losses(record, PRIMARY),
-          "final_val": curve(record, "val")[:, -1]}
+  ends = {"final_test": endpoint_losses(record, PRIMARY), "final_val": curve(record, "val")[:, -1]}
   for key, end in ends.items():
     if key not in record:
       continue
     stored = np.asarray(record[key], dtype=np.float64)  # None -> NaN
-    same = (stored.shape == end.shape and np.all(
-        np.where(np.isfinite(stored), stored == end, ~np.isfinite(end))))
+    same = stored.shape == end.shape and np.all(np.where(np.isfinite(stored), stored == end, ~np.isfinite(end)))
     if not same:
-      raise ValueError(f"{curves_key(record, key)}: the curves do not end "
-                       f"in the record's {key}.")
+      raise ValueError(f"{curves_key(record, key)}: the curves do not end in the record's {key}.")
 
 
 def load_results(results_dir: str | os.PathLike) -> dict:
@@ -513,8 +557,7 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
   records = []
   with np.load(results_dir / CURVES_FILE) as curves:
     for r in compact:
-      record = dict(r, curves={n: curves[curves_key(r, n)]
-                               for n in CURVE_NAMES})
+      record = dict(r, curves={n: curves[curves_key(r, n)] for n in CURVE_NAMES})
       _check_finals(record)
       records.append(record)
   return records

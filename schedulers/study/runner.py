@@ -32,9 +32,8 @@ import optax
 import schedulers
 from common import data as data_lib
 from common import trainer
+from schedulers import baselines, line_search
 from schedulers.study import arms as arms_lib
-from schedulers import baselines
-from schedulers import line_search
 from schedulers.study import tasks as tasks_lib
 
 
@@ -80,9 +79,7 @@ def make_init_and_step(task: tasks_lib.Task, arm: arms_lib.Arm):
 
   def init(lr, seed):
     init_key, data_key, step_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-    state = trainer.TrainState.create(
-        params=task.init(init_key), optimizer=make_optimizer(lr), rng=step_key
-    )
+    state = trainer.TrainState.create(params=task.init(init_key), optimizer=make_optimizer(lr), rng=step_key)
     return state, tasks_lib.epoch_permutations(task, data_key)
 
   def train_step(lr, state, permutations):
@@ -108,23 +105,19 @@ def make_run(task: tasks_lib.Task, arm: arms_lib.Arm) -> Callable[[jax.Array, ja
     state, permutations = init(lr, seed)
 
     def interval(state, _):
-      state, metrics = jax.lax.scan(
-          lambda s, _: train_step(lr, s, permutations), state, None, length=task.eval_every
-      )
+      state, metrics = jax.lax.scan(lambda s, _: train_step(lr, s, permutations), state, None, length=task.eval_every)
       eval_params = baselines.schedule_free_eval_params(state.opt_state, state.params)
       val = task.eval_loss(eval_params, task.val)
       test = task.eval_loss(eval_params, task.test)
       if arm.controller is not None:
-        state = state.replace(
-            opt_state=schedulers.observe(state.opt_state, arm.controller, value=val)
-        )
+        state = state.replace(opt_state=schedulers.observe(state.opt_state, arm.controller, value=val))
       curves = {
-          "val": val,
-          "test": test,
-          "train": jnp.mean(metrics["loss"]),
-          "lr": arm.lr_fn(state.opt_state, lr, task.num_steps).astype(jnp.float32),
-          "forward_passes": line_search.sls_forward_passes(state.opt_state),
-          "nonfinite": state.nonfinite_count,
+        "val": val,
+        "test": test,
+        "train": jnp.mean(metrics["loss"]),
+        "lr": arm.lr_fn(state.opt_state, lr, task.num_steps).astype(jnp.float32),
+        "forward_passes": line_search.sls_forward_passes(state.opt_state),
+        "nonfinite": state.nonfinite_count,
       }
       return state, curves
 
@@ -145,7 +138,7 @@ def run_pairs(compiled, lrs: Sequence[float], seeds: Sequence[int], batch: int) 
   seeds = np.asarray(seeds, np.int32)
   out = []
   for start in range(0, len(lrs), batch):
-    chunk_lr, chunk_seed = lrs[start:start + batch], seeds[start:start + batch]
+    chunk_lr, chunk_seed = lrs[start : start + batch], seeds[start : start + batch]
     pad = batch - len(chunk_lr)
     if pad:
       chunk_lr = np.concatenate([chunk_lr, np.repeat(chunk_lr[-1:], pad)])
@@ -184,20 +177,20 @@ def run_cell(task: tasks_lib.Task, arm: arms_lib.Arm, protocol: Protocol) -> dic
   evaluation = run_evaluation(compiled, chosen, protocol.eval_seeds, protocol.batch)
   t2 = time.perf_counter()
   return {
-      "task": task.name,
-      "optimizer": arm.optimizer,
-      "arm": arm.name,
-      "metric": task.metric,
-      "num_steps": task.num_steps,
-      "eval_steps": [task.eval_every * (i + 1) for i in range(task.num_steps // task.eval_every)],
-      "lr_grid": list(grid),
-      "tuning_seeds": list(protocol.tuning_seeds),
-      "tuning_final_val": final_val.tolist(),
-      "chosen_lr": chosen,
-      "chosen_at_grid_edge": best in (0, len(grid) - 1),
-      "eval_seeds": list(protocol.eval_seeds),
-      "curves": {k: v.tolist() for k, v in evaluation.items()},
-      "seconds": {"tuning": t1 - t0, "evaluation": t2 - t1},
+    "task": task.name,
+    "optimizer": arm.optimizer,
+    "arm": arm.name,
+    "metric": task.metric,
+    "num_steps": task.num_steps,
+    "eval_steps": [task.eval_every * (i + 1) for i in range(task.num_steps // task.eval_every)],
+    "lr_grid": list(grid),
+    "tuning_seeds": list(protocol.tuning_seeds),
+    "tuning_final_val": final_val.tolist(),
+    "chosen_lr": chosen,
+    "chosen_at_grid_edge": best in (0, len(grid) - 1),
+    "eval_seeds": list(protocol.eval_seeds),
+    "curves": {k: v.tolist() for k, v in evaluation.items()},
+    "seconds": {"tuning": t1 - t0, "evaluation": t2 - t1},
   }
 
 
@@ -213,14 +206,14 @@ def _write_atomic(path: pathlib.Path, payload: dict) -> None:
 
 
 def run_study(
-    *,
-    task_names: Sequence[str],
-    optimizers: Sequence[str],
-    arm_names: Sequence[str] | None,
-    protocol: Protocol,
-    size: str,
-    workdir: str | os.PathLike,
-    log: Callable[[str], None] = print,
+  *,
+  task_names: Sequence[str],
+  optimizers: Sequence[str],
+  arm_names: Sequence[str] | None,
+  protocol: Protocol,
+  size: str,
+  workdir: str | os.PathLike,
+  log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
   """Runs every missing cell and returns all cell records (old and new)."""
   workdir = pathlib.Path(workdir)
@@ -242,8 +235,8 @@ def run_study(
         records.append(record)
         secs = record["seconds"]
         log(
-            f"{task_name:>22} {arm.label:<24} lr={record['chosen_lr']:<9.3g}"
-            f" test={np.mean(np.asarray(record['curves']['test'])[:, -1]):.4f}"
-            f" ({secs['tuning'] + secs['evaluation']:.1f}s)"
+          f"{task_name:>22} {arm.label:<24} lr={record['chosen_lr']:<9.3g}"
+          f" test={np.mean(np.asarray(record['curves']['test'])[:, -1]):.4f}"
+          f" ({secs['tuning'] + secs['evaluation']:.1f}s)"
         )
   return records

@@ -28,8 +28,8 @@ Pure NumPy/SciPy: nothing here needs JAX.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,7 @@ def _as_1d(x, name: str) -> np.ndarray:
   """Converts per-seed losses to a 1-D float array (rejects other shapes)."""
   arr = np.asarray(x, dtype=np.float64)
   if arr.ndim != 1:
-    raise ValueError(f"{name} must be 1-D (one loss per seed), got shape "
-                     f"{arr.shape}")
+    raise ValueError(f"{name} must be 1-D (one loss per seed), got shape {arr.shape}")
   return arr
 
 
@@ -72,9 +71,7 @@ def _paired(greedy, baseline) -> tuple[np.ndarray, np.ndarray]:
   return g, b
 
 
-def paired_bounds(
-    greedy, baseline, *, confidence: float = 0.95
-) -> tuple[float, float, float]:
+def paired_bounds(greedy, baseline, *, confidence: float = 0.95) -> tuple[float, float, float]:
   """One-sided paired-t confidence bounds of mean(greedy − baseline).
 
   upper = mean(d) + t_{confidence, n−1}·sd(d)/√n and lower = mean(d) −
@@ -98,8 +95,7 @@ def paired_bounds(
   _check_confidence(confidence)
   g, b = _paired(greedy, baseline)
   if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
-    raise ValueError("paired_bounds needs finite losses; classify_cell has a "
-                     "policy for diverged (non-finite) runs")
+    raise ValueError("paired_bounds needs finite losses; classify_cell has a policy for diverged (non-finite) runs")
   d = g - b
   n = d.size
   mean = float(np.mean(d))
@@ -111,11 +107,11 @@ def paired_bounds(
 
 
 def margin(
-    baseline,
-    *,
-    rel: float = 0.01,
-    k_std: float = 1.0,
-    absolute: float | None = None,
+  baseline,
+  *,
+  rel: float = 0.01,
+  k_std: float = 1.0,
+  absolute: float | None = None,
 ) -> float:
   """Non-inferiority margin δ of one cell.
 
@@ -141,13 +137,10 @@ def margin(
   """
   if absolute is not None:
     if not (math.isfinite(absolute) and absolute >= 0):
-      raise ValueError(f"absolute margin must be finite and >= 0, got "
-                       f"{absolute}")
+      raise ValueError(f"absolute margin must be finite and >= 0, got {absolute}")
     return float(absolute)
-  if not (math.isfinite(rel) and rel >= 0 and math.isfinite(k_std)
-          and k_std >= 0):
-    raise ValueError(f"rel and k_std must be finite and >= 0, got {rel}, "
-                     f"{k_std}")
+  if not (math.isfinite(rel) and rel >= 0 and math.isfinite(k_std) and k_std >= 0):
+    raise ValueError(f"rel and k_std must be finite and >= 0, got {rel}, {k_std}")
   b = _as_1d(baseline, "baseline")
   if b.size < 2:
     raise ValueError(f"need at least 2 baseline seeds, got {b.size}")
@@ -156,9 +149,7 @@ def margin(
   return float(max(rel * abs(np.mean(b)), k_std * np.std(b, ddof=1)))
 
 
-def classify_cell(
-    greedy, baseline, *, delta: float, confidence: float = 0.95
-) -> str:
+def classify_cell(greedy, baseline, *, delta: float, confidence: float = 0.95) -> str:
   """Labels one cell 'better', 'equal', 'worse' or 'inconclusive' (§4.6).
 
   With the one-sided paired-t bounds of mean(greedy − baseline):
@@ -234,9 +225,7 @@ def wilcoxon_pvalue(greedy, baseline, *, delta: float = 0.0) -> float:
   return float(sps.wilcoxon(d, alternative="less").pvalue)
 
 
-def clopper_pearson(
-    successes: int, trials: int, *, confidence: float = 0.95
-) -> tuple[float, float]:
+def clopper_pearson(successes: int, trials: int, *, confidence: float = 0.95) -> tuple[float, float]:
   """Exact two-sided Clopper–Pearson interval of a binomial proportion.
 
   low = Beta⁻¹(α/2; k, n−k+1) (0 when k = 0) and
@@ -256,8 +245,7 @@ def clopper_pearson(
   if k != successes or n != trials:
     raise ValueError("successes and trials must be integers")
   if n < 1 or not 0 <= k <= n:
-    raise ValueError(f"need trials >= 1 and 0 <= successes <= trials, got "
-                     f"{successes}/{trials}")
+    raise ValueError(f"need trials >= 1 and 0 <= successes <= trials, got {successes}/{trials}")
   alpha = 1.0 - confidence
   low = 0.0 if k == 0 else float(sps.beta.ppf(alpha / 2, k, n - k + 1))
   high = 1.0 if k == n else float(sps.beta.ppf(1 - alpha / 2, k + 1, n - k))
@@ -267,10 +255,10 @@ def clopper_pearson(
 def _rate(successes: int, trials: int, confidence: float) -> dict[str, Any]:
   """A proportion with its Clopper–Pearson interval."""
   return {
-      "successes": successes,
-      "trials": trials,
-      "rate": successes / trials,
-      "ci": clopper_pearson(successes, trials, confidence=confidence),
+    "successes": successes,
+    "trials": trials,
+    "rate": successes / trials,
+    "ci": clopper_pearson(successes, trials, confidence=confidence),
   }
 
 
@@ -282,14 +270,14 @@ def _cell_delta(b: np.ndarray, **margin_kwargs) -> float:
 
 
 def summarize(
-    cells: Sequence[Mapping[str, Any]],
-    *,
-    delta_rels: Sequence[float] = (0.005, 0.01, 0.02),
-    absolute: float | None = 0.1,
-    primary_rel: float = 0.01,
-    k_std: float = 1.0,
-    confidence: float = 0.95,
-    claim_threshold: float = 0.90,
+  cells: Sequence[Mapping[str, Any]],
+  *,
+  delta_rels: Sequence[float] = (0.005, 0.01, 0.02),
+  absolute: float | None = 0.1,
+  primary_rel: float = 0.01,
+  k_std: float = 1.0,
+  confidence: float = 0.95,
+  claim_threshold: float = 0.90,
 ) -> dict[str, Any]:
   """Classifies every cell and computes the claim statistics of §4.6.
 
@@ -328,16 +316,13 @@ def summarize(
   """
   if not cells:
     raise ValueError("summarize needs at least one cell")
-  margins = [(f"rel={r:.3g}", "rel", float(r), {"rel": r, "k_std": k_std})
-             for r in delta_rels]
+  margins = [(f"rel={r:.3g}", "rel", float(r), {"rel": r, "k_std": k_std}) for r in delta_rels]
   if absolute is not None:
-    margins.append((f"abs={absolute:.3g}", "abs", float(absolute),
-                    {"absolute": absolute}))
+    margins.append((f"abs={absolute:.3g}", "abs", float(absolute), {"absolute": absolute}))
 
   records = []
   for i, cell in enumerate(cells):
-    missing = [k for k in (*ID_KEYS, GREEDY_KEY, BASELINE_LOSSES_KEY)
-               if k not in cell]
+    missing = [k for k in (*ID_KEYS, GREEDY_KEY, BASELINE_LOSSES_KEY) if k not in cell]
     if missing:
       raise KeyError(f"cell {i} lacks keys {missing}")
     g = _as_1d(cell[GREEDY_KEY], f"cell {i} greedy")
@@ -352,21 +337,22 @@ def summarize(
       else:
         mean_diff = lower = upper = float("nan")
       by_margin = {
-          name: classify_cell(g, b, delta=_cell_delta(b, **kw),
-                              confidence=confidence)
-          for name, _, _, kw in margins
+        name: classify_cell(g, b, delta=_cell_delta(b, **kw), confidence=confidence) for name, _, _, kw in margins
       }
     except ValueError as e:
       ids = {k: cell[k] for k in ID_KEYS}
       raise ValueError(f"cell {i} {ids}: {e}") from e
-    record = {k: v for k, v in cell.items()
-              if k not in (GREEDY_KEY, BASELINE_LOSSES_KEY)}
+    record = {k: v for k, v in cell.items() if k not in (GREEDY_KEY, BASELINE_LOSSES_KEY)}
     record.update(
-        n=int(g.size), mean_diff=mean_diff, lower=lower, upper=upper,
-        delta=delta, label=label,
-        wilcoxon_p=wilcoxon_pvalue(g, b, delta=delta) if finite
-        else float("nan"),
-        labels_by_margin=by_margin)
+      n=int(g.size),
+      mean_diff=mean_diff,
+      lower=lower,
+      upper=upper,
+      delta=delta,
+      label=label,
+      wilcoxon_p=wilcoxon_pvalue(g, b, delta=delta) if finite else float("nan"),
+      labels_by_margin=by_margin,
+    )
     records.append(record)
 
   n = len(records)
@@ -376,11 +362,8 @@ def summarize(
 
   per_baseline: dict[str, dict[str, Any]] = {}
   for r in records:
-    row = per_baseline.setdefault(
-        r["baseline"],
-        {"win": 0, "tie": 0, "loss": 0, "inconclusive": 0, "n": 0})
-    key = {BETTER: "win", EQUAL: "tie", WORSE: "loss",
-           INCONCLUSIVE: "inconclusive"}[r["label"]]
+    row = per_baseline.setdefault(r["baseline"], {"win": 0, "tie": 0, "loss": 0, "inconclusive": 0, "n": 0})
+    key = {BETTER: "win", EQUAL: "tie", WORSE: "loss", INCONCLUSIVE: "inconclusive"}[r["label"]]
     row[key] += 1
     row["n"] += 1
   for row in per_baseline.values():
@@ -389,37 +372,35 @@ def summarize(
   sensitivity = []
   for name, kind, value, _ in margins:
     k = sum(is_equal_or_better(r["labels_by_margin"][name]) for r in records)
-    sensitivity.append({"margin": name, "kind": kind, "value": value,
-                        **_rate(k, n, confidence)})
+    sensitivity.append({"margin": name, "kind": kind, "value": value, **_rate(k, n, confidence)})
 
   disagreements = 0
   for r in records:
     if np.isfinite(r["wilcoxon_p"]):
-      disagreements += ((r["wilcoxon_p"] < 1 - confidence)
-                        != is_equal_or_better(r["label"]))
+      disagreements += (r["wilcoxon_p"] < 1 - confidence) != is_equal_or_better(r["label"])
 
   eob_rate = _rate(eob, n, confidence)
   return {
-      "cells": records,
-      "n_cells": n,
-      "counts": counts,
-      "equal_or_better": eob_rate,
-      "better": _rate(counts[BETTER], n, confidence),
-      "per_baseline": per_baseline,
-      "sensitivity": sensitivity,
-      "wilcoxon_disagreements": int(disagreements),
-      "claim_threshold": claim_threshold,
-      "claim_supported": bool(eob_rate["ci"][0] > claim_threshold),
-      "confidence": confidence,
-      "primary": {"rel": primary_rel, "k_std": k_std},
+    "cells": records,
+    "n_cells": n,
+    "counts": counts,
+    "equal_or_better": eob_rate,
+    "better": _rate(counts[BETTER], n, confidence),
+    "per_baseline": per_baseline,
+    "sensitivity": sensitivity,
+    "wilcoxon_disagreements": int(disagreements),
+    "claim_threshold": claim_threshold,
+    "claim_supported": bool(eob_rate["ci"][0] > claim_threshold),
+    "confidence": confidence,
+    "primary": {"rel": primary_rel, "k_std": k_std},
   }
 
 
 def performance_profile(
-    losses_by_arm: Mapping[str, Any],
-    taus,
-    *,
-    offset: float | None = None,
+  losses_by_arm: Mapping[str, Any],
+  taus,
+  *,
+  offset: float | None = None,
 ) -> dict[str, np.ndarray]:
   """Dolan–Moré performance profiles of arms over a common set of problems.
 
@@ -466,22 +447,20 @@ def performance_profile(
   best = np.min(masked, axis=0)  # inf on problems nobody solves
   if offset is None:
     if np.any(masked <= 0):
-      raise ValueError("performance ratios need positive losses; pass "
-                       "offset=c > 0 to shift each problem by its minimum")
+      raise ValueError(
+        "performance ratios need positive losses; pass offset=c > 0 to shift each problem by its minimum"
+      )
     denom = best
   else:
     if not (math.isfinite(offset) and offset > 0):
       raise ValueError(f"offset must be finite and > 0, got {offset}")
-    masked = np.where(solved, masked - np.where(any_solved, best, 0.0)
-                      + offset, np.inf)
+    masked = np.where(solved, masked - np.where(any_solved, best, 0.0) + offset, np.inf)
     denom = np.full_like(best, offset)
   with np.errstate(invalid="ignore", divide="ignore"):
-    ratios = np.where(solved, masked / np.where(any_solved, denom, 1.0),
-                      np.inf)
+    ratios = np.where(solved, masked / np.where(any_solved, denom, 1.0), np.inf)
   t = np.asarray(taus, dtype=np.float64)
   # hits[a, p, j] = problem p solved by arm a within taus[j].
-  hits = solved[:, :, None] & (ratios[:, :, None] <= t.reshape(-1)[None,
-                                                                    None, :])
+  hits = solved[:, :, None] & (ratios[:, :, None] <= t.reshape(-1)[None, None, :])
   rho = hits.mean(axis=1)
   return {a: rho[i].reshape(t.shape) for i, a in enumerate(names)}
 
@@ -497,10 +476,10 @@ def _format_cell(value: Any, floatfmt: str) -> str:
 
 
 def markdown_table(
-    rows: Sequence[Sequence[Any]],
-    headers: Sequence[Any],
-    *,
-    floatfmt: str = ".4g",
+  rows: Sequence[Sequence[Any]],
+  headers: Sequence[Any],
+  *,
+  floatfmt: str = ".4g",
 ) -> str:
   """Formats rows as a GitHub-flavoured Markdown table for reports.
 
@@ -516,12 +495,9 @@ def markdown_table(
     The table, one line per row, without a trailing newline.
   """
   width = len(headers)
-  lines = ["| " + " | ".join(_format_cell(h, floatfmt) for h in headers)
-           + " |",
-           "|" + "|".join(["---"] * width) + "|"]
+  lines = ["| " + " | ".join(_format_cell(h, floatfmt) for h in headers) + " |", "|" + "|".join(["---"] * width) + "|"]
   for i, row in enumerate(rows):
     if len(row) != width:
       raise ValueError(f"row {i} has {len(row)} entries, expected {width}")
-    lines.append("| " + " | ".join(_format_cell(v, floatfmt) for v in row)
-                 + " |")
+    lines.append("| " + " | ".join(_format_cell(v, floatfmt) for v in row) + " |")
   return "\n".join(lines)

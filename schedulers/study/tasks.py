@@ -62,12 +62,12 @@ Batch = Any
 Split = Any
 
 TASK_NAMES = (
-    "digits_mlp",
-    "mnist1d_cnn",
-    "char_lm",
-    "nmf_synthetic",
-    "nmf_digits",
-    "logreg_breast_cancer",
+  "digits_mlp",
+  "mnist1d_cnn",
+  "char_lm",
+  "nmf_synthetic",
+  "nmf_digits",
+  "logreg_breast_cancer",
 )
 SIZES = ("full", "smoke")
 
@@ -121,9 +121,7 @@ class Task:
 
   def __post_init__(self):
     if self.num_steps < 1 or self.eval_every < 1 or self.num_steps % self.eval_every:
-      raise ValueError(
-          f"{self.name}: eval_every={self.eval_every} must divide num_steps={self.num_steps}."
-      )
+      raise ValueError(f"{self.name}: eval_every={self.eval_every} must divide num_steps={self.num_steps}.")
     # Raises unless 1 <= batch_size <= number of training examples.
     data_lib.steps_per_epoch(self.train, self.batch_size)
 
@@ -151,9 +149,7 @@ def epoch_permutations(task: Task, data_key: jax.Array, num_steps: int | None = 
 def batch_from_permutations(task: Task, permutations: jax.Array, step: jax.Array) -> Batch:
   """`get_batch(task, data_key, step)` from `epoch_permutations(task, data_key)`."""
   per_epoch = data_lib.steps_per_epoch(task.train, task.batch_size)
-  return data_lib.batch_from_permutation(
-      task.train, permutations[step // per_epoch], step, task.batch_size
-  )
+  return data_lib.batch_from_permutation(task.train, permutations[step // per_epoch], step, task.batch_size)
 
 
 class Budget(NamedTuple):
@@ -190,13 +186,13 @@ def _head(split: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def _classification_task(
-    *,
-    name: str,
-    description: str,
-    network,
-    splits,
-    budget: Budget,
-    binary: bool = False,
+  *,
+  name: str,
+  description: str,
+  network,
+  splits,
+  budget: Budget,
+  binary: bool = False,
 ) -> Task:
   """A classifier task: mean cross-entropy on `{'x', 'y'}` batches.
 
@@ -224,20 +220,20 @@ def _classification_task(
     return {"cross_entropy": ce, "accuracy": accuracy}
 
   return Task(
-      name=name,
-      description=description,
-      init=network.init,
-      loss=loss,
-      eval_loss=loss,
-      project=None,
-      train=train,
-      val=val,
-      test=test,
-      batch_size=budget.batch_size,
-      num_steps=budget.num_steps,
-      eval_every=budget.eval_every,
-      metric="held-out cross-entropy (nats)",
-      eval_metrics=eval_metrics,
+    name=name,
+    description=description,
+    init=network.init,
+    loss=loss,
+    eval_loss=loss,
+    project=None,
+    train=train,
+    val=val,
+    test=test,
+    batch_size=budget.batch_size,
+    num_steps=budget.num_steps,
+    eval_every=budget.eval_every,
+    metric="held-out cross-entropy (nats)",
+    eval_metrics=eval_metrics,
   )
 
 
@@ -250,15 +246,15 @@ def _digits_mlp(size: str, seed: int) -> Task:
   else:
     budget = Budget(batch_size=64, num_steps=1500, eval_every=75)
   return _classification_task(
-      name="digits_mlp",
-      description=(
-          "scikit-learn digits (1,797 8x8 images, pixels/16), stratified 60/20/20 "
-          f"split (seed {seed}); ReLU MLP 64-128-128-10; softmax cross-entropy; "
-          f"batch {budget.batch_size}, {budget.num_steps} steps."
-      ),
-      network=networks.make_classifier(64, (128, 128), 10),
-      splits=splits,
-      budget=budget,
+    name="digits_mlp",
+    description=(
+      "scikit-learn digits (1,797 8x8 images, pixels/16), stratified 60/20/20 "
+      f"split (seed {seed}); ReLU MLP 64-128-128-10; softmax cross-entropy; "
+      f"batch {budget.batch_size}, {budget.num_steps} steps."
+    ),
+    network=networks.make_classifier(64, (128, 128), 10),
+    splits=splits,
+    budget=budget,
   )
 
 
@@ -287,10 +283,10 @@ def _mnist1d_arrays(num_samples: int) -> tuple[np.ndarray, ...]:
     random.setstate(py_state)
     np.random.set_state(np_state)
   arrays = (
-      ds["x"].astype(np.float32),
-      ds["y"].astype(np.int32),
-      ds["x_test"].astype(np.float32),
-      ds["y_test"].astype(np.int32),
+    ds["x"].astype(np.float32),
+    ds["y"].astype(np.int32),
+    ds["x_test"].astype(np.float32),
+    ds["y_test"].astype(np.int32),
   )
   for a in arrays:
     a.setflags(write=False)
@@ -307,21 +303,21 @@ def _mnist1d_cnn(size: str, seed: int) -> Task:
     num_val, budget = MNIST1D_NUM_VAL, Budget(batch_size=64, num_steps=1500, eval_every=75)
   # Deterministic stratified validation carve from the training set.
   x_train, x_val, y_train, y_val = model_selection.train_test_split(
-      x, y, test_size=num_val, stratify=y, random_state=seed
+    x, y, test_size=num_val, stratify=y, random_state=seed
   )
   splits = ({"x": x_train, "y": y_train}, {"x": x_val, "y": y_val}, {"x": x_test, "y": y_test})
   length = x.shape[1]
   return _classification_task(
-      name="mnist1d_cnn",
-      description=(
-          f"MNIST-1D generated locally (mnist1d.make_dataset, {len(y) + len(y_test)} samples, "
-          f"length {length}); {len(y_train)} train / {len(y_val)} val (stratified carve, "
-          f"seed {seed}) / {len(y_test)} test; 1-D CNN conv(16,32,32; k5, s2)+ReLU -> "
-          f"dense 10; batch {budget.batch_size}, {budget.num_steps} steps."
-      ),
-      network=networks.make_conv1d_classifier(length, 10),
-      splits=splits,
-      budget=budget,
+    name="mnist1d_cnn",
+    description=(
+      f"MNIST-1D generated locally (mnist1d.make_dataset, {len(y) + len(y_test)} samples, "
+      f"length {length}); {len(y_train)} train / {len(y_val)} val (stratified carve, "
+      f"seed {seed}) / {len(y_test)} test; 1-D CNN conv(16,32,32; k5, s2)+ReLU -> "
+      f"dense 10; batch {budget.batch_size}, {budget.num_steps} steps."
+    ),
+    network=networks.make_conv1d_classifier(length, 10),
+    splits=splits,
+    budget=budget,
   )
 
 
@@ -330,9 +326,7 @@ def _logreg_breast_cancer(size: str, seed: int) -> Task:
   bc = sk_datasets.load_breast_cancer()
   x = bc.data.astype(np.float64)
   y = bc.target.astype(np.int32)
-  train, val, test = datasets.stratified_split(
-      x, y, val_fraction=0.2, test_fraction=0.2, seed=seed
-  )
+  train, val, test = datasets.stratified_split(x, y, val_fraction=0.2, test_fraction=0.2, seed=seed)
   mean = train["x"].mean(axis=0)
   std = train["x"].std(axis=0) + 1e-8
   splits = [{"x": ((s["x"] - mean) / std).astype(np.float32), "y": s["y"]} for s in (train, val, test)]
@@ -342,17 +336,17 @@ def _logreg_breast_cancer(size: str, seed: int) -> Task:
   else:
     budget = Budget(batch_size=32, num_steps=1000, eval_every=50)
   return _classification_task(
-      name="logreg_breast_cancer",
-      description=(
-          "scikit-learn breast_cancer (569 x 30), stratified 60/20/20 split "
-          f"(seed {seed}), features standardized with train statistics; linear "
-          "model, mean binary cross-entropy (convex, unregularized); "
-          f"batch {budget.batch_size}, {budget.num_steps} steps."
-      ),
-      network=networks.make_classifier(x.shape[1], (), 1),
-      splits=splits,
-      budget=budget,
-      binary=True,
+    name="logreg_breast_cancer",
+    description=(
+      "scikit-learn breast_cancer (569 x 30), stratified 60/20/20 split "
+      f"(seed {seed}), features standardized with train statistics; linear "
+      "model, mean binary cross-entropy (convex, unregularized); "
+      f"batch {budget.batch_size}, {budget.num_steps} steps."
+    ),
+    network=networks.make_classifier(x.shape[1], (), 1),
+    splits=splits,
+    budget=budget,
+    binary=True,
   )
 
 
@@ -423,11 +417,11 @@ def markov_chain_stats(probs: np.ndarray) -> MarkovChain:
 
 
 def make_markov_chain(
-    seed: int,
-    vocab_size: int = CHAR_LM_VOCAB_SIZE,
-    num_successors: int = 6,
-    concentration: float = 0.3,
-    floor: float = 0.01,
+  seed: int,
+  vocab_size: int = CHAR_LM_VOCAB_SIZE,
+  num_successors: int = 6,
+  concentration: float = 0.3,
+  floor: float = 0.01,
 ) -> np.ndarray:
   """A random sparse order-2 transition tensor `P[a, b, c]`.
 
@@ -438,9 +432,7 @@ def make_markov_chain(
   uniform `floor` mass makes the chain irreducible and aperiodic.
   """
   rng = np.random.default_rng(seed)
-  successors = np.stack(
-      [rng.choice(vocab_size, num_successors, replace=False) for _ in range(vocab_size)]
-  )
+  successors = np.stack([rng.choice(vocab_size, num_successors, replace=False) for _ in range(vocab_size)])
   weights = rng.dirichlet(np.full(num_successors, concentration), size=(vocab_size, vocab_size))
   probs = np.zeros((vocab_size,) * 3)
   a, b = np.meshgrid(np.arange(vocab_size), np.arange(vocab_size), indexing="ij")
@@ -457,9 +449,7 @@ def char_lm_chain() -> MarkovChain:
   return chain
 
 
-def sample_markov_windows(
-    chain: MarkovChain, num_windows: int, length: int, rng: np.random.Generator
-) -> np.ndarray:
+def sample_markov_windows(chain: MarkovChain, num_windows: int, length: int, rng: np.random.Generator) -> np.ndarray:
   """`[num_windows, length]` int32 independent stationary chain segments.
 
   Each window starts from the stationary pair law, so every window is a
@@ -479,15 +469,15 @@ def sample_markov_windows(
 
 
 def make_char_lm_task(
-    *,
-    seed: int,
-    context: int,
-    num_windows: tuple[int, int, int],
-    budget: Budget,
-    model_dim: int,
-    num_layers: int,
-    num_heads: int,
-    mlp_dim: int,
+  *,
+  seed: int,
+  context: int,
+  num_windows: tuple[int, int, int],
+  budget: Budget,
+  model_dim: int,
+  num_layers: int,
+  num_heads: int,
+  mlp_dim: int,
 ) -> Task:
   """A causal transformer LM on windows of the `char_lm_chain()` source.
 
@@ -497,15 +487,15 @@ def make_char_lm_task(
   """
   chain = char_lm_chain()
   train, val, test = (
-      _to_device({"tokens": sample_markov_windows(chain, n, context + 1, np.random.default_rng([seed, i]))})
-      for i, n in enumerate(num_windows)
+    _to_device({"tokens": sample_markov_windows(chain, n, context + 1, np.random.default_rng([seed, i]))})
+    for i, n in enumerate(num_windows)
   )
   network = networks.make_causal_lm(
-      CHAR_LM_VOCAB_SIZE,
-      model_dim=model_dim,
-      num_layers=num_layers,
-      num_heads=num_heads,
-      mlp_dim=mlp_dim,
+    CHAR_LM_VOCAB_SIZE,
+    model_dim=model_dim,
+    num_layers=num_layers,
+    num_heads=num_heads,
+    mlp_dim=mlp_dim,
   )
 
   def window_ce(params, tokens):
@@ -526,30 +516,30 @@ def make_char_lm_task(
   # average is slightly above the entropy rate.
   floor = (chain.bigram_entropy + (context - 1) * chain.entropy_rate) / context
   return Task(
-      name="char_lm",
-      description=(
-          f"Causal transformer LM ({num_layers} layers, d={model_dim}, {num_heads} heads, "
-          f"MLP {mlp_dim}) on a random sparse order-2 Markov source over "
-          f"{CHAR_LM_VOCAB_SIZE} symbols (chain seed {CHAR_LM_CHAIN_SEED}); independent "
-          f"stationary windows of {context + 1} tokens ({num_windows[0]}/{num_windows[1]}/"
-          f"{num_windows[2]} train/val/test, seed {seed}). Exact entropies (bits/char): "
-          f"rate {chain.entropy_rate:.4f}, best window average {floor:.4f}, order-1 "
-          f"{chain.bigram_entropy:.4f}, unigram {chain.unigram_entropy:.4f}; batch "
-          f"{budget.batch_size}, {budget.num_steps} steps; gradients clipped to global "
-          f"norm {CHAR_LM_GRAD_CLIP} for every arm."
-      ),
-      init=network.init,
-      loss=loss,
-      eval_loss=eval_loss,
-      project=None,
-      train=train,
-      val=val,
-      test=test,
-      batch_size=budget.batch_size,
-      num_steps=budget.num_steps,
-      eval_every=budget.eval_every,
-      metric="held-out bits per char",
-      grad_clip=CHAR_LM_GRAD_CLIP,
+    name="char_lm",
+    description=(
+      f"Causal transformer LM ({num_layers} layers, d={model_dim}, {num_heads} heads, "
+      f"MLP {mlp_dim}) on a random sparse order-2 Markov source over "
+      f"{CHAR_LM_VOCAB_SIZE} symbols (chain seed {CHAR_LM_CHAIN_SEED}); independent "
+      f"stationary windows of {context + 1} tokens ({num_windows[0]}/{num_windows[1]}/"
+      f"{num_windows[2]} train/val/test, seed {seed}). Exact entropies (bits/char): "
+      f"rate {chain.entropy_rate:.4f}, best window average {floor:.4f}, order-1 "
+      f"{chain.bigram_entropy:.4f}, unigram {chain.unigram_entropy:.4f}; batch "
+      f"{budget.batch_size}, {budget.num_steps} steps; gradients clipped to global "
+      f"norm {CHAR_LM_GRAD_CLIP} for every arm."
+    ),
+    init=network.init,
+    loss=loss,
+    eval_loss=eval_loss,
+    project=None,
+    train=train,
+    val=val,
+    test=test,
+    batch_size=budget.batch_size,
+    num_steps=budget.num_steps,
+    eval_every=budget.eval_every,
+    metric="held-out bits per char",
+    grad_clip=CHAR_LM_GRAD_CLIP,
   )
 
 
@@ -559,18 +549,18 @@ def _char_lm(size: str, seed: int) -> Task:
   model = dict(model_dim=64, num_layers=2, num_heads=4, mlp_dim=128)
   if size == "smoke":
     return make_char_lm_task(
-        seed=seed,
-        context=16,
-        num_windows=(64, 16, 16),
-        budget=Budget(batch_size=8, num_steps=4, eval_every=2),
-        **model,
+      seed=seed,
+      context=16,
+      num_windows=(64, 16, 16),
+      budget=Budget(batch_size=8, num_steps=4, eval_every=2),
+      **model,
     )
   return make_char_lm_task(
-      seed=seed,
-      context=32,
-      num_windows=(1536, 256, 1024),
-      budget=Budget(batch_size=8, num_steps=1500, eval_every=75),
-      **model,
+    seed=seed,
+    context=32,
+    num_windows=(1536, 256, 1024),
+    budget=Budget(batch_size=8, num_steps=1500, eval_every=75),
+    **model,
   )
 
 
@@ -607,14 +597,14 @@ def nmf_project(params: Params) -> Params:
 
 
 def make_nmf_task(
-    v: np.ndarray,
-    rank: int,
-    *,
-    name: str,
-    description: str,
-    budget: Budget,
-    seed: int,
-    holdout_fraction: float = 0.1,
+  v: np.ndarray,
+  rank: int,
+  *,
+  name: str,
+  description: str,
+  budget: Budget,
+  seed: int,
+  holdout_fraction: float = 0.1,
 ) -> Task:
   """Stochastic NMF of `v` with random held-out entries.
 
@@ -633,41 +623,40 @@ def make_nmf_task(
   train_mask = ~(val_mask | test_mask)
   rows = np.arange(m, dtype=np.int32)
   train, val, test = (
-      _to_device({"v": v, "mask": mask.astype(np.float32), "row": rows})
-      for mask in (train_mask, val_mask, test_mask)
+    _to_device({"v": v, "mask": mask.astype(np.float32), "row": rows}) for mask in (train_mask, val_mask, test_mask)
   )
   scale = float(np.sqrt(v[train_mask].mean() / rank))
 
   def init(key):
     kw, kh = jax.random.split(key)
     return {
-        "W": jax.random.uniform(kw, (m, rank), jnp.float32, 0.0, scale),
-        "H": jax.random.uniform(kh, (rank, n), jnp.float32, 0.0, scale),
+      "W": jax.random.uniform(kw, (m, rank), jnp.float32, 0.0, scale),
+      "H": jax.random.uniform(kh, (rank, n), jnp.float32, 0.0, scale),
     }
 
   def eval_metrics(params, split):
     return {"relative_error": nmf_relative_error(params, split), "train_objective": nmf_loss(params, train)}
 
   return Task(
-      name=name,
-      description=description,
-      init=init,
-      loss=nmf_loss,
-      eval_loss=nmf_relative_error,
-      project=nmf_project,
-      train=train,
-      val=val,
-      test=test,
-      batch_size=budget.batch_size,
-      num_steps=budget.num_steps,
-      eval_every=budget.eval_every,
-      metric="held-out relative error ||M(V-WH)||_F/||MV||_F",
-      eval_metrics=eval_metrics,
+    name=name,
+    description=description,
+    init=init,
+    loss=nmf_loss,
+    eval_loss=nmf_relative_error,
+    project=nmf_project,
+    train=train,
+    val=val,
+    test=test,
+    batch_size=budget.batch_size,
+    num_steps=budget.num_steps,
+    eval_every=budget.eval_every,
+    metric="held-out relative error ||M(V-WH)||_F/||MV||_F",
+    eval_metrics=eval_metrics,
   )
 
 
 def nmf_synthetic_factors(
-    seed: int, shape: tuple[int, int] = (300, 200), rank: int = 10, noise: float = 0.1
+  seed: int, shape: tuple[int, int] = (300, 200), rank: int = 10, noise: float = 0.1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """`(W*, H*, V)` with V = W* H* + |N(0, s^2)|, s = noise * RMS(W* H*).
 
@@ -691,15 +680,13 @@ def _nmf_synthetic(size: str, seed: int) -> Task:
   else:
     shape, rank, budget = (300, 200), 10, Budget(batch_size=30, num_steps=2000, eval_every=100)
   w, h, v = nmf_synthetic_factors(seed, shape, rank)
-  task = make_nmf_task(
-      v, rank, name="nmf_synthetic", description="", budget=budget, seed=seed
-  )
+  task = make_nmf_task(v, rank, name="nmf_synthetic", description="", budget=budget, seed=seed)
   oracle = float(nmf_relative_error({"W": jnp.asarray(w), "H": jnp.asarray(h)}, task.test))
   description = (
-      f"Stochastic NMF of V = W*H* + |noise| ({shape[0]}x{shape[1]}, rank {rank}, sparse "
-      f"Exponential factors, noise 10% of RMS, seed {seed}); 5%/5% of entries held out "
-      f"for val/test; minibatches of {budget.batch_size} rows, {budget.num_steps} steps. "
-      f"True factors score {oracle:.4f} test relative error."
+    f"Stochastic NMF of V = W*H* + |noise| ({shape[0]}x{shape[1]}, rank {rank}, sparse "
+    f"Exponential factors, noise 10% of RMS, seed {seed}); 5%/5% of entries held out "
+    f"for val/test; minibatches of {budget.batch_size} rows, {budget.num_steps} steps. "
+    f"True factors score {oracle:.4f} test relative error."
   )
   return dataclasses.replace(task, description=description)
 
@@ -713,16 +700,16 @@ def _nmf_digits(size: str, seed: int) -> Task:
     budget = Budget(batch_size=64, num_steps=2000, eval_every=100)
   rank = 12
   return make_nmf_task(
-      v,
-      rank,
-      name="nmf_digits",
-      description=(
-          f"Stochastic NMF of the digits pixel matrix ({v.shape[0]}x{v.shape[1]}, pixels/16), "
-          f"rank {rank}; 5%/5% of entries held out for val/test (seed {seed}); minibatches "
-          f"of {budget.batch_size} rows, {budget.num_steps} steps."
-      ),
-      budget=budget,
-      seed=seed,
+    v,
+    rank,
+    name="nmf_digits",
+    description=(
+      f"Stochastic NMF of the digits pixel matrix ({v.shape[0]}x{v.shape[1]}, pixels/16), "
+      f"rank {rank}; 5%/5% of entries held out for val/test (seed {seed}); minibatches "
+      f"of {budget.batch_size} rows, {budget.num_steps} steps."
+    ),
+    budget=budget,
+    seed=seed,
   )
 
 
@@ -731,12 +718,12 @@ def _nmf_digits(size: str, seed: int) -> Task:
 # ---------------------------------------------------------------------------
 
 _BUILDERS = {
-    "digits_mlp": _digits_mlp,
-    "mnist1d_cnn": _mnist1d_cnn,
-    "char_lm": _char_lm,
-    "nmf_synthetic": _nmf_synthetic,
-    "nmf_digits": _nmf_digits,
-    "logreg_breast_cancer": _logreg_breast_cancer,
+  "digits_mlp": _digits_mlp,
+  "mnist1d_cnn": _mnist1d_cnn,
+  "char_lm": _char_lm,
+  "nmf_synthetic": _nmf_synthetic,
+  "nmf_digits": _nmf_digits,
+  "logreg_breast_cancer": _logreg_breast_cancer,
 }
 assert tuple(_BUILDERS) == TASK_NAMES
 

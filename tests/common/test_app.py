@@ -18,20 +18,24 @@ SMOKE = "schedulers/configs/default.py:smoke"
 def run_main(*args, timeout=300):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   return subprocess.run(
-      [sys.executable, "-m", "schedulers.main", *args],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    [sys.executable, "-m", "schedulers.main", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
   )
 
 
 def test_check_and_locate_field_in_a_config_file(tmp_path):
   cfg_file = tmp_path / "my_config.py"
   cfg_file.write_text(
-      "import ml_collections\n"
-      "def get_config(arg=None):\n"
-      "  c = ml_collections.ConfigDict()\n"
-      "  c.optim = ml_collections.ConfigDict()\n"
-      "  c.optim.factor = 1.5\n"
-      "  return c\n"
+    "import ml_collections\n"
+    "def get_config(arg=None):\n"
+    "  c = ml_collections.ConfigDict()\n"
+    "  c.optim = ml_collections.ConfigDict()\n"
+    "  c.optim.factor = 1.5\n"
+    "  return c\n"
   )
   config = ml_collections.ConfigDict({"optim": {"factor": 1.5}})
   with pytest.raises(app.ConfigError) as err:
@@ -76,11 +80,11 @@ def test_negative_patience_exits_2(tmp_path):
 def test_misspelt_field_in_config_file_names_file_and_line(tmp_path):
   cfg_file = tmp_path / "typo.py"
   cfg_file.write_text(
-      "from schedulers.configs import default\n"
-      "def get_config(arg=None):\n"
-      "  config = default.get_config('smoke')\n"
-      "  config.greedy.pateince = 3\n"
-      "  return config\n"
+    "from schedulers.configs import default\n"
+    "def get_config(arg=None):\n"
+    "  config = default.get_config('smoke')\n"
+    "  config.greedy.pateince = 3\n"
+    "  return config\n"
   )
   proc = run_main(f"--config={cfg_file}", f"--workdir={tmp_path / 'w'}")
   assert proc.returncode == 2, proc.stderr
@@ -110,8 +114,7 @@ def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path):
   run_main(f"--config={SMOKE}", f"--workdir={tmp_path}")
   recorded = (tmp_path / "config.json").read_text()
   final = (tmp_path / "final_metrics.json").read_text()
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.greedy.factor=0.5",
-                  "--config.seed=3")
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.greedy.factor=0.5", "--config.seed=3")
   assert proc.returncode == 2, proc.stderr
   assert len(_stderr_lines(proc)) == 1, proc.stderr
   assert "greedy.factor: 0.95 -> 0.5" in proc.stderr and "seed: 0 -> 3" in proc.stderr
@@ -122,8 +125,7 @@ def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path):
 
 def test_resumable_change_is_recorded_in_the_history(tmp_path):
   assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}").returncode == 0
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4",
-                  "--config.keep_checkpoints=2")
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4", "--config.keep_checkpoints=2")
   assert proc.returncode == 0, proc.stderr
   history = [json.loads(line) for line in (tmp_path / "config_history.jsonl").read_text().splitlines()]
   assert [h["event"] for h in history] == ["start", "resume"]
@@ -131,16 +133,19 @@ def test_resumable_change_is_recorded_in_the_history(tmp_path):
   assert history[1]["changed"] == {"keep_checkpoints": {"from": 3, "to": 2}, "num_epochs": {"from": 3, "to": 4}}
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 4
   # The same command again changes nothing and records nothing.
-  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4",
-                  "--config.keep_checkpoints=2").returncode == 0
+  assert (
+    run_main(
+      f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4", "--config.keep_checkpoints=2"
+    ).returncode
+    == 0
+  )
   assert len((tmp_path / "config_history.jsonl").read_text().splitlines()) == 2
 
 
 def test_config_identity_helpers():
   old = {"a": 1, "g": {"factor": 0.95, "p": 10}, "t": [1, 2]}
   new = {"a": 1, "g": {"factor": 0.5, "p": 10}, "t": [1, 2, 3], "n": None}
-  assert app.config_changes(old, new) == {
-      "g.factor": (0.95, 0.5), "n": ("<absent>", None), "t": ([1, 2], [1, 2, 3])}
+  assert app.config_changes(old, new) == {"g.factor": (0.95, 0.5), "n": ("<absent>", None), "t": ([1, 2], [1, 2, 3])}
   assert app._is_resumable("g.factor", ("g",)) and not app._is_resumable("gx", ("g",))
 
 
@@ -219,7 +224,9 @@ def test_incompatible_checkpoint_is_one_line_exit_2(tmp_path):
   proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.model.hidden_sizes=16,")
   assert proc.returncode == 2, proc.stderr
   assert len(_stderr_lines(proc)) == 1, proc.stderr[:3000]
-  assert "params.params.hidden_0.kernel: the checkpoint has shape (64, 32), the state being restored (64, 16)" in proc.stderr
+  assert (
+    "params.params.hidden_0.kernel: the checkpoint has shape (64, 32), the state being restored (64, 16)" in proc.stderr
+  )
 
 
 def test_multihost_flags_are_checked():

@@ -11,12 +11,12 @@ import sys
 import textwrap
 from typing import Any
 
-from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import struct
 
 from common import checkpoint
 from common.checkpoint import Checkpointer, CheckpointRestoreError
@@ -38,18 +38,18 @@ class TrainState:
 def _make_state(seed: int = 0) -> TrainState:
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
   params = {
-      "encoder": {
-          "w": jax.random.normal(k1, (8, 16)),
-          "b": jnp.zeros((16,), jnp.float32),
-      },
-      "head": {"w": jax.random.normal(k2, (16, 2)).astype(jnp.bfloat16)},
+    "encoder": {
+      "w": jax.random.normal(k1, (8, 16)),
+      "b": jnp.zeros((16,), jnp.float32),
+    },
+    "head": {"w": jax.random.normal(k2, (16, 2)).astype(jnp.bfloat16)},
   }
   return TrainState(
-      step=jnp.asarray(0, jnp.int32),
-      params=params,
-      opt_state=_TX.init(params),
-      key=jax.random.PRNGKey(seed + 1),
-      tx=_TX,
+    step=jnp.asarray(0, jnp.int32),
+    params=params,
+    opt_state=_TX.init(params),
+    key=jax.random.PRNGKey(seed + 1),
+    tx=_TX,
   )
 
 
@@ -65,10 +65,10 @@ def _train_step(state: TrainState) -> TrainState:
   grads = jax.grad(loss_fn)(state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   return state.replace(
-      step=state.step + 1,
-      params=optax.apply_updates(state.params, updates),
-      opt_state=opt_state,
-      key=key,
+    step=state.step + 1,
+    params=optax.apply_updates(state.params, updates),
+    opt_state=opt_state,
+    key=key,
   )
 
 
@@ -106,12 +106,10 @@ def test_round_trip_train_state(tmp_path):
 def test_restore_into_abstract_target(tmp_path):
   state = _run(_make_state(), 2)
   abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      state,
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+    state,
   )
-  no_sharding = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state
-  )
+  no_sharding = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
   with Checkpointer(tmp_path) as ckpt:
     ckpt.save(2, state)
     restored, step = ckpt.restore_latest(abstract)
@@ -127,9 +125,7 @@ def test_typed_prng_key_and_host_leaves(tmp_path):
     ckpt.save(0, tree)
     restored, _ = ckpt.restore_latest(tree)
   assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
-  np.testing.assert_array_equal(
-      jax.random.key_data(restored["key"]), jax.random.key_data(tree["key"])
-  )
+  np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(tree["key"]))
   assert isinstance(restored["host"], np.ndarray)
   np.testing.assert_array_equal(restored["host"], tree["host"])
   assert restored["n"] == 7 and restored["none"] is None
@@ -156,9 +152,7 @@ def test_buffers_may_be_donated_right_after_save(tmp_path):
   with Checkpointer(tmp_path) as ckpt:
     ckpt.save(1, state)
     state["w"].delete()  # what a donating jitted train step does
-    restored, _ = ckpt.restore_latest(
-        {"w": jax.ShapeDtypeStruct((256, 256), jnp.float32)}
-    )
+    restored, _ = ckpt.restore_latest({"w": jax.ShapeDtypeStruct((256, 256), jnp.float32)})
   np.testing.assert_array_equal(np.asarray(restored["w"]), expected)
 
 
@@ -169,8 +163,8 @@ def test_keep_retains_newest_k(tmp_path):
       assert ckpt.save(step, {"x": state["x"] + step})
     assert ckpt.all_steps() == [3, 4]
   assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == [
-      "3",
-      "4",
+    "3",
+    "4",
   ]
   with Checkpointer(tmp_path, keep=2) as ckpt:
     assert ckpt.all_steps() == [3, 4]
@@ -200,14 +194,14 @@ def test_no_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"save_every": 0}, "save_every"),
-        ({"save_every": -2}, "save_every"),
-        ({"save_every": 1.5}, "save_every"),
-        ({"keep": 0}, "keep"),
-        ({"keep": True}, "keep"),
-    ],
+  "kwargs, match",
+  [
+    ({"save_every": 0}, "save_every"),
+    ({"save_every": -2}, "save_every"),
+    ({"save_every": 1.5}, "save_every"),
+    ({"keep": 0}, "keep"),
+    ({"keep": True}, "keep"),
+  ],
 )
 def test_invalid_arguments(tmp_path, kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -247,8 +241,7 @@ def _remove_array_data(step_dir):
 
 def _flip_one_data_byte(step_dir):
   # Orbax does not checksum payloads: this is caught by our CRC32s.
-  f = max(_files(step_dir / "state" / "ocdbt.process_0" / "d"),
-          key=lambda p: p.stat().st_size)
+  f = max(_files(step_dir / "state" / "ocdbt.process_0" / "d"), key=lambda p: p.stat().st_size)
   data = bytearray(f.read_bytes())
   data[len(data) // 2] ^= 0x01
   f.write_bytes(bytes(data))
@@ -268,22 +261,20 @@ def _remove_state_item(step_dir):
 
 
 @pytest.mark.parametrize(
-    "corrupt",
-    [
-        _truncate_all,
-        _garble_all,
-        _remove_array_data,
-        _flip_one_data_byte,
-        _wrong_checksum,
-        _remove_state_item,
-    ],
+  "corrupt",
+  [
+    _truncate_all,
+    _garble_all,
+    _remove_array_data,
+    _flip_one_data_byte,
+    _wrong_checksum,
+    _remove_state_item,
+  ],
 )
 def test_corrupt_latest_falls_back_with_warning(tmp_path, caplog, corrupt):
   rng = np.random.default_rng(0)
   states = {
-      s: {"w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32),
-          "step": jnp.asarray(s, jnp.int32)}
-      for s in (1, 2, 3)
+    s: {"w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32), "step": jnp.asarray(s, jnp.int32)} for s in (1, 2, 3)
   }
   with Checkpointer(tmp_path) as ckpt:
     for s, st in states.items():
@@ -294,15 +285,12 @@ def test_corrupt_latest_falls_back_with_warning(tmp_path, caplog, corrupt):
     restored, step = ckpt.restore_latest(states[1])
     assert step == 2
     _assert_identical(restored, states[2])
-    assert any(
-        r.levelno == logging.WARNING and "step 3" in r.getMessage()
-        for r in caplog.records
-    ), [r.getMessage() for r in caplog.records]
+    assert any(r.levelno == logging.WARNING and "step 3" in r.getMessage() for r in caplog.records), [
+      r.getMessage() for r in caplog.records
+    ]
     # The bad step is moved aside, so the resumed run can save it again.
     assert ckpt.all_steps() == [1, 2]
-    assert [p.name.split(".")[0] for p in (tmp_path / "corrupt").iterdir()] == [
-        "3"
-    ]
+    assert [p.name.split(".")[0] for p in (tmp_path / "corrupt").iterdir()] == ["3"]
     assert ckpt.save(3, states[3])
     restored, step = ckpt.restore_latest(states[1])
   assert step == 3
@@ -332,7 +320,7 @@ def test_structure_mismatch_raises(tmp_path):
 
 def test_killed_process_leaves_no_incomplete_latest(tmp_path):
   script = textwrap.dedent(
-      """
+    """
       import os, sys
       import jax.numpy as jnp
       from common.checkpoint import Checkpointer
@@ -345,8 +333,11 @@ def test_killed_process_leaves_no_incomplete_latest(tmp_path):
   )
   env = dict(os.environ, PYTHONPATH=str(_REPO_ROOT), JAX_PLATFORMS="cpu")
   subprocess.run(
-      [sys.executable, "-c", script, str(tmp_path)],
-      check=True, env=env, timeout=120, capture_output=True,
+    [sys.executable, "-c", script, str(tmp_path)],
+    check=True,
+    env=env,
+    timeout=120,
+    capture_output=True,
   )
   left_tmp = [p.name for p in tmp_path.iterdir() if "tmp" in p.name]
   with Checkpointer(tmp_path) as ckpt:

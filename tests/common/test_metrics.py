@@ -31,14 +31,14 @@ def test_write_jsonl_is_strict_and_converts_scalars(tmp_path):
   with MetricWriter(tmp_path, tensorboard=False, progress=False) as writer:
     writer.write(0, {"loss": 1.5, "acc": np.float32(0.25)})
     writer.write(
-        np.int64(1),
-        {
-            "loss": jnp.asarray(0.5),
-            "count": np.int32(3),
-            "arr0d": np.array(2.0),
-            "size1": jnp.ones((1,)),
-            "flag": True,
-        },
+      np.int64(1),
+      {
+        "loss": jnp.asarray(0.5),
+        "count": np.int32(3),
+        "arr0d": np.array(2.0),
+        "size1": jnp.ones((1,)),
+        "flag": True,
+      },
     )
     writer.write(2, {"loss": float("nan"), "grad_norm": jnp.inf, "x": -np.inf})
     # Flushed per line: readable before close.
@@ -48,8 +48,12 @@ def test_write_jsonl_is_strict_and_converts_scalars(tmp_path):
   assert all(type(r["step"]) is int for r in rows)
   assert rows[0] == {"step": 0, "loss": 1.5, "acc": 0.25}
   assert rows[1] == {
-      "step": 1, "loss": 0.5, "count": 3, "arr0d": 2.0, "size1": 1.0,
-      "flag": True,
+    "step": 1,
+    "loss": 0.5,
+    "count": 3,
+    "arr0d": 2.0,
+    "size1": 1.0,
+    "flag": True,
   }
   assert type(rows[1]["count"]) is int
   assert rows[2] == {"step": 2, "loss": None, "grad_norm": None, "x": None}
@@ -73,9 +77,7 @@ def test_resume_drops_rows_after_resume_step(tmp_path):
   with MetricWriter(tmp_path, tensorboard=False, progress=False) as writer:
     for step in range(10):
       writer.write(step, {"loss": 10.0 - step})
-  with MetricWriter(
-      tmp_path, tensorboard=False, progress=False, resume_step=5
-  ) as writer:
+  with MetricWriter(tmp_path, tensorboard=False, progress=False, resume_step=5) as writer:
     assert [r["step"] for r in read_metrics(tmp_path)] == list(range(6))
     for step in range(6, 8):
       writer.write(step, {"loss": 0.0})
@@ -91,9 +93,7 @@ def test_resume_and_append_survive_a_half_written_line(tmp_path):
   with MetricWriter(tmp_path, tensorboard=False, progress=False) as writer:
     writer.write(2, {"loss": 0.8})
   assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1, 2]
-  with MetricWriter(
-      tmp_path, tensorboard=False, progress=False, resume_step=1
-  ):
+  with MetricWriter(tmp_path, tensorboard=False, progress=False, resume_step=1):
     pass
   assert [r["step"] for r in _strict_rows(path)] == [0, 1]
 
@@ -112,11 +112,7 @@ def _read_events(path) -> list[event_pb2.Event]:
 
 
 def _scalars(path) -> list[tuple[int, str, float]]:
-  return [
-      (e.step, v.tag, v.simple_value)
-      for e in _read_events(path)
-      for v in e.summary.value
-  ]
+  return [(e.step, v.tag, v.simple_value) for e in _read_events(path) for v in e.summary.value]
 
 
 def test_tensorboard_event_file(tmp_path):
@@ -126,9 +122,7 @@ def test_tensorboard_event_file(tmp_path):
   events = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert len(events) == 1 and events[0].stat().st_size > 0
   scalars = _scalars(events[0])
-  assert [(s, t) for s, t, _ in scalars] == [
-      (0, "loss"), (0, "nan_metric"), (1, "loss")
-  ]
+  assert [(s, t) for s, t, _ in scalars] == [(0, "loss"), (0, "nan_metric"), (1, "loss")]
   assert scalars[0][2] == 1.0 and math.isnan(scalars[1][2])
   # Resumed right away: a new file (no clobbering), with a purge marker.
   with MetricWriter(tmp_path, progress=False, resume_step=0) as writer:
@@ -137,9 +131,7 @@ def test_tensorboard_event_file(tmp_path):
   assert len(events) == 2
   resumed = _read_events(events[1])
   assert any(
-      e.step == 1 and e.HasField("session_log")
-      and e.session_log.status == event_pb2.SessionLog.START
-      for e in resumed
+    e.step == 1 and e.HasField("session_log") and e.session_log.status == event_pb2.SessionLog.START for e in resumed
   )
   assert _scalars(events[1]) == [(1, "loss", 0.25)]
 
@@ -151,7 +143,6 @@ def test_tensorboard_disabled(tmp_path):
 
 
 class _FakeTTY:
-
   def isatty(self):
     return True
 
@@ -184,9 +175,7 @@ def test_progress_quiet_without_tty(tmp_path, monkeypatch, capsys):
 
 
 def test_progress_forced_shows_loss(tmp_path, capsys):
-  with MetricWriter(
-      tmp_path, tensorboard=False, progress=True, total_steps=10
-  ) as writer:
+  with MetricWriter(tmp_path, tensorboard=False, progress=True, total_steps=10) as writer:
     assert writer.progress_enabled
     writer.write(5, {"loss": 0.125, "lr": 1e-3})
   assert "loss=0.125" in capsys.readouterr().err
@@ -215,10 +204,10 @@ def test_plot_metrics(tmp_path):
 def test_plot_metrics_partial_and_out_dir(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text(
-      '{"step": 0, "train_loss": -1.0}\n'
-      '{"step": 1, "train_loss": null, "acc": 0.5}\n'
-      '{"acc": 0.7}\n'
-      '{"step": 2, "train_loss": 2.0}\n'
+    '{"step": 0, "train_loss": -1.0}\n'
+    '{"step": 1, "train_loss": null, "acc": 0.5}\n'
+    '{"acc": 0.7}\n'
+    '{"step": 2, "train_loss": 2.0}\n'
   )
   out = tmp_path / "figs"
   paths = plot_metrics(tmp_path, out_dir=out)
@@ -249,8 +238,9 @@ def _labelled_yticks(ax) -> list[str]:
   """Non-empty y tick labels (major and minor) inside the axis limits."""
   ax.figure.canvas.draw()
   lo, hi = sorted(ax.get_ylim())
-  return [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
-          if t.get_text() and lo <= t.get_position()[1] <= hi]
+  return [
+    t.get_text() for t in ax.yaxis.get_ticklabels(which="both") if t.get_text() and lo <= t.get_position()[1] <= hi
+  ]
 
 
 def _ticks_in_view(ax) -> list[float]:
@@ -259,9 +249,16 @@ def _ticks_in_view(ax) -> list[float]:
 
 
 def test_figures_label_axes_draw_steps_and_integer_step_ticks():
-  rows = [{"step": s, "train/loss": 2.0 / (s + 1), "eval/loss": 2.5 / (s + 1),
-           "train/lr": 1e-3 * 0.95 ** (s // 2), "greedy_scale": 0.95 ** (s // 2)}
-          for s in range(4)]  # a short run: default ticks would be 0, 0.5, ...
+  rows = [
+    {
+      "step": s,
+      "train/loss": 2.0 / (s + 1),
+      "eval/loss": 2.5 / (s + 1),
+      "train/lr": 1e-3 * 0.95 ** (s // 2),
+      "greedy_scale": 0.95 ** (s // 2),
+    }
+    for s in range(4)
+  ]  # a short run: default ticks would be 0, 0.5, ...
   plots = metrics_lib._plots(rows)
   assert list(plots) == ["loss.png", "learning_rate.png"]
   figures = {name: metrics_lib._figure(*spec) for name, spec in plots.items()}
@@ -274,14 +271,13 @@ def test_figures_label_axes_draw_steps_and_integer_step_ticks():
     assert ax.get_xlabel() == "training step"
     ticks = _ticks_in_view(ax)
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
-  assert {l.get_drawstyle() for l in loss_ax.get_lines()} == {"default"}
+  assert {line.get_drawstyle() for line in loss_ax.get_lines()} == {"default"}
   for ax in (lr_ax, scale_ax):
-    assert [l.get_drawstyle() for l in ax.get_lines()] == ["steps-post"]
+    assert [line.get_drawstyle() for line in ax.get_lines()] == ["steps-post"]
 
 
 def test_loss_label_names_cross_entropy_in_nats_when_the_key_says_so():
-  assert metrics_lib._loss_label(["train/nll_loss", "eval/xent_loss"]) == (
-      "cross-entropy (nats)")
+  assert metrics_lib._loss_label(["train/nll_loss", "eval/xent_loss"]) == ("cross-entropy (nats)")
   assert metrics_lib._loss_label(["train/nll_loss", "loss"]) == "loss"
 
 
@@ -299,7 +295,7 @@ def test_narrow_log_axis_has_three_labelled_ticks(span):
 
 def test_wide_log_axis_keeps_decade_ticks():
   xs = list(range(5))
-  ys = [10.0 ** -i for i in xs]  # four decades of loss
+  ys = [10.0**-i for i in xs]  # four decades of loss
   fig = metrics_lib._figure("loss", [("loss", {"loss": (xs, ys)}, False)])
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
@@ -311,7 +307,10 @@ def test_wide_log_axis_keeps_decade_ticks():
 def test_plot_loss_label_names_the_unit(tmp_path):
   with MetricWriter(tmp_path, progress=False, tensorboard=False) as w:
     w.write(1, {"train/loss": 1.0, "lr": 0.1})
-  (_, panels), = [v for k, v in metrics_lib._plots(metrics_lib.read_metrics(tmp_path), "cross-entropy (nats)").items()
-                  if k == "loss.png"]
+  ((_, panels),) = [
+    v
+    for k, v in metrics_lib._plots(metrics_lib.read_metrics(tmp_path), "cross-entropy (nats)").items()
+    if k == "loss.png"
+  ]
   fig = metrics_lib._figure("loss", panels)
   assert fig.axes[0].get_ylabel() == "cross-entropy (nats)"

@@ -67,4 +67,3 @@ def test_progress_lines_without_a_bar(tmp_path, capsys):
   out = capsys.readouterr().out.splitlines()
   assert [line.split()[1] for line in out] == ["30/100", "50/100", "80/100", "100/100"]
   assert out[-1] == "step 100/100 (100%), train/loss 0.01"
-

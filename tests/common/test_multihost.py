@@ -30,13 +30,26 @@ def _env(devices: int) -> dict:
 def _launch(workdir, num_processes, *overrides):
   port = _free_port()
   procs = [
-      subprocess.Popen(
-          [sys.executable, "-m", "schedulers.main", f"--config={SMOKE}", f"--workdir={workdir}",
-           f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
-           f"--process_id={i}", "--jax_cpu_collectives_implementation=gloo", *overrides],
-          cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      )
-      for i in range(num_processes)
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "schedulers.main",
+        f"--config={SMOKE}",
+        f"--workdir={workdir}",
+        f"--coordinator_address=127.0.0.1:{port}",
+        f"--num_processes={num_processes}",
+        f"--process_id={i}",
+        "--jax_cpu_collectives_implementation=gloo",
+        *overrides,
+      ],
+      cwd=ROOT,
+      env=_env(4),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(num_processes)
   ]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
@@ -47,8 +60,12 @@ def _launch(workdir, num_processes, *overrides):
 def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
   one = tmp_path / "one"
   single = subprocess.run(
-      [sys.executable, "-m", "schedulers.main", f"--config={SMOKE}", f"--workdir={one}"],
-      cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=600,
+    [sys.executable, "-m", "schedulers.main", f"--config={SMOKE}", f"--workdir={one}"],
+    cwd=ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert single.returncode == 0, single.stderr[-3000:]
   multi = tmp_path / "multi"

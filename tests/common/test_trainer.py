@@ -56,9 +56,7 @@ def test_loss_reaches_greedy_lr_as_value():
 
 def test_linesearch_gets_grad_and_value_fn():
   batch = _linreg_problem()
-  optimizer = optax.chain(
-      optax.sgd(1.0), optax.scale_by_backtracking_linesearch(max_backtracking_steps=15)
-  )
+  optimizer = optax.chain(optax.sgd(1.0), optax.scale_by_backtracking_linesearch(max_backtracking_steps=15))
   step = jax.jit(trainer.make_train_step(mse_loss, optimizer))
   state = _state(optimizer)
   losses = []
@@ -77,8 +75,9 @@ def test_nonfinite_update_is_skipped_and_counted():
   new_state, metrics = step(state, bad)
   assert not np.isfinite(metrics["loss"])
   assert int(new_state.nonfinite_count) == 1 and int(new_state.step) == 2
-  for a, b in zip(jax.tree.leaves((state.params, state.opt_state)),
-                  jax.tree.leaves((new_state.params, new_state.opt_state))):
+  for a, b in zip(
+    jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((new_state.params, new_state.opt_state))
+  ):
     np.testing.assert_array_equal(a, b)
   recovered, _ = step(new_state, batch)  # training continues afterwards
   assert int(recovered.nonfinite_count) == 1
@@ -147,8 +146,13 @@ def test_train_loop_skip_policy_runs_to_the_end_and_evaluates():
     return s.replace(rng=s.rng + 0)
 
   final, history = trainer.train_loop(
-      state, epoch_fn=epoch, data=data, steps_per_epoch=2, num_epochs=4, eval_every=3,
-      hooks=trainer.LoopHooks(eval_fn=eval_fn, on_eval=on_eval),
+    state,
+    epoch_fn=epoch,
+    data=data,
+    steps_per_epoch=2,
+    num_epochs=4,
+    eval_every=3,
+    hooks=trainer.LoopHooks(eval_fn=eval_fn, on_eval=on_eval),
   )
   assert int(final.step) == 8 and int(final.nonfinite_count) == 1
   assert evals == [6, 8]  # every 3rd epoch and after the last

@@ -25,22 +25,22 @@ class GreedyLRReference:
   """Scalar, eager GreedyLR; `step(value)` returns the scale after the call."""
 
   def __init__(
-      self,
-      factor=0.95,
-      patience=10,
-      threshold=1e-6,
-      threshold_mode="abs",
-      cooldown=0,
-      warmup=0,
-      min_scale=0.1,
-      max_scale=10.0,
-      smooth=False,
-      window_size=50,
-      mode="min",
-      reset_start=500,
-      accumulation_size=1,
-      *,
-      eps=1e-8,
+    self,
+    factor=0.95,
+    patience=10,
+    threshold=1e-6,
+    threshold_mode="abs",
+    cooldown=0,
+    warmup=0,
+    min_scale=0.1,
+    max_scale=10.0,
+    smooth=False,
+    window_size=50,
+    mode="min",
+    reset_start=500,
+    accumulation_size=1,
+    *,
+    eps=1e-8,
   ):
     if mode not in ("min", "max"):
       raise ValueError(f"mode {mode!r}")
@@ -181,12 +181,12 @@ class GreedyLRReference:
   def snapshot(self) -> dict:
     """State in the field names of `schedulers.GreedyLRState`."""
     return dict(
-        scale=self.scale,
-        best_value=self.best,
-        num_good=self.num_good,
-        num_bad=self.num_bad,
-        cooldown_count=self.cooldown_counter,
-        warmup_count=self.warmup_counter,
-        reset_count=self.reset_start,
-        acc_count=len(self.acc_values),
+      scale=self.scale,
+      best_value=self.best,
+      num_good=self.num_good,
+      num_bad=self.num_bad,
+      cooldown_count=self.cooldown_counter,
+      warmup_count=self.warmup_counter,
+      reset_count=self.reset_start,
+      acc_count=len(self.acc_values),
     )

@@ -25,13 +25,8 @@ import optax
 import pytest
 
 from schedulers import baselines
-from schedulers.hypergradient import AdamHDState
-from schedulers.hypergradient import SGDHDState
-from schedulers.hypergradient import adam_hd
-from schedulers.hypergradient import sgd_hd
-from schedulers.line_search import SLSState
-from schedulers.line_search import sls_forward_passes
-from schedulers.line_search import sls_sgd
+from schedulers.hypergradient import AdamHDState, SGDHDState, adam_hd, sgd_hd
+from schedulers.line_search import sls_forward_passes, sls_sgd
 
 
 @pytest.fixture
@@ -60,9 +55,7 @@ def _logistic_data(seed=0):
 
 
 def _batches(x, y, steps):
-  idx = np.stack([
-      (np.arange(_BATCH) + t * _BATCH) % _N for t in range(steps)
-  ])
+  idx = np.stack([(np.arange(_BATCH) + t * _BATCH) % _N for t in range(steps)])
   return x[idx], y[idx]
 
 
@@ -78,8 +71,7 @@ def _jax_loss(p, xb, yb):
 
 
 def _w0(dtype=np.float64):
-  return {"w": np.linspace(-0.5, 0.5, _D).astype(dtype),
-          "b": np.asarray(0.1, dtype)}
+  return {"w": np.linspace(-0.5, 0.5, _D).astype(dtype), "b": np.asarray(0.1, dtype)}
 
 
 def _run_jax(tx, xs, ys, dtype):
@@ -91,8 +83,12 @@ def _run_jax(tx, xs, ys, dtype):
     xb, yb = batch
     value, grad = jax.value_and_grad(_jax_loss)(p, xb, yb)
     updates, s = tx.update(
-        grad, s, p, value=value, grad=grad,
-        value_fn=lambda q: _jax_loss(q, xb, yb),
+      grad,
+      s,
+      p,
+      value=value,
+      grad=grad,
+      value_fn=lambda q: _jax_loss(q, xb, yb),
     )
     p = optax.apply_updates(p, updates)
     return (p, s), (p, s)
@@ -170,9 +166,7 @@ def _assert_params_close(jax_params, np_ws, rtol=1e-5, atol=1e-9):
 _STEPS = 150
 
 
-@pytest.mark.parametrize(
-    "momentum, nesterov", [(0.0, False), (0.9, False), (0.5, True)]
-)
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.5, True)])
 def test_sgd_hd_matches_numpy_reference(x64, momentum, nesterov):
   x, y = _logistic_data()
   xs, ys = _batches(x, y, _STEPS)
@@ -254,21 +248,18 @@ def _trajectory(tx, steps=60):
 
 
 @pytest.mark.parametrize(
-    "ours, theirs",
-    [
-        (lambda: sgd_hd(0.1, 0.0), lambda: optax.sgd(0.1)),
-        (lambda: sgd_hd(0.1, 0.0, momentum=0.9),
-         lambda: optax.sgd(0.1, momentum=0.9)),
-        (lambda: sgd_hd(0.1, 0.0, momentum=0.9, nesterov=True),
-         lambda: optax.sgd(0.1, momentum=0.9, nesterov=True)),
-        (lambda: adam_hd(0.01, 0.0), lambda: optax.adam(0.01)),
-        (lambda: adam_hd(0.01, 0.0, b1=0.8, b2=0.99, eps=1e-6,
-                         weight_decay=0.1),
-         lambda: optax.adamw(0.01, b1=0.8, b2=0.99, eps=1e-6,
-                             weight_decay=0.1)),
-        (lambda: adam_hd(0.01, 0.0, weight_decay=0.1, per="parameter"),
-         lambda: optax.adamw(0.01, weight_decay=0.1)),
-    ],
+  "ours, theirs",
+  [
+    (lambda: sgd_hd(0.1, 0.0), lambda: optax.sgd(0.1)),
+    (lambda: sgd_hd(0.1, 0.0, momentum=0.9), lambda: optax.sgd(0.1, momentum=0.9)),
+    (lambda: sgd_hd(0.1, 0.0, momentum=0.9, nesterov=True), lambda: optax.sgd(0.1, momentum=0.9, nesterov=True)),
+    (lambda: adam_hd(0.01, 0.0), lambda: optax.adam(0.01)),
+    (
+      lambda: adam_hd(0.01, 0.0, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1),
+      lambda: optax.adamw(0.01, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1),
+    ),
+    (lambda: adam_hd(0.01, 0.0, weight_decay=0.1, per="parameter"), lambda: optax.adamw(0.01, weight_decay=0.1)),
+  ],
 )
 def test_zero_hypergrad_lr_is_plain_optimizer(ours, theirs):
   got = _trajectory(ours())
@@ -288,8 +279,7 @@ def _quadratic(w):
 @functools.partial(jax.jit, static_argnums=0)
 def _sls_step(tx, state, w):
   value, grad = jax.value_and_grad(_quadratic)(w)
-  updates, state = tx.update(grad, state, w, value=value, grad=grad,
-                             value_fn=_quadratic)
+  updates, state = tx.update(grad, state, w, value=value, grad=grad, value_fn=_quadratic)
   return optax.apply_updates(w, updates), state
 
 
@@ -321,8 +311,7 @@ def test_sls_failed_search_takes_tiny_step_and_keeps_shrunk_eta():
   _, state = _sls_step(tx, state, new_w)
   assert int(state.num_failed_searches) == 2
   assert int(state.num_forward_passes) == 10
-  assert float(state.step_size) == pytest.approx(
-      10.0 * 0.9**10 * 2 ** (1 / 500), rel=1e-5)
+  assert float(state.step_size) == pytest.approx(10.0 * 0.9**10 * 2 ** (1 / 500), rel=1e-5)
 
 
 def test_sls_skips_search_for_zero_gradient():
@@ -331,20 +320,19 @@ def test_sls_skips_search_for_zero_gradient():
   new_w, state = _sls_step(tx, tx.init(w), w)
   assert int(state.num_forward_passes) == 0
   assert float(state.learning_rate) == 0.0
-  assert float(state.step_size) == pytest.approx(0.5 * 2 ** 0.1, rel=1e-6)
+  assert float(state.step_size) == pytest.approx(0.5 * 2**0.1, rel=1e-6)
   np.testing.assert_array_equal(new_w, w)
 
 
 def test_sls_step_size_grows_by_gamma_per_epoch_up_to_eta_max():
   # Every η <= 1.8 is accepted at once on this quadratic: pure growth rule.
-  tx = sls_sgd(init_step_size=0.01, gamma=2.0, n_batches_per_epoch=4,
-               eta_max=0.05)
+  tx = sls_sgd(init_step_size=0.01, gamma=2.0, n_batches_per_epoch=4, eta_max=0.05)
   w = jnp.array([1.0, -2.0])
   state = tx.init(w)
   eta, steps = 0.01, []
   for k in range(1, 13):
     w, state = _sls_step(tx, state, w)
-    eta = min(eta * 2 ** 0.25, 0.05)
+    eta = min(eta * 2**0.25, 0.05)
     steps.append(eta)
     assert float(state.step_size) == pytest.approx(eta, rel=1e-5)
     assert float(state.learning_rate) == pytest.approx(eta, rel=1e-5)
@@ -374,17 +362,14 @@ def _train_ls(tx, steps, batch=32, seed=0, value_fn_wrapper=None):
     w, s = carry
     xb, yb = batch_xy
     value, grad = jax.value_and_grad(_ls_loss)(w, xb, yb)
-    updates, s = tx.update(grad, s, w, value=value, grad=grad,
-                           value_fn=wrap(lambda q: _ls_loss(q, xb, yb)))
+    updates, s = tx.update(grad, s, w, value=value, grad=grad, value_fn=wrap(lambda q: _ls_loss(q, xb, yb)))
     new_w = optax.apply_updates(w, updates)
     after = _ls_loss(new_w, xb, yb)
     gnorm2 = jnp.sum(grad**2)
     return (new_w, s), (value, after, gnorm2, s)
 
   w0 = jnp.zeros(x.shape[1], jnp.float32)
-  (w, state), trace = jax.jit(
-      lambda w0, s0: jax.lax.scan(body, (w0, s0), (xs, ys))
-  )(w0, tx.init(w0))
+  (w, state), trace = jax.jit(lambda w0, s0: jax.lax.scan(body, (w0, s0), (xs, ys)))(w0, tx.init(w0))
   return w, state, jax.device_get(trace), float(_ls_loss(w, x, y))
 
 
@@ -409,10 +394,10 @@ def test_sls_forward_pass_counter_matches_host_count():
     def g(w):
       jax.debug.callback(lambda: calls.append(1))
       return f(w)
+
     return g
 
-  tx = optax.chain(optax.identity(),
-                   sls_sgd(init_step_size=5.0, n_batches_per_epoch=4))
+  tx = optax.chain(optax.identity(), sls_sgd(init_step_size=5.0, n_batches_per_epoch=4))
   _, state, (_, _, _, states), _ = _train_ls(tx, 40, value_fn_wrapper=counted)
   jax.effects_barrier()
   per_step = np.asarray(sls_forward_passes(states))
@@ -425,8 +410,7 @@ def test_sls_forward_pass_counter_matches_host_count():
 def test_sls_converges_faster_than_badly_tuned_sgd():
   steps = 150
   _, _, _, sls_loss = _train_ls(sls_sgd(n_batches_per_epoch=8), steps)
-  _, _, _, sgd_loss = _train_ls(optax.with_extra_args_support(optax.sgd(1e-3)),
-                                steps)
+  _, _, _, sgd_loss = _train_ls(optax.with_extra_args_support(optax.sgd(1e-3)), steps)
   x, y = _least_squares(0)
   start = float(_ls_loss(jnp.zeros(x.shape[1]), x, y))
   assert sls_loss < 1e-2 * start
@@ -440,14 +424,14 @@ _T = 1000
 _COUNTS = (0, 50, 500, 750, 1000)  # 0, 5%, 50%, 75%, 100%
 _c = lambda frac: 0.5 * (1 + math.cos(math.pi * frac))
 _EXPECTED = {
-    "constant": [1.0, 1.0, 1.0, 1.0, 1.0],
-    "step": [1.0, 1.0, 0.1, 0.01, 0.01],
-    "linear": [1.0, 0.95, 0.5, 0.25, 0.0],
-    "cosine": [1.0, _c(0.05), 0.5, _c(0.75), 0.0],
-    # 50 warmup steps from 0, then cosine over the remaining 950.
-    "cosine_warmup": [0.0, 1.0, _c(450 / 950), _c(700 / 950), 0.0],
-    "polynomial": [1.0, 0.95**2, 0.25, 0.0625, 0.0],
-    "exponential": [1.0, 0.01**0.05, 0.1, 0.01**0.75, 0.01],
+  "constant": [1.0, 1.0, 1.0, 1.0, 1.0],
+  "step": [1.0, 1.0, 0.1, 0.01, 0.01],
+  "linear": [1.0, 0.95, 0.5, 0.25, 0.0],
+  "cosine": [1.0, _c(0.05), 0.5, _c(0.75), 0.0],
+  # 50 warmup steps from 0, then cosine over the remaining 950.
+  "cosine_warmup": [0.0, 1.0, _c(450 / 950), _c(700 / 950), 0.0],
+  "polynomial": [1.0, 0.95**2, 0.25, 0.0625, 0.0],
+  "exponential": [1.0, 0.01**0.05, 0.1, 0.01**0.75, 0.01],
 }
 
 
@@ -460,33 +444,26 @@ def test_schedule_values(kind):
   lr = 0.3
   sched = baselines.make_schedule(kind, lr, _T)
   got = [float(sched(c)) for c in _COUNTS]
-  np.testing.assert_allclose(got, lr * np.array(_EXPECTED[kind]), rtol=1e-5,
-                             atol=1e-7)
+  np.testing.assert_allclose(got, lr * np.array(_EXPECTED[kind]), rtol=1e-5, atol=1e-7)
   # Past the budget the final value is kept; jit and int32 counts work.
   jitted = jax.jit(sched)
-  assert float(jitted(jnp.int32(5 * _T))) == pytest.approx(
-      lr * _EXPECTED[kind][-1], abs=1e-7)
+  assert float(jitted(jnp.int32(5 * _T))) == pytest.approx(lr * _EXPECTED[kind][-1], abs=1e-7)
 
 
 def test_schedule_step_boundaries_and_warmup_ramp():
   sched = baselines.make_schedule("step", 1.0, 10)
-  np.testing.assert_allclose([float(sched(c)) for c in (4, 5, 6, 7, 8)],
-                             [1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+  np.testing.assert_allclose([float(sched(c)) for c in (4, 5, 6, 7, 8)], [1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
   warm = baselines.make_schedule("cosine_warmup", 2.0, 1000)
-  np.testing.assert_allclose([float(warm(c)) for c in (0, 10, 25, 49)],
-                             [0.0, 0.4, 1.0, 1.96], rtol=1e-6)
+  np.testing.assert_allclose([float(warm(c)) for c in (0, 10, 25, 49)], [0.0, 0.4, 1.0, 1.96], rtol=1e-6)
 
 
 @pytest.mark.parametrize("kind", baselines.SCHEDULE_KINDS)
 def test_schedule_traced_lr_under_vmap(kind):
   lrs = jnp.array([1e-3, 1e-2, 0.1, 1.0])
   counts = jnp.arange(0, _T + 1, 50)
-  values = jax.jit(jax.vmap(
-      lambda lr: jax.vmap(baselines.make_schedule(kind, lr, _T))(counts)
-  ))(lrs)
+  values = jax.jit(jax.vmap(lambda lr: jax.vmap(baselines.make_schedule(kind, lr, _T))(counts)))(lrs)
   base = jax.vmap(baselines.make_schedule(kind, 1.0, _T))(counts)
-  np.testing.assert_allclose(values, lrs[:, None] * base[None, :], rtol=1e-6,
-                             atol=1e-12)
+  np.testing.assert_allclose(values, lrs[:, None] * base[None, :], rtol=1e-6, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------
@@ -495,8 +472,7 @@ def test_schedule_traced_lr_under_vmap(kind):
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_schedule_free_eval_params_match_optax(name):
-  tx = optax.chain(optax.clip_by_global_norm(10.0),
-                   baselines.make_schedule_free(name, 0.05, total_steps=40))
+  tx = optax.chain(optax.clip_by_global_norm(10.0), baselines.make_schedule_free(name, 0.05, total_steps=40))
   x, y = _logistic_data(3)
   xs, ys = _batches(x, y, 12)
   params_seq, states = _run_jax(tx, xs, ys, jnp.float32)
@@ -557,8 +533,7 @@ def test_project_schedule_free_matches_numpy_projected_reference():
   assert np.max(np.abs(x - optimum)) < 0.2
   # Without the wrapper, projecting y alone lets z run off (negative) and
   # x = (y - (1 - b1) z) / b1 away from the constrained optimum.
-  y_bad, state_bad = _projected_sf_run(
-      optax.contrib.schedule_free_sgd(lr, b1=b1), target, steps, relu)
+  y_bad, state_bad = _projected_sf_run(optax.contrib.schedule_free_sgd(lr, b1=b1), target, steps, relu)
   assert np.min(optax.tree.get(state_bad, "z")) < -1.0
   assert np.max(np.abs(baselines.schedule_free_eval_params(state_bad, y_bad) - optimum)) > 1.0
 
@@ -579,8 +554,7 @@ def test_project_schedule_free_is_identity_without_schedule_free_or_projection()
 
 
 def test_reduce_on_plateau_defaults_and_reduction():
-  tx = baselines.reduce_on_plateau(baselines.make_base_optimizer("sgd", 1.0),
-                                   total_steps=500)
+  tx = baselines.reduce_on_plateau(baselines.make_base_optimizer("sgd", 1.0), total_steps=500)
   rop = tx.init(jnp.zeros(2))[1]
   assert isinstance(rop, optax.contrib.ReduceLROnPlateauState)
   params, grads = jnp.zeros(2), jnp.ones(2)
@@ -595,7 +569,7 @@ def test_reduce_on_plateau_defaults_and_reduction():
   _, updates = jax.jit(lambda s: jax.lax.scan(body, s, values))(tx.init(params))
   scales = -np.asarray(updates)[:, 0]
   np.testing.assert_allclose(scales[: 5 * 11 - 1], 1.0)
-  np.testing.assert_allclose(scales[5 * 11 - 1:], 0.5)
+  np.testing.assert_allclose(scales[5 * 11 - 1 :], 0.5)
 
 
 # ----------------------------------------------------------------------------
@@ -603,52 +577,46 @@ def test_reduce_on_plateau_defaults_and_reduction():
 
 
 @pytest.mark.parametrize(
-    "make, match",
-    [
-        (lambda: sgd_hd(-0.1), "learning_rate"),
-        (lambda: sgd_hd(float("nan")), "learning_rate"),
-        (lambda: sgd_hd(optax.constant_schedule(0.1)), "schedule"),
-        (lambda: sgd_hd(jnp.ones(2)), "scalar"),
-        (lambda: sgd_hd(0.1, hypergrad_lr=-1e-3), "hypergrad_lr"),
-        (lambda: sgd_hd(0.1, momentum=1.0), "momentum"),
-        (lambda: sgd_hd(0.1, nesterov=True), "nesterov"),
-        (lambda: adam_hd(0.1, per="layer"), "per"),
-        (lambda: adam_hd(-1.0), "learning_rate"),
-        (lambda: adam_hd(0.1, hypergrad_lr=-1.0), "hypergrad_lr"),
-        (lambda: adam_hd(0.1, b1=1.0), "b1"),
-        (lambda: adam_hd(0.1, b2=-0.1), "b2"),
-        (lambda: adam_hd(0.1, eps=-1.0), "eps"),
-        (lambda: adam_hd(0.1, weight_decay=-0.1), "weight_decay"),
-        (lambda: sls_sgd(init_step_size=0.0), "init_step_size"),
-        (lambda: sls_sgd(c=1.0), "c must"),
-        (lambda: sls_sgd(beta_b=1.0), "beta_b"),
-        (lambda: sls_sgd(gamma=0.5), "gamma"),
-        (lambda: sls_sgd(n_batches_per_epoch=0), "n_batches_per_epoch"),
-        (lambda: sls_sgd(eta_max=0.0), "eta_max"),
-        (lambda: sls_sgd(max_backtracking_steps=0), "max_backtracking_steps"),
-        (lambda: sls_sgd(max_backtracking_steps=2.5), "max_backtracking_steps"),
-        (lambda: sls_sgd(failure_step_size=-1.0), "failure_step_size"),
-        (lambda: baselines.make_schedule("sgdr", 0.1, 100), "kind"),
-        (lambda: baselines.make_schedule("cosine", 0.1, 0), "total_steps"),
-        (lambda: baselines.make_schedule("cosine", 0.1, 100.0), "total_steps"),
-        (lambda: baselines.make_schedule("cosine", -0.1, 100), "learning_rate"),
-        (lambda: baselines.make_base_optimizer("adam", 0.1), "name"),
-        (lambda: baselines.make_base_optimizer("sgd", -0.1), "learning_rate"),
-        (lambda: baselines.make_base_optimizer("momentum", 0.1, momentum=1.0),
-         "momentum"),
-        (lambda: baselines.make_base_optimizer("adamw", 0.1, weight_decay=-1.0),
-         "weight_decay"),
-        (lambda: baselines.reduce_on_plateau(optax.sgd(0.1)), "total_steps"),
-        (lambda: baselines.reduce_on_plateau(optax.sgd(0.1), total_steps=100,
-                                             factor=1.0), "factor"),
-        (lambda: baselines.reduce_on_plateau(optax.sgd(0.1), total_steps=100,
-                                             min_scale=2.0), "min_scale"),
-        (lambda: baselines.make_schedule_free("adam", 0.1), "name"),
-        (lambda: baselines.make_schedule_free("sgd", 0.1, b1=0.0), "b1"),
-        (lambda: baselines.make_schedule_free("sgd", 0.1, 100,
-                                              warmup_percent=101),
-         "warmup_percent"),
-    ],
+  "make, match",
+  [
+    (lambda: sgd_hd(-0.1), "learning_rate"),
+    (lambda: sgd_hd(float("nan")), "learning_rate"),
+    (lambda: sgd_hd(optax.constant_schedule(0.1)), "schedule"),
+    (lambda: sgd_hd(jnp.ones(2)), "scalar"),
+    (lambda: sgd_hd(0.1, hypergrad_lr=-1e-3), "hypergrad_lr"),
+    (lambda: sgd_hd(0.1, momentum=1.0), "momentum"),
+    (lambda: sgd_hd(0.1, nesterov=True), "nesterov"),
+    (lambda: adam_hd(0.1, per="layer"), "per"),
+    (lambda: adam_hd(-1.0), "learning_rate"),
+    (lambda: adam_hd(0.1, hypergrad_lr=-1.0), "hypergrad_lr"),
+    (lambda: adam_hd(0.1, b1=1.0), "b1"),
+    (lambda: adam_hd(0.1, b2=-0.1), "b2"),
+    (lambda: adam_hd(0.1, eps=-1.0), "eps"),
+    (lambda: adam_hd(0.1, weight_decay=-0.1), "weight_decay"),
+    (lambda: sls_sgd(init_step_size=0.0), "init_step_size"),
+    (lambda: sls_sgd(c=1.0), "c must"),
+    (lambda: sls_sgd(beta_b=1.0), "beta_b"),
+    (lambda: sls_sgd(gamma=0.5), "gamma"),
+    (lambda: sls_sgd(n_batches_per_epoch=0), "n_batches_per_epoch"),
+    (lambda: sls_sgd(eta_max=0.0), "eta_max"),
+    (lambda: sls_sgd(max_backtracking_steps=0), "max_backtracking_steps"),
+    (lambda: sls_sgd(max_backtracking_steps=2.5), "max_backtracking_steps"),
+    (lambda: sls_sgd(failure_step_size=-1.0), "failure_step_size"),
+    (lambda: baselines.make_schedule("sgdr", 0.1, 100), "kind"),
+    (lambda: baselines.make_schedule("cosine", 0.1, 0), "total_steps"),
+    (lambda: baselines.make_schedule("cosine", 0.1, 100.0), "total_steps"),
+    (lambda: baselines.make_schedule("cosine", -0.1, 100), "learning_rate"),
+    (lambda: baselines.make_base_optimizer("adam", 0.1), "name"),
+    (lambda: baselines.make_base_optimizer("sgd", -0.1), "learning_rate"),
+    (lambda: baselines.make_base_optimizer("momentum", 0.1, momentum=1.0), "momentum"),
+    (lambda: baselines.make_base_optimizer("adamw", 0.1, weight_decay=-1.0), "weight_decay"),
+    (lambda: baselines.reduce_on_plateau(optax.sgd(0.1)), "total_steps"),
+    (lambda: baselines.reduce_on_plateau(optax.sgd(0.1), total_steps=100, factor=1.0), "factor"),
+    (lambda: baselines.reduce_on_plateau(optax.sgd(0.1), total_steps=100, min_scale=2.0), "min_scale"),
+    (lambda: baselines.make_schedule_free("adam", 0.1), "name"),
+    (lambda: baselines.make_schedule_free("sgd", 0.1, b1=0.0), "b1"),
+    (lambda: baselines.make_schedule_free("sgd", 0.1, 100, warmup_percent=101), "warmup_percent"),
+  ],
 )
 def test_invalid_hyperparameters_raise(make, match):
   with pytest.raises(ValueError, match=match):
@@ -670,26 +638,21 @@ def test_traced_hyperparameters_are_not_validated():
 
 _TOTAL = 6
 _FACTORIES = {
-    "sgd_hd": lambda lr: sgd_hd(lr, 1e-3),
-    "sgd_hd_nesterov": lambda lr: sgd_hd(lr, 1e-3, momentum=0.9, nesterov=True),
-    "adam_hd_group": lambda lr: adam_hd(lr, 1e-6),
-    "adam_hd_parameter": lambda lr: adam_hd(lr, 1e-6, weight_decay=1e-2,
-                                            per="parameter"),
-    "sls": lambda lr: sls_sgd(init_step_size=lr, n_batches_per_epoch=3),
-    "plateau": lambda lr: baselines.reduce_on_plateau(
-        baselines.make_base_optimizer("adamw", lr), total_steps=_TOTAL),
-    "schedule_free_sgd": lambda lr: baselines.make_schedule_free(
-        "sgd", lr, _TOTAL),
-    "schedule_free_adamw": lambda lr: baselines.make_schedule_free(
-        "adamw", lr, _TOTAL),
-    **{
-        f"{name}_{kind}": (
-            lambda lr, name=name, kind=kind: baselines.make_base_optimizer(
-                name, baselines.make_schedule(kind, lr, _TOTAL)))
-        for name, kind in [("sgd", "exponential"), ("momentum", "step"),
-                           ("adamw", "cosine_warmup")]
-    },
-    "adamw_scalar": lambda lr: baselines.make_base_optimizer("adamw", lr),
+  "sgd_hd": lambda lr: sgd_hd(lr, 1e-3),
+  "sgd_hd_nesterov": lambda lr: sgd_hd(lr, 1e-3, momentum=0.9, nesterov=True),
+  "adam_hd_group": lambda lr: adam_hd(lr, 1e-6),
+  "adam_hd_parameter": lambda lr: adam_hd(lr, 1e-6, weight_decay=1e-2, per="parameter"),
+  "sls": lambda lr: sls_sgd(init_step_size=lr, n_batches_per_epoch=3),
+  "plateau": lambda lr: baselines.reduce_on_plateau(baselines.make_base_optimizer("adamw", lr), total_steps=_TOTAL),
+  "schedule_free_sgd": lambda lr: baselines.make_schedule_free("sgd", lr, _TOTAL),
+  "schedule_free_adamw": lambda lr: baselines.make_schedule_free("adamw", lr, _TOTAL),
+  **{
+    f"{name}_{kind}": (
+      lambda lr, name=name, kind=kind: baselines.make_base_optimizer(name, baselines.make_schedule(kind, lr, _TOTAL))
+    )
+    for name, kind in [("sgd", "exponential"), ("momentum", "step"), ("adamw", "cosine_warmup")]
+  },
+  "adamw_scalar": lambda lr: baselines.make_base_optimizer("adamw", lr),
 }
 
 
@@ -707,8 +670,7 @@ def test_factories_under_jit_vmap_scan_with_extra_args(name):
       xb = jax.lax.dynamic_slice_in_dim(x, 16 * (i % 4), 16)
       yb = jax.lax.dynamic_slice_in_dim(y, 16 * (i % 4), 16)
       value, grad = jax.value_and_grad(_ls_loss)(w, xb, yb)
-      updates, s = tx.update(grad, s, w, value=value, grad=grad,
-                             value_fn=lambda q: _ls_loss(q, xb, yb))
+      updates, s = tx.update(grad, s, w, value=value, grad=grad, value_fn=lambda q: _ls_loss(q, xb, yb))
       return (optax.apply_updates(w, updates), s), value
 
     (w, s), values = jax.lax.scan(body, (w0, tx.init(w0)), jnp.arange(_TOTAL))

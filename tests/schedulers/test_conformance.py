@@ -21,9 +21,7 @@ import optax
 import pytest
 
 import schedulers
-from schedulers import baselines
-from schedulers import hypergradient
-from schedulers import line_search
+from schedulers import baselines, hypergradient, line_search
 
 try:  # optax's compile-log capture (private module; optional)
   from optax._src import test_utils as _optax_test_utils  # pylint: disable=g-import-not-at-top
@@ -44,96 +42,85 @@ _STEPS = 1500  # == _NUM_STEPS below; the budget count-driven schedules decay ov
 
 
 REGISTRY: list[SchedulerEntry] = [
+  SchedulerEntry(
+    "greedy_lr_after_sgd",
+    lambda: optax.chain(optax.sgd(1e-3), schedulers.greedy_lr()),
+    True,
+  ),
+  SchedulerEntry(
+    "greedy_lr_after_sgd_smooth",
+    lambda: optax.chain(optax.sgd(1e-3), schedulers.greedy_lr(smooth=True, window_size=5)),
+    True,
+  ),
+  SchedulerEntry(
+    "greedy_lr_after_adam",
+    lambda: optax.chain(optax.adam(1e-2), schedulers.greedy_lr()),
+    True,
+  ),
+  SchedulerEntry(
+    "greedy_lr_after_adam_smooth",
+    lambda: optax.chain(optax.adam(1e-2), schedulers.greedy_lr(smooth=True, window_size=5)),
+    True,
+  ),
+  SchedulerEntry(
+    "on_eval_greedy_lr",
+    lambda: optax.chain(optax.adam(3e-2), schedulers.on_eval(schedulers.greedy_lr())),
+    False,
+  ),
+  # Baselines of the study (schedulers/baselines.py, hypergradient.py,
+  # line_search.py): same suite.
+  *[
     SchedulerEntry(
-        "greedy_lr_after_sgd",
-        lambda: optax.chain(optax.sgd(1e-3), schedulers.greedy_lr()),
-        True,
-    ),
-    SchedulerEntry(
-        "greedy_lr_after_sgd_smooth",
-        lambda: optax.chain(
-            optax.sgd(1e-3), schedulers.greedy_lr(smooth=True, window_size=5)
-        ),
-        True,
-    ),
-    SchedulerEntry(
-        "greedy_lr_after_adam",
-        lambda: optax.chain(optax.adam(1e-2), schedulers.greedy_lr()),
-        True,
-    ),
-    SchedulerEntry(
-        "greedy_lr_after_adam_smooth",
-        lambda: optax.chain(
-            optax.adam(1e-2), schedulers.greedy_lr(smooth=True, window_size=5)
-        ),
-        True,
-    ),
-    SchedulerEntry(
-        "on_eval_greedy_lr",
-        lambda: optax.chain(
-            optax.adam(3e-2), schedulers.on_eval(schedulers.greedy_lr())
-        ),
-        False,
-    ),
-    # Baselines of the study (schedulers/baselines.py, hypergradient.py,
-    # line_search.py): same suite.
-    *[
-        SchedulerEntry(
-            f"adamw_{kind}",
-            lambda kind=kind: baselines.make_base_optimizer(
-                "adamw", baselines.make_schedule(kind, 1e-1, _STEPS)),
-            False,
-        )
-        for kind in baselines.SCHEDULE_KINDS
-    ],
-    SchedulerEntry(
-        "momentum_cosine_warmup",
-        lambda: baselines.make_base_optimizer(
-            "momentum", baselines.make_schedule("cosine_warmup", 1e-3, _STEPS)),
-        False,
-    ),
-    SchedulerEntry(
-        "adamw_reduce_on_plateau",
-        lambda: baselines.reduce_on_plateau(
-            baselines.make_base_optimizer("adamw", 3e-2), total_steps=_STEPS),
-        True,
-    ),
-    SchedulerEntry(
-        "schedule_free_adamw",
-        lambda: baselines.make_schedule_free("adamw", 1e-1, _STEPS),
-        False,
-        eval_params=baselines.schedule_free_eval_params,
-    ),
-    SchedulerEntry(
-        "schedule_free_sgd",
-        lambda: baselines.make_schedule_free("sgd", 1e-2, _STEPS),
-        False,
-        eval_params=baselines.schedule_free_eval_params,
-    ),
-    SchedulerEntry(
-        "sgd_hd", lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6), False
-    ),
-    SchedulerEntry(
-        "sgd_hd_momentum",
-        lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6, momentum=0.9),
-        False,
-    ),
-    SchedulerEntry(
-        "adam_hd_group",
-        lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-7, per="group"),
-        False,
-    ),
-    SchedulerEntry(
-        "adam_hd_parameter",
-        lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-5, per="parameter"),
-        False,
-    ),
-    SchedulerEntry(
-        "sls_sgd",
-        lambda: line_search.sls_sgd(init_step_size=1e-2, n_batches_per_epoch=100),
-        True,
-        line_search=True,
-    ),
+      f"adamw_{kind}",
+      lambda kind=kind: baselines.make_base_optimizer("adamw", baselines.make_schedule(kind, 1e-1, _STEPS)),
+      False,
+    )
+    for kind in baselines.SCHEDULE_KINDS
+  ],
+  SchedulerEntry(
+    "momentum_cosine_warmup",
+    lambda: baselines.make_base_optimizer("momentum", baselines.make_schedule("cosine_warmup", 1e-3, _STEPS)),
+    False,
+  ),
+  SchedulerEntry(
+    "adamw_reduce_on_plateau",
+    lambda: baselines.reduce_on_plateau(baselines.make_base_optimizer("adamw", 3e-2), total_steps=_STEPS),
+    True,
+  ),
+  SchedulerEntry(
+    "schedule_free_adamw",
+    lambda: baselines.make_schedule_free("adamw", 1e-1, _STEPS),
+    False,
+    eval_params=baselines.schedule_free_eval_params,
+  ),
+  SchedulerEntry(
+    "schedule_free_sgd",
+    lambda: baselines.make_schedule_free("sgd", 1e-2, _STEPS),
+    False,
+    eval_params=baselines.schedule_free_eval_params,
+  ),
+  SchedulerEntry("sgd_hd", lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6), False),
+  SchedulerEntry(
+    "sgd_hd_momentum",
+    lambda: hypergradient.sgd_hd(1e-3, hypergrad_lr=1e-6, momentum=0.9),
+    False,
+  ),
+  SchedulerEntry(
+    "adam_hd_group",
+    lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-7, per="group"),
+    False,
+  ),
+  SchedulerEntry(
+    "adam_hd_parameter",
+    lambda: hypergradient.adam_hd(3e-2, hypergrad_lr=1e-5, per="parameter"),
+    False,
+  ),
+  SchedulerEntry(
+    "sls_sgd",
+    lambda: line_search.sls_sgd(init_step_size=1e-2, n_batches_per_epoch=100),
+    True,
+    line_search=True,
+  ),
 ]
 
 _ENTRIES = pytest.mark.parametrize("entry", REGISTRY, ids=lambda e: e.name)
@@ -153,24 +140,21 @@ def _parabola(dtype):
 def _rosenbrock(dtype):
   init = jnp.array([0.0, 0.0], dtype)
   final = jnp.array([1.0, 1.0], dtype)
-  return init, final, lambda p: (
-      jnp.square(1.0 - p[0]) + 100.0 * jnp.square(p[1] - p[0] ** 2)
-  )
+  return init, final, lambda p: jnp.square(1.0 - p[0]) + 100.0 * jnp.square(p[1] - p[0] ** 2)
 
 
 def _mixed_tree(dtype):
   """A plain dict of mixed shapes (scalar, vector, matrix, 3-d)."""
   final = {
-      "scalar": jnp.asarray(2.0, dtype),
-      "vec": jnp.array([1.0, -1.0, 2.0], dtype),
-      "mat": jnp.array([[1.0, 0.0], [-1.0, 1.0]], dtype),
-      "cube": jnp.full((2, 1, 3), -0.5, dtype),
+    "scalar": jnp.asarray(2.0, dtype),
+    "vec": jnp.array([1.0, -1.0, 2.0], dtype),
+    "mat": jnp.array([[1.0, 0.0], [-1.0, 1.0]], dtype),
+    "cube": jnp.full((2, 1, 3), -0.5, dtype),
   }
   init = jax.tree.map(jnp.zeros_like, final)
 
   def obj(p):
-    return sum(jnp.sum(jnp.square(a - b)) for a, b in
-               zip(jax.tree.leaves(p), jax.tree.leaves(final)))
+    return sum(jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(final)))
 
   return init, final, obj
 
@@ -205,8 +189,7 @@ def test_jit_extra_args_and_no_recompilation(entry):
   tx = entry.factory()
   params, _, obj_fn = _rosenbrock(jnp.float32)
   traces = []
-  inner = _make_step(entry, tx, obj_fn,
-                     extra={"unexpected_extra_arg_nobody_expects": 1})
+  inner = _make_step(entry, tx, obj_fn, extra={"unexpected_extra_arg_nobody_expects": 1})
 
   @jax.jit
   def step(params, state):
@@ -239,7 +222,8 @@ def test_value_requirement(entry):
   state = tx.init(params)
   ls = {"value_fn": lambda p: jnp.sum(p**2), "grad": params} if entry.line_search else {}
   update = lambda v=None: tx.update(  # noqa: E731
-      params, state, params, **({} if v is None else {"value": v}), **ls)
+    params, state, params, **({} if v is None else {"value": v}), **ls
+  )
   if entry.needs_value:
     with pytest.raises(TypeError):
       jax.eval_shape(update)
@@ -257,9 +241,11 @@ def test_state_leaves_are_arrays(entry):
   for leaf in jax.tree.leaves(state):
     assert isinstance(leaf, jax.Array), (entry.name, type(leaf), leaf)
   _, new_state = jax.eval_shape(
-      lambda s: tx.update(params, s, params, **_update_kwargs(
-          entry, 1.0, lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p)), params)),
-      state)
+    lambda s: tx.update(
+      params, s, params, **_update_kwargs(entry, 1.0, lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p)), params)
+    ),
+    state,
+  )
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)):
     assert a.shape == b.shape and a.dtype == b.dtype, entry.name
@@ -270,8 +256,10 @@ def test_state_leaves_are_arrays(entry):
 def test_preserves_update_dtype(entry, dtype):
   tx = entry.factory()
   params = {"w": jnp.array([1.0, 2.0], dtype), "m": jnp.ones((2, 2), dtype)}
-  fun = lambda p: sum(jnp.sum(x.astype(jnp.float32) ** 2)  # noqa: E731
-                      for x in jax.tree.leaves(p))
+  fun = lambda p: sum(
+    jnp.sum(x.astype(jnp.float32) ** 2)  # noqa: E731
+    for x in jax.tree.leaves(p)
+  )
   value, grads = jax.value_and_grad(fun)(params)
   state = tx.init(params)
 
@@ -313,20 +301,17 @@ def test_converges_inside_scan(entry):
         params, state, value = step(*carry)
         return (params, state), value
 
-      (params, state), losses = jax.lax.scan(
-          body, (init, tx.init(init)), None, length=_NUM_STEPS)
+      (params, state), losses = jax.lax.scan(body, (init, tx.init(init)), None, length=_NUM_STEPS)
       out.append((entry.eval_params(state, params), losses))
     return out
 
   results = jax.device_get(run_all())
   for (init, final, obj_fn), (params, losses), name, ratio in zip(
-      targets, results, ("parabola", "rosenbrock", "mixed"),
-      (1e-3, 0.2, 1e-3)):
+    targets, results, ("parabola", "rosenbrock", "mixed"), (1e-3, 0.2, 1e-3)
+  ):
     first, last = float(obj_fn(init)), float(obj_fn(params))
     assert np.isfinite(last), (entry.name, name)
     assert last <= ratio * first, (entry.name, name, first, last)
     assert float(losses[0]) == pytest.approx(first)
     if name != "rosenbrock":
-      jax.tree.map(
-          lambda p, f: np.testing.assert_allclose(p, f, atol=5e-2), params,
-          jax.device_get(final))
+      jax.tree.map(lambda p, f: np.testing.assert_allclose(p, f, atol=5e-2), params, jax.device_get(final))

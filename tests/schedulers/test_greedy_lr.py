@@ -47,15 +47,11 @@ def _load_reference():
 Reference = _load_reference().GreedyLRReference
 
 _ULPS = 1e-13  # relative tolerance for "a few float64 ulps"
-_FIELDS_INT = ("num_good", "num_bad", "cooldown_count", "warmup_count",
-               "reset_count", "acc_count")
+_FIELDS_INT = ("num_good", "num_bad", "cooldown_count", "warmup_count", "reset_count", "acc_count")
 _HP_FLOAT = ("factor", "threshold", "min_scale", "max_scale", "eps")
 _HP_INT = ("patience", "cooldown", "warmup", "reset_start", "accumulation_size")
 _STATIC = ("smooth", "window_size", "mode", "threshold_mode")
-_DEFAULTS = {
-    name: p.default
-    for name, p in inspect.signature(schedulers.greedy_lr).parameters.items()
-}
+_DEFAULTS = {name: p.default for name, p in inspect.signature(schedulers.greedy_lr).parameters.items()}
 
 
 @pytest.fixture
@@ -112,23 +108,17 @@ def _run_many(cases, dtype=jnp.float32, **static):
   batch, length = (48, 120) if dtype == jnp.float64 else (8, 64)
   assert len(cases) <= batch, len(cases)
   static = {k: static.get(k, _DEFAULTS[k]) for k in _STATIC}
-  hps = [dict({k: _DEFAULTS[k] for k in _HP_FLOAT + _HP_INT}, **hp)
-         for hp, _ in cases]
+  hps = [dict({k: _DEFAULTS[k] for k in _HP_FLOAT + _HP_INT}, **hp) for hp, _ in cases]
   hps += [hps[0]] * (batch - len(hps))
   values = np.zeros((batch, length))
   for i, (_, v) in enumerate(cases):
     assert len(v) <= length, len(v)
     values[i, : len(v)] = v
-  stacked = {
-      k: jnp.asarray([h[k] for h in hps], dtype if k in _HP_FLOAT else jnp.int32)
-      for k in _HP_FLOAT + _HP_INT
-  }
-  fn = _compiled(tuple(static.items()), jnp.dtype(dtype).name,
-                 bool(jax.config.jax_enable_x64))
+  stacked = {k: jnp.asarray([h[k] for h in hps], dtype if k in _HP_FLOAT else jnp.int32) for k in _HP_FLOAT + _HP_INT}
+  fn = _compiled(tuple(static.items()), jnp.dtype(dtype).name, bool(jax.config.jax_enable_x64))
   states, updates = jax.device_get(fn(stacked, jnp.asarray(values, dtype)))
   return [
-      jax.tree.map(functools.partial(_case_slice, i=i, n=len(v)), (states, updates))
-      for i, (_, v) in enumerate(cases)
+    jax.tree.map(functools.partial(_case_slice, i=i, n=len(v)), (states, updates)) for i, (_, v) in enumerate(cases)
   ]
 
 
@@ -147,8 +137,7 @@ def _scan_concrete(tx, values, dtype):
     return state, (state, updates)
 
   values = jnp.asarray(np.asarray(values, np.float64), dtype)
-  out = jax.jit(lambda s, vs: jax.lax.scan(body, s, vs)[1])(tx.init(params),
-                                                            values)
+  out = jax.jit(lambda s, vs: jax.lax.scan(body, s, vs)[1])(tx.init(params), values)
   return jax.device_get(out)
 
 
@@ -164,8 +153,7 @@ def _ref_trajectory(ref, values):
   return snaps
 
 
-def _assert_matches_reference(hp, static, values, states, best_rtol=0.0,
-                              scale_rtol=0.0, best_atol=None):
+def _assert_matches_reference(hp, static, values, states, best_rtol=0.0, scale_rtol=0.0, best_atol=None):
   """Compares one trajectory (stacked states) with the reference, per call.
 
   `scale_rtol` is 0 (bit-exact) for traced hyperparameters.  With a concrete
@@ -178,14 +166,13 @@ def _assert_matches_reference(hp, static, values, states, best_rtol=0.0,
   snaps = _ref_trajectory(Reference(**hp, **static), values)
   got_scales = [float(s) for s in states.scale]
   for t, snap in enumerate(snaps):
-    checks = [("scale", snap["scale"], float(states.scale[t]), scale_rtol),
-              ("best_value", snap["best_value"], float(states.best_value[t]),
-               best_rtol)]
-    checks += [(f, snap[f], int(getattr(states, f)[t]), None)
-               for f in _FIELDS_INT]
+    checks = [
+      ("scale", snap["scale"], float(states.scale[t]), scale_rtol),
+      ("best_value", snap["best_value"], float(states.best_value[t]), best_rtol),
+    ]
+    checks += [(f, snap[f], int(getattr(states, f)[t]), None) for f in _FIELDS_INT]
     if static.get("smooth", False):
-      checks.append(("window_count", snap["window_count"],
-                     int(states.window_count[t]), None))
+      checks.append(("window_count", snap["window_count"], int(states.window_count[t]), None))
     for field, want, have, rtol in checks:
       if rtol is None or math.isinf(want) or math.isinf(have):
         ok = want == have
@@ -195,11 +182,11 @@ def _assert_matches_reference(hp, static, values, states, best_rtol=0.0,
       if not ok:
         seq = ", ".join(repr(float(v)) for v in values[: t + 1])
         raise AssertionError(
-            f"{field} differs at call {t}: reference {want!r}, greedy_lr"
-            f" {have!r}\n  hyperparameters: {hp | static}\n"
-            f"  values[:{t + 1}] = [{seq}]\n"
-            f"  reference scales = {[s['scale'] for s in snaps[: t + 1]]}\n"
-            f"  greedy_lr scales = {got_scales[: t + 1]}"
+          f"{field} differs at call {t}: reference {want!r}, greedy_lr"
+          f" {have!r}\n  hyperparameters: {hp | static}\n"
+          f"  values[:{t + 1}] = [{seq}]\n"
+          f"  reference scales = {[s['scale'] for s in snaps[: t + 1]]}\n"
+          f"  greedy_lr scales = {got_scales[: t + 1]}"
         )
 
 
@@ -216,30 +203,31 @@ def test_reference_has_the_same_hyperparameters_and_defaults():
 # Reference vs transform: scripted sequences.
 
 _SCRIPTED = [
-    (dict(factor=0.9, patience=3), [10, 11, 12, 13, 14, 15, 16, 17, 18]),
-    (dict(factor=0.9, patience=3), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1]),
-    (dict(factor=0.9, patience=0), [5, 4, 4, 4, 3, 6, 2, 2, 1]),
-    (dict(factor=0.5, patience=1, cooldown=2, warmup=1),
-     [9, 8, 7, 6, 6, 6, 6, 6, 7, 5, 4, 3, 2, 2, 2, 2]),
-    (dict(factor=0.5, patience=0, min_scale=0.25, max_scale=2.0, reset_start=2),
-     [1, 2, 3, 4, 5, 6, 7, 0.5, 0.4, 0.3, 0.2, 0.1, 1, 1, 1, 1, 1]),
-    (dict(factor=0.9, patience=2, smooth=True, window_size=3,
-          threshold_mode="rel"),
-     [10, 8, 6, 4, 4, 4, 4, 9, 9, 9, 1, 1]),
-    (dict(factor=0.9, patience=1, threshold=0.1, threshold_mode="rel"),
-     [10, 9.5, 9.2, 8.9, -1, -1.05, -1.2, -1.2, -1.2, -5]),
-    (dict(factor=0.8, patience=1, mode="max", threshold=0.5),
-     [1, 2, 3, 3.2, 3.4, 3.6, 5, 1, 1, 1]),
-    (dict(factor=0.9, patience=1, accumulation_size=3),
-     [3, 2, 1, 1, 1, 1, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5]),
-    (dict(factor=0.9, patience=1),
-     [1, math.nan, math.inf, -math.inf, 0.5, math.nan, 0.2, 0.1]),
-    (dict(factor=0.9, patience=1, smooth=True, window_size=2,
-          accumulation_size=2),
-     [4, 4, math.nan, 1, 3, 3, 2, 2, 2, math.inf, 1, 1, 0, 0]),
-    (dict(factor=0.5, patience=0, eps=0.3), [1, 2, 3, 4, 0.5, 0.4, 0.3]),
-    (dict(factor=0.5, patience=0, min_scale=1.0, max_scale=1.0, reset_start=1),
-     [3, 4, 5, 2, 1, 6, 7]),
+  (dict(factor=0.9, patience=3), [10, 11, 12, 13, 14, 15, 16, 17, 18]),
+  (dict(factor=0.9, patience=3), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1]),
+  (dict(factor=0.9, patience=0), [5, 4, 4, 4, 3, 6, 2, 2, 1]),
+  (dict(factor=0.5, patience=1, cooldown=2, warmup=1), [9, 8, 7, 6, 6, 6, 6, 6, 7, 5, 4, 3, 2, 2, 2, 2]),
+  (
+    dict(factor=0.5, patience=0, min_scale=0.25, max_scale=2.0, reset_start=2),
+    [1, 2, 3, 4, 5, 6, 7, 0.5, 0.4, 0.3, 0.2, 0.1, 1, 1, 1, 1, 1],
+  ),
+  (
+    dict(factor=0.9, patience=2, smooth=True, window_size=3, threshold_mode="rel"),
+    [10, 8, 6, 4, 4, 4, 4, 9, 9, 9, 1, 1],
+  ),
+  (
+    dict(factor=0.9, patience=1, threshold=0.1, threshold_mode="rel"),
+    [10, 9.5, 9.2, 8.9, -1, -1.05, -1.2, -1.2, -1.2, -5],
+  ),
+  (dict(factor=0.8, patience=1, mode="max", threshold=0.5), [1, 2, 3, 3.2, 3.4, 3.6, 5, 1, 1, 1]),
+  (dict(factor=0.9, patience=1, accumulation_size=3), [3, 2, 1, 1, 1, 1, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5]),
+  (dict(factor=0.9, patience=1), [1, math.nan, math.inf, -math.inf, 0.5, math.nan, 0.2, 0.1]),
+  (
+    dict(factor=0.9, patience=1, smooth=True, window_size=2, accumulation_size=2),
+    [4, 4, math.nan, 1, 3, 3, 2, 2, 2, math.inf, 1, 1, 0, 0],
+  ),
+  (dict(factor=0.5, patience=0, eps=0.3), [1, 2, 3, 4, 0.5, 0.4, 0.3]),
+  (dict(factor=0.5, patience=0, min_scale=1.0, max_scale=1.0, reset_start=1), [3, 4, 5, 2, 1, 6, 7]),
 ]
 
 
@@ -252,11 +240,9 @@ def test_scripted_sequences_match_reference(x64):
     by_static.setdefault(key, []).append((hp, values))
   for key, cases in by_static.items():
     static = dict(key)
-    for (hp, values), (states, updates) in zip(
-        cases, _run_many(cases, jnp.float64, **static)):
+    for (hp, values), (states, updates) in zip(cases, _run_many(cases, jnp.float64, **static)):
       assert states.scale.dtype == np.float64
-      _assert_matches_reference(hp, static, values, states,
-                                best_rtol=1e-12 if static.get("smooth") else 0)
+      _assert_matches_reference(hp, static, values, states, best_rtol=1e-12 if static.get("smooth") else 0)
       # Updates are the incoming updates (ones) times the new scale.
       np.testing.assert_array_equal(updates, states.scale)
 
@@ -266,10 +252,10 @@ def test_scripted_sequences_concrete_hyperparameters(x64, index):
   """The concrete (Python float) hyperparameter path under jit."""
   hp, values = _SCRIPTED[index]
   hp, static = _split(hp)
-  states, updates = _scan_concrete(schedulers.greedy_lr(**hp, **static),
-                                   values, jnp.float64)
-  _assert_matches_reference(hp, static, values, states, scale_rtol=_ULPS,
-                            best_rtol=1e-12 if static.get("smooth") else 0)
+  states, updates = _scan_concrete(schedulers.greedy_lr(**hp, **static), values, jnp.float64)
+  _assert_matches_reference(
+    hp, static, values, states, scale_rtol=_ULPS, best_rtol=1e-12 if static.get("smooth") else 0
+  )
   np.testing.assert_array_equal(updates, np.stack([states.scale] * 2, -1))
 
 
@@ -287,11 +273,8 @@ def test_reset_restarts_cooldown_like_hugging_face(x64):
   expected = [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]
   assert Reference(**hp).run(values) == expected
   states, _ = _run_one(values, jnp.float64, **hp)
-  assert list(states.scale) == expected, (
-      f"values {values}: expected scales {expected}, got {list(states.scale)}"
-  )
-  np.testing.assert_array_equal(states.cooldown_count,
-                                [0, 2, 1, 0, 2, 1, 0, 0])
+  assert list(states.scale) == expected, f"values {values}: expected scales {expected}, got {list(states.scale)}"
+  np.testing.assert_array_equal(states.cooldown_count, [0, 2, 1, 0, 2, 1, 0, 0])
 
 
 # ----------------------------------------------------------------------------
@@ -304,8 +287,11 @@ def _random_sequence(rng, length, kind=None):
   if kind == 0:  # random walk, may go negative
     x = rng.normal(0.0, 1.0) + np.cumsum(rng.normal(0.0, 0.3, length))
   elif kind == 1:  # noisy decaying curve
-    x = (rng.uniform(0.5, 5.0) * np.exp(-t / rng.uniform(10, 100))
-         + rng.uniform(-1, 1) + rng.normal(0, rng.uniform(0, 0.2), length))
+    x = (
+      rng.uniform(0.5, 5.0) * np.exp(-t / rng.uniform(10, 100))
+      + rng.uniform(-1, 1)
+      + rng.normal(0, rng.uniform(0, 0.2), length)
+    )
   elif kind == 2:  # plateaus of small dyadic levels (exact ties)
     levels = rng.integers(-8, 9, size=length // 4 + 1) / 4.0
     x = np.repeat(levels, 4)[:length]
@@ -313,8 +299,7 @@ def _random_sequence(rng, length, kind=None):
     x = -1.0 - 0.05 * t + rng.normal(0, 0.5, length)
   elif kind == 4:  # steady improvement, then stagnation (dyadic: exact sums)
     k = rng.integers(5, length)
-    x = np.concatenate([10.0 - 0.125 * t[:k],
-                        np.full(length - k, 10.0 - 0.125 * k)])
+    x = np.concatenate([10.0 - 0.125 * t[:k], np.full(length - k, 10.0 - 0.125 * k)])
   else:  # small integers (many ties; thresholds matter)
     x = rng.integers(-3, 4, length).astype(np.float64)
   if rng.uniform() < 0.5:  # NaN/Inf injections
@@ -324,31 +309,30 @@ def _random_sequence(rng, length, kind=None):
 
 
 def _random_hp(rng, threshold_mode):
-  threshold = (rng.choice([0.0, 1e-6, 1e-2, 0.1]) if threshold_mode == "abs"
-               else rng.choice([0.0, 1e-3, 0.05, 0.1]))
+  threshold = rng.choice([0.0, 1e-6, 1e-2, 0.1]) if threshold_mode == "abs" else rng.choice([0.0, 1e-3, 0.05, 0.1])
   return dict(
-      factor=float(rng.choice([0.5, 0.7, 0.9, 0.95, rng.uniform(0.3, 0.99)])),
-      patience=int(rng.integers(0, 6)),
-      threshold=float(threshold),
-      cooldown=int(rng.integers(0, 4)),
-      warmup=int(rng.integers(0, 4)),
-      min_scale=float(rng.choice([0.1, 0.5, 0.8, 1.0])),
-      max_scale=float(rng.choice([1.0, 1.5, 2.0, 10.0])),
-      reset_start=int(rng.choice([0, 1, 2, 3, 500])),
-      accumulation_size=int(rng.integers(1, 4)),
-      eps=float(rng.choice([1e-8, 1e-8, 0.0, 0.2])),
+    factor=float(rng.choice([0.5, 0.7, 0.9, 0.95, rng.uniform(0.3, 0.99)])),
+    patience=int(rng.integers(0, 6)),
+    threshold=float(threshold),
+    cooldown=int(rng.integers(0, 4)),
+    warmup=int(rng.integers(0, 4)),
+    min_scale=float(rng.choice([0.1, 0.5, 0.8, 1.0])),
+    max_scale=float(rng.choice([1.0, 1.5, 2.0, 10.0])),
+    reset_start=int(rng.choice([0, 1, 2, 3, 500])),
+    accumulation_size=int(rng.integers(1, 4)),
+    eps=float(rng.choice([1e-8, 1e-8, 0.0, 0.2])),
   )
 
 
 _RANDOM_STATICS = [
-    dict(smooth=False, mode="min", threshold_mode="abs"),
-    dict(smooth=False, mode="min", threshold_mode="rel"),
-    dict(smooth=False, mode="max", threshold_mode="abs"),
-    dict(smooth=False, mode="max", threshold_mode="rel"),
-    dict(smooth=True, window_size=2, mode="min", threshold_mode="abs"),
-    dict(smooth=True, window_size=2, mode="max", threshold_mode="rel"),
-    dict(smooth=True, window_size=3, mode="min", threshold_mode="rel"),
-    dict(smooth=True, window_size=3, mode="max", threshold_mode="abs"),
+  dict(smooth=False, mode="min", threshold_mode="abs"),
+  dict(smooth=False, mode="min", threshold_mode="rel"),
+  dict(smooth=False, mode="max", threshold_mode="abs"),
+  dict(smooth=False, mode="max", threshold_mode="rel"),
+  dict(smooth=True, window_size=2, mode="min", threshold_mode="abs"),
+  dict(smooth=True, window_size=2, mode="max", threshold_mode="rel"),
+  dict(smooth=True, window_size=3, mode="min", threshold_mode="rel"),
+  dict(smooth=True, window_size=3, mode="max", threshold_mode="abs"),
 ]
 
 
@@ -387,14 +371,10 @@ def test_random_sequences_match_reference(x64, static):
   for (hp, values), (states, _) in zip(cases, results):
     assert states.scale.dtype == np.float64
     try:
-      _assert_matches_reference(hp, static, values, states,
-                                best_rtol=1e-12 if static["smooth"] else 0.0)
+      _assert_matches_reference(hp, static, values, states, best_rtol=1e-12 if static["smooth"] else 0.0)
     except AssertionError as e:
       errors.append(str(e))
-  assert not errors, (
-      f"{len(errors)}/{len(cases)} random trajectories differ; first:\n"
-      f"{errors[0]}"
-  )
+  assert not errors, f"{len(errors)}/{len(cases)} random trajectories differ; first:\n{errors[0]}"
   all_scales = np.concatenate([s.scale for s, _ in results])
   assert np.any(all_scales > 1.0) and np.any(all_scales < 1.0)
 
@@ -403,8 +383,7 @@ def test_random_cases_exercise_all_paths():
   """Guards the random test's coverage: resets, refractory periods, bounds."""
   counts = dict(resets=0, cooldown=0, warmup=0, pending=0, at_max=0, at_min=0)
   for static in _RANDOM_STATICS:
-    for hp, values in _random_cases(1000 + _RANDOM_STATICS.index(static),
-                                    static):
+    for hp, values in _random_cases(1000 + _RANDOM_STATICS.index(static), static):
       ref = Reference(**hp, **static)
       for v in values:
         ref.step(v)
@@ -421,10 +400,10 @@ def test_random_sequences_concrete_hyperparameters_match_reference(x64):
   """A few random cases through the concrete hyperparameter path."""
   for k, static in enumerate(_RANDOM_STATICS[:2] + _RANDOM_STATICS[6:7]):
     hp, values = _random_cases(77 + k, static, batch=1, length=100)[0]
-    states, _ = _scan_concrete(schedulers.greedy_lr(**hp, **static), values,
-                               jnp.float64)
-    _assert_matches_reference(hp, static, values, states, scale_rtol=_ULPS,
-                              best_rtol=1e-12 if static["smooth"] else 0.0)
+    states, _ = _scan_concrete(schedulers.greedy_lr(**hp, **static), values, jnp.float64)
+    _assert_matches_reference(
+      hp, static, values, states, scale_rtol=_ULPS, best_rtol=1e-12 if static["smooth"] else 0.0
+    )
 
 
 @pytest.mark.parametrize("mode", ["min", "max"])
@@ -438,28 +417,25 @@ def test_float32_matches_reference_away_from_ties(mode):
   cases = []
   for _ in range(8):
     hp = dict(
-        factor=float(rng.choice([0.5, 0.8, 0.9])),
-        patience=int(rng.integers(0, 4)),
-        threshold=0.0625,
-        cooldown=int(rng.integers(0, 3)),
-        warmup=int(rng.integers(0, 3)),
-        min_scale=0.3,
-        max_scale=3.0,
-        reset_start=int(rng.choice([1, 2, 500])),
-        accumulation_size=1,
+      factor=float(rng.choice([0.5, 0.8, 0.9])),
+      patience=int(rng.integers(0, 4)),
+      threshold=0.0625,
+      cooldown=int(rng.integers(0, 3)),
+      warmup=int(rng.integers(0, 3)),
+      min_scale=0.3,
+      max_scale=3.0,
+      reset_start=int(rng.choice([1, 2, 500])),
+      accumulation_size=1,
     )
     seq = np.cumsum(rng.integers(-4, 5, 64) / 8.0) + rng.integers(-24, 24) / 8
     cases.append((hp, list(seq)))
-  for (hp, values), (states, updates) in zip(
-      cases, _run_many(cases, jnp.float32, mode=mode)):
+  for (hp, values), (states, updates) in zip(cases, _run_many(cases, jnp.float32, mode=mode)):
     assert states.scale.dtype == np.float32 and updates.dtype == np.float32
     snaps = _ref_trajectory(Reference(**hp, mode=mode), values)
     msg = f"hp={hp} mode={mode} values={values}"
-    np.testing.assert_allclose(states.scale, [s["scale"] for s in snaps],
-                               rtol=1e-5, err_msg=msg)
+    np.testing.assert_allclose(states.scale, [s["scale"] for s in snaps], rtol=1e-5, err_msg=msg)
     for f in _FIELDS_INT:
-      np.testing.assert_array_equal(getattr(states, f), [s[f] for s in snaps],
-                                    err_msg=f"{f}: {msg}")
+      np.testing.assert_array_equal(getattr(states, f), [s[f] for s in snaps], err_msg=f"{f}: {msg}")
 
 
 # ----------------------------------------------------------------------------
@@ -496,8 +472,7 @@ def test_cooldown_blocks_second_decrease_for_three_calls():
   no_cd, _ = _run(values)
   cd, states = _run(values, cooldown=3)
   # Without cooldown: decreases at calls 4, 8, 12.
-  np.testing.assert_allclose(no_cd[[3, 4, 7, 8, 11, 12]],
-                             [1, 0.9, 0.9, 0.81, 0.81, 0.729], rtol=1e-6)
+  np.testing.assert_allclose(no_cd[[3, 4, 7, 8, 11, 12]], [1, 0.9, 0.9, 0.81, 0.81, 0.729], rtol=1e-6)
   # With cooldown 3: calls 5-7 are refractory, then 4 bad calls (8-11).
   np.testing.assert_allclose(cd[4:12], [0.9] * 7 + [0.81], rtol=1e-6)
   np.testing.assert_array_equal(states.cooldown_count[4:9], [3, 2, 1, 0, 0])
@@ -532,8 +507,7 @@ def test_smoothing_window_is_updated_during_cooldown():
   _, states = _run(values, patience=0, cooldown=2, smooth=True, window_size=3)
   np.testing.assert_array_equal(states.window_count, [1, 2, 3, 3, 3])
   np.testing.assert_array_equal(states.cooldown_count, [0, 2, 1, 0, 0])
-  np.testing.assert_allclose(states.best_value, [10, 10, 10, 10, 20 / 3],
-                             rtol=1e-6)
+  np.testing.assert_allclose(states.best_value, [10, 10, 10, 10, 20 / 3], rtol=1e-6)
 
 
 def test_rel_threshold_requires_relative_improvement():
@@ -562,18 +536,15 @@ def test_min_scale_bound():
   scales, _ = _run([1.0] + [2.0] * 30, patience=0, min_scale=0.85)
   assert scales.min() == pytest.approx(0.85, rel=1e-6)
   assert np.all(scales >= 0.85 * (1 - 1e-6))
-  np.testing.assert_allclose(scales[:5], [1 / 0.9, 1, 0.9, 0.85, 0.85],
-                             rtol=1e-6)
+  np.testing.assert_allclose(scales[:5], [1 / 0.9, 1, 0.9, 0.85, 0.85], rtol=1e-6)
 
 
 def test_reset_at_floor_after_reset_start_hits():
   # 0: increase; 1: 1.0; 2: 0.9; 3: 0.85 (floor hit 1); 4: hit 2; 5: hit 3
   # -> reset_start exhausted -> reset to scale 1, best +inf; 6: 2.0 is then
   # a new best -> increase.
-  scales, states = _run([1.0] + [2.0] * 6, patience=0, min_scale=0.85,
-                        reset_start=3)
-  np.testing.assert_allclose(scales, [1 / 0.9, 1, 0.9, 0.85, 0.85, 1.0, 1 / 0.9],
-                             rtol=1e-6)
+  scales, states = _run([1.0] + [2.0] * 6, patience=0, min_scale=0.85, reset_start=3)
+  np.testing.assert_allclose(scales, [1 / 0.9, 1, 0.9, 0.85, 0.85, 1.0, 1 / 0.9], rtol=1e-6)
   np.testing.assert_array_equal(states.reset_count, [3, 3, 3, 2, 1, 3, 3])
   assert np.isposinf(states.best_value[5])
   assert float(states.best_value[6]) == 2.0
@@ -585,9 +556,7 @@ def test_increase_restarts_reset_countdown():
   values = [1.0, 2.0, 2.0, 2.0, 0.5, 3.0, 3.0, 3.0]
   scales, states = _run(values, patience=0, min_scale=0.85, reset_start=2)
   np.testing.assert_array_equal(states.reset_count, [2, 2, 2, 1, 2, 1, 2, 2])
-  np.testing.assert_allclose(
-      scales, [1 / 0.9, 1, 0.9, 0.85, 0.85 / 0.9, 0.85, 1.0, 1 / 0.9],
-      rtol=1e-6)
+  np.testing.assert_allclose(scales, [1 / 0.9, 1, 0.9, 0.85, 0.85 / 0.9, 0.85, 1.0, 1 / 0.9], rtol=1e-6)
 
 
 def test_mode_max_flips_directions():
@@ -611,15 +580,13 @@ def test_negative_values_rel_threshold_still_reduce():
   _, states = _run([-10.0, -10.5], threshold=0.1, threshold_mode="rel")
   assert int(states.num_bad[-1]) == 1
   # ... a large one is.
-  scales, _ = _run([-1.0, -2.0, -3.0, -4.0], threshold=0.1,
-                   threshold_mode="rel")
+  scales, _ = _run([-1.0, -2.0, -3.0, -4.0], threshold=0.1, threshold_mode="rel")
   np.testing.assert_allclose(scales[-1], 1 / 0.9, rtol=1e-6)
   # Max mode: a constant positive value plateaus ...
   scales, _ = _run([10.0] * 5, threshold=0.1, threshold_mode="rel", mode="max")
   np.testing.assert_allclose(scales[-1], 0.9, rtol=1e-6)
   # ... and so does a constant negative one.
-  scales, _ = _run([-10.0] * 5, threshold=0.1, threshold_mode="rel",
-                   mode="max")
+  scales, _ = _run([-10.0] * 5, threshold=0.1, threshold_mode="rel", mode="max")
   np.testing.assert_allclose(scales[-1], 0.9, rtol=1e-6)
 
 
@@ -630,9 +597,7 @@ def test_non_finite_values_count_as_bad(mode):
     scales, states = _run(values, mode=mode)
     assert np.all(np.isfinite(scales)), (mode, bad)
     np.testing.assert_array_equal(states.best_value, 10.0)
-    np.testing.assert_allclose(
-        scales, [1, 1, 1, 1, 0.9, 0.9, 0.9, 0.9, 0.81], rtol=1e-6,
-        err_msg=f"{mode} {bad}")
+    np.testing.assert_allclose(scales, [1, 1, 1, 1, 0.9, 0.9, 0.9, 0.9, 0.81], rtol=1e-6, err_msg=f"{mode} {bad}")
     np.testing.assert_array_equal(states.num_good, [1] + [0] * 8)
 
 
@@ -648,8 +613,7 @@ def test_non_finite_in_accumulated_chunk_is_bad():
   _, states = _run(values, patience=0, accumulation_size=2)
   # Chunk 1 = 1.0 (new best, increase); chunk 2 has a NaN (bad, decrease);
   # chunk 3 = 0.1 (new best, increase).
-  np.testing.assert_allclose(states.scale,
-                             [1, 1 / 0.9, 1 / 0.9, 1, 1, 1 / 0.9], rtol=1e-6)
+  np.testing.assert_allclose(states.scale, [1, 1 / 0.9, 1 / 0.9, 1, 1, 1 / 0.9], rtol=1e-6)
   np.testing.assert_array_equal(states.acc_count, [1, 0, 1, 0, 1, 0])
   np.testing.assert_array_equal(states.num_bad, [0, 0, 0, 0, 0, 0])
   assert np.all(np.isfinite(states.acc_value))
@@ -658,8 +622,7 @@ def test_non_finite_in_accumulated_chunk_is_bad():
 def test_accumulation_averages_before_deciding():
   # Chunks of 3: mean(3, 2, 1) = 2, then mean(4, 0, 0.5) = 1.5 -> better.
   _, states = _run([3.0, 2.0, 1.0, 4.0, 0.0, 0.5], accumulation_size=3)
-  np.testing.assert_allclose(states.best_value,
-                             [np.inf] * 2 + [2.0] * 3 + [1.5])
+  np.testing.assert_allclose(states.best_value, [np.inf] * 2 + [2.0] * 3 + [1.5])
   np.testing.assert_array_equal(states.num_good, [0, 0, 1, 1, 1, 2])
   np.testing.assert_array_equal(states.acc_count, [1, 2, 0, 1, 2, 0])
 
@@ -669,25 +632,25 @@ def test_accumulation_averages_before_deciding():
 
 
 @pytest.mark.parametrize(
-    "kwargs,name",
-    [
-        (dict(factor=1.0), "factor"),
-        (dict(factor=1.5), "factor"),
-        (dict(factor=0.0), "factor"),
-        (dict(factor=-0.5), "factor"),
-        (dict(patience=-1), "patience"),
-        (dict(mode="maximum"), r"\bmode"),
-        (dict(threshold_mode="relative"), "threshold_mode"),
-        (dict(window_size=0), "window_size"),
-        (dict(min_scale=1.5), "min_scale"),
-        (dict(min_scale=0.0), "min_scale"),
-        (dict(max_scale=0.5), "max_scale"),
-        (dict(threshold=-1.0), r"\bthreshold\b"),
-        (dict(cooldown=-1), "cooldown"),
-        (dict(warmup=-2), "warmup"),
-        (dict(accumulation_size=0), "accumulation_size"),
-        (dict(reset_start=-1), "reset_start"),
-    ],
+  "kwargs,name",
+  [
+    (dict(factor=1.0), "factor"),
+    (dict(factor=1.5), "factor"),
+    (dict(factor=0.0), "factor"),
+    (dict(factor=-0.5), "factor"),
+    (dict(patience=-1), "patience"),
+    (dict(mode="maximum"), r"\bmode"),
+    (dict(threshold_mode="relative"), "threshold_mode"),
+    (dict(window_size=0), "window_size"),
+    (dict(min_scale=1.5), "min_scale"),
+    (dict(min_scale=0.0), "min_scale"),
+    (dict(max_scale=0.5), "max_scale"),
+    (dict(threshold=-1.0), r"\bthreshold\b"),
+    (dict(cooldown=-1), "cooldown"),
+    (dict(warmup=-2), "warmup"),
+    (dict(accumulation_size=0), "accumulation_size"),
+    (dict(reset_start=-1), "reset_start"),
+  ],
 )
 def test_invalid_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=name):
@@ -698,8 +661,7 @@ def test_non_scalar_value_raises():
   tx = schedulers.greedy_lr()
   params = jnp.zeros(2)
   with pytest.raises(ValueError, match="scalar"):
-    jax.eval_shape(lambda: tx.update(params, tx.init(params), params,
-                                     value=jnp.ones(2)))
+    jax.eval_shape(lambda: tx.update(params, tx.init(params), params, value=jnp.ones(2)))
 
 
 def test_traced_hyperparameters_are_not_validated():
@@ -709,18 +671,23 @@ def test_traced_hyperparameters_are_not_validated():
     return tx.update(params, tx.init(params), params, value=1.0)[1].scale
 
   out = jax.eval_shape(
-      jax.vmap(run), jnp.asarray([1.5, -0.5, 0.9]), jnp.asarray([-1, 2, 3]),
-      jnp.asarray([2.0, 0.1, 0.1]))
+    jax.vmap(run), jnp.asarray([1.5, -0.5, 0.9]), jnp.asarray([-1, 2, 3]), jnp.asarray([2.0, 0.1, 0.1])
+  )
   assert out.shape == (3,)
 
 
 # ----------------------------------------------------------------------------
 # vmap over hyperparameters inside one jit.
 
-_VMAP_VALUES = np.concatenate([
-    np.linspace(5.0, 1.0, 20), np.full(15, 1.0), np.linspace(1.0, 0.2, 10),
-    np.full(25, 0.3), np.linspace(0.3, 0.01, 10),
-])
+_VMAP_VALUES = np.concatenate(
+  [
+    np.linspace(5.0, 1.0, 20),
+    np.full(15, 1.0),
+    np.linspace(1.0, 0.2, 10),
+    np.full(25, 0.3),
+    np.linspace(0.3, 0.01, 10),
+  ]
+)
 _VMAP_HP = dict(min_scale=0.05, max_scale=20.0, reset_start=3)
 
 
@@ -753,8 +720,7 @@ def test_vmap_over_factor_matches_separate_runs():
     single = _single_run(jnp.float32(f), jnp.int32(2))
     np.testing.assert_array_equal(batched[i], single, err_msg=f"factor={f}")
     ref = Reference(factor=float(f), patience=2, **_VMAP_HP).run(_VMAP_VALUES)
-    np.testing.assert_allclose(batched[i], ref, rtol=1e-5,
-                               err_msg=f"factor={f}")
+    np.testing.assert_allclose(batched[i], ref, rtol=1e-5, err_msg=f"factor={f}")
   # The concrete-factor path agrees too.
   concrete = jax.jit(lambda: _scale_trajectory(float(factors[3]), 2))()
   np.testing.assert_allclose(batched[3], concrete, rtol=1e-6)
@@ -763,17 +729,14 @@ def test_vmap_over_factor_matches_separate_runs():
 
 def test_vmap_over_patience_matches_separate_runs():
   patiences = np.arange(16, dtype=np.int32) % 8
-  batched = np.asarray(jax.jit(jax.vmap(
-      lambda p: _scale_trajectory(0.8, p)))(jnp.asarray(patiences)))
+  batched = np.asarray(jax.jit(jax.vmap(lambda p: _scale_trajectory(0.8, p)))(jnp.asarray(patiences)))
   for i, p in enumerate(patiences):
     single = _single_run(jnp.float32(0.8), jnp.int32(p))
     # The batched run has a concrete factor: XLA turns `/ 0.8` into
     # `* 1.25` (1 ulp differences), hence the tolerance.
-    np.testing.assert_allclose(batched[i], single, rtol=1e-6,
-                               err_msg=f"patience={p}")
+    np.testing.assert_allclose(batched[i], single, rtol=1e-6, err_msg=f"patience={p}")
     ref = Reference(factor=0.8, patience=int(p), **_VMAP_HP).run(_VMAP_VALUES)
-    np.testing.assert_allclose(batched[i], ref, rtol=1e-5,
-                               err_msg=f"patience={p}")
+    np.testing.assert_allclose(batched[i], ref, rtol=1e-5, err_msg=f"patience={p}")
   assert len({tuple(np.round(b, 5)) for b in batched[:8]}) == 8
 
 
@@ -795,16 +758,36 @@ def test_on_eval_update_does_not_step_controller():
   jax.tree.map(np.testing.assert_array_equal, state[1], before)
   np.testing.assert_allclose(updates["w"], -0.2 * np.ones(3), rtol=1e-6)
   # A `value` passed to update is ignored as well.
-  _, state = jax.jit(functools.partial(tx.update, value=1.0))(grads, state,
-                                                              params)
+  _, state = jax.jit(functools.partial(tx.update, value=1.0))(grads, state, params)
   jax.tree.map(np.testing.assert_array_equal, state[1], before)
 
 
 def test_observe_steps_like_per_step_transform(x64):
-  hp = dict(factor=0.7, patience=1, cooldown=1, warmup=1, min_scale=0.2,
-            reset_start=2, smooth=True, window_size=2)
-  values = [5.0, 4.0, 3.0, 3.0, 3.5, 3.6, 3.7, 3.8, 2.0, 1.0, 0.5, 0.4,
-            0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
+  hp = dict(factor=0.7, patience=1, cooldown=1, warmup=1, min_scale=0.2, reset_start=2, smooth=True, window_size=2)
+  values = [
+    5.0,
+    4.0,
+    3.0,
+    3.0,
+    3.5,
+    3.6,
+    3.7,
+    3.8,
+    2.0,
+    1.0,
+    0.5,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+  ]
   controller = schedulers.greedy_lr(**hp)
   tx = optax.chain(optax.sgd(0.1), schedulers.on_eval(controller))
   params = {"w": jnp.ones(2, jnp.float64)}
@@ -841,16 +824,14 @@ def test_greedy_scale_reads_per_step_and_per_eval_states():
   per_step = optax.chain(optax.adam(1e-3), schedulers.greedy_lr(patience=0))
   state = per_step.init(params)
   assert float(schedulers.greedy_scale(state)) == 1.0
-  _, state = jax.jit(functools.partial(per_step.update, value=1.0))(
-      params, state, params)
+  _, state = jax.jit(functools.partial(per_step.update, value=1.0))(params, state, params)
   assert float(schedulers.greedy_scale(state)) == pytest.approx(1 / 0.95)
 
   controller = schedulers.greedy_lr(patience=0, factor=0.5)
   per_eval = optax.chain(optax.adam(1e-3), schedulers.on_eval(controller))
   state = per_eval.init(params)
   assert float(schedulers.greedy_scale(state)) == 1.0
-  state = jax.jit(lambda s: schedulers.observe(s, controller, value=1.0))(
-      state)
+  state = jax.jit(lambda s: schedulers.observe(s, controller, value=1.0))(state)
   assert float(schedulers.greedy_scale(state)) == 2.0
 
   with pytest.raises(ValueError, match="GreedyLRState"):
@@ -867,7 +848,6 @@ def test_nnx_optimizer_update_with_value():
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
   class Model(nnx.Module):
-
     def __init__(self, rngs):
       self.linear = nnx.Linear(3, 1, rngs=rngs)
 
@@ -901,8 +881,7 @@ def test_nnx_optimizer_update_with_value():
   assert scale() == pytest.approx(1.0)
   losses = [float(train_step(model, optimizer, 0.0)) for _ in range(10)]
   assert losses[-1] < losses[0] < loss0
-  expected = Reference(factor=0.95, patience=0).run(
-      [loss0, float(loss1 + np.float32(100.0))] + losses)  # what it saw
+  expected = Reference(factor=0.95, patience=0).run([loss0, float(loss1 + np.float32(100.0))] + losses)  # what it saw
   assert scale() == pytest.approx(expected[-1], rel=1e-5)
   assert scale() > 1.0
   assert int(optimizer.step[...]) == 12
@@ -916,10 +895,18 @@ def test_checkpoint_roundtrip_continues_identically(tmp_path):
   from common.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
   tx = optax.chain(
-      optax.adamw(1e-2),
-      schedulers.greedy_lr(factor=0.8, patience=1, cooldown=1, warmup=1,
-                           smooth=True, window_size=3, min_scale=0.3,
-                           reset_start=2, accumulation_size=2),
+    optax.adamw(1e-2),
+    schedulers.greedy_lr(
+      factor=0.8,
+      patience=1,
+      cooldown=1,
+      warmup=1,
+      smooth=True,
+      window_size=3,
+      min_scale=0.3,
+      reset_start=2,
+      accumulation_size=2,
+    ),
   )
   params0 = {"w": jnp.asarray([1.0, -2.0, 0.5]), "b": jnp.zeros(())}
   rng = np.random.default_rng(0)
@@ -949,15 +936,13 @@ def test_checkpoint_roundtrip_continues_identically(tmp_path):
 
   with Checkpointer(tmp_path / "ckpt", save_every=10, keep=2) as ckpt:
     assert ckpt.save(mid, (params, state), force=True)
-    expected_scales, expected_params, expected_states = continue_from(
-        params, state, mid)
+    expected_scales, expected_params, expected_states = continue_from(params, state, mid)
     target = (params0, tx.init(params0))
     (r_params, r_state), r_step = ckpt.restore_latest(target)
 
   assert r_step == mid
   assert jax.tree.structure((r_params, r_state)) == jax.tree.structure(target)
-  for got, want in zip(jax.tree.leaves((r_params, r_state)),
-                       jax.tree.leaves((params, state))):
+  for got, want in zip(jax.tree.leaves((r_params, r_state)), jax.tree.leaves((params, state))):
     assert isinstance(got, jax.Array)
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)

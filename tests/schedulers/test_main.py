@@ -30,7 +30,7 @@ def _env(**extra):
 
 def run_main(workdir, *overrides, env=None, timeout=300):
   proc = subprocess.run(
-      _cmd(workdir, *overrides), cwd=ROOT, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    _cmd(workdir, *overrides), cwd=ROOT, env=env or _env(), capture_output=True, text=True, timeout=timeout
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
@@ -67,8 +67,9 @@ def test_killed_run_resumes_to_identical_final_metrics(tmp_path):
   full = tmp_path / "full"
   run_main(full, *overrides)
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(_cmd(killed, *overrides), cwd=ROOT, env=_env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    _cmd(killed, *overrides), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   deadline = time.time() + 240
   ckpts = killed / "checkpoints"
   while time.time() < deadline:  # kill once two checkpoints are committed
@@ -81,7 +82,7 @@ def test_killed_run_resumes_to_identical_final_metrics(tmp_path):
   assert not (killed / "final_metrics.json").exists(), "the run finished before it could be killed"
   run_main(killed, *overrides)
   assert json.loads((killed / "final_metrics.json").read_text()) == json.loads(
-      (full / "final_metrics.json").read_text()
+    (full / "final_metrics.json").read_text()
   )
   epochs = [r["epoch"] for r in metrics_lib.read_metrics(killed)]
   assert epochs == list(range(1, 26))
@@ -105,9 +106,12 @@ def test_per_eval_variant_runs(tmp_path):
 
 def test_nonfinite_stop_policy_fails_clearly(tmp_path):
   proc = subprocess.run(
-      _cmd(tmp_path, "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e30",
-           "--config.nonfinite=stop"),
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    _cmd(tmp_path, "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e30", "--config.nonfinite=stop"),
+    cwd=ROOT,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
   assert proc.returncode == 1
   assert "NaN/Inf" in proc.stderr and "nonfinite='skip'" in proc.stderr
@@ -130,9 +134,20 @@ def test_eight_devices_match_one_device(tmp_path):
 
 def test_benchmark_binary_prints_ratios():
   proc = subprocess.run(
-      [sys.executable, "-m", "schedulers.benchmark", "--sections=overhead,vmap", "--steps=20",
-       "--repeats=1", "--seeds=2"],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+    [
+      sys.executable,
+      "-m",
+      "schedulers.benchmark",
+      "--sections=overhead,vmap",
+      "--steps=20",
+      "--repeats=1",
+      "--seeds=2",
+    ],
+    cwd=ROOT,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "1.000x adamw" in proc.stdout and "adamw + greedy_lr" in proc.stdout

@@ -8,12 +8,12 @@ plain optax, and requires equal scales (and parameters).
 
 from __future__ import annotations
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import schedulers
 from schedulers import state_utils
@@ -31,8 +31,7 @@ def _data():
 
 def _nnx_run(tx):
   model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
-  params = {"kernel": jnp.asarray(model.kernel[...]),
-            "bias": jnp.asarray(model.bias[...])}
+  params = {"kernel": jnp.asarray(model.kernel[...]), "bias": jnp.asarray(model.bias[...])}
   return model, nnx.Optimizer(model, tx, wrt=nnx.Param), params
 
 
@@ -58,10 +57,8 @@ def _optax_step(tx, params, opt_state, x, y, use_loss=False):
 
 
 def _assert_params_match(model, params):
-  np.testing.assert_allclose(np.asarray(model.kernel[...]), params["kernel"],
-                             rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(np.asarray(model.bias[...]), params["bias"],
-                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(model.kernel[...]), params["kernel"], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(model.bias[...]), params["bias"], rtol=1e-5, atol=1e-7)
 
 
 def test_per_step_scale_is_an_array_and_matches_plain_optax():
@@ -70,8 +67,7 @@ def test_per_step_scale_is_an_array_and_matches_plain_optax():
   opt_state = tx.init(params)
   x, y = _data()
   nnx_step = nnx.jit(lambda m, o: _nnx_step(m, o, x, y, use_loss=True))
-  optax_step = jax.jit(
-      lambda p, s: _optax_step(tx, p, s, x, y, use_loss=True))
+  optax_step = jax.jit(lambda p, s: _optax_step(tx, p, s, x, y, use_loss=True))
 
   scale = schedulers.greedy_scale(optimizer.opt_state)
   assert isinstance(scale, jax.Array) and float(scale) == 1.0
@@ -124,8 +120,10 @@ def test_per_eval_observe_assigns_back_and_matches_plain_optax(jit_observe):
   params, opt_state, _ = optax_step(params, opt_state)
   _assert_params_match(model, params)
   # The state is still an nnx optimizer state (Variables, not bare arrays).
-  assert all(isinstance(v, nnx.Variable) for v in jax.tree.leaves(
-      optimizer.opt_state, is_leaf=lambda v: isinstance(v, nnx.Variable)))
+  assert all(
+    isinstance(v, nnx.Variable)
+    for v in jax.tree.leaves(optimizer.opt_state, is_leaf=lambda v: isinstance(v, nnx.Variable))
+  )
 
 
 def test_observe_does_not_mutate_the_given_nnx_state():
@@ -136,8 +134,7 @@ def test_observe_does_not_mutate_the_given_nnx_state():
   new = schedulers.observe(old, greedy, value=1.0)
   assert float(schedulers.greedy_scale(old)) == 1.0
   assert float(schedulers.greedy_scale(new)) == pytest.approx(1 / 0.95)
-  assert jax.tree.structure(nnx.pure(new)) == jax.tree.structure(
-      nnx.pure(old))
+  assert jax.tree.structure(nnx.pure(new)) == jax.tree.structure(nnx.pure(old))
   # Plain (already pure) states are still returned as plain arrays.
   pure = schedulers.observe(nnx.pure(old), greedy, value=1.0)
   assert all(isinstance(v, jax.Array) for v in jax.tree.leaves(pure))

@@ -27,8 +27,9 @@ def _quadratic_run(tx, steps=30, observe=None):
 
 
 def test_per_step_equals_the_manual_chain():
-  built = schedulers.make_optimizer(name="adamw", learning_rate=0.1, weight_decay=1e-3,
-                                    greedy={"patience": 1, "smooth": False})
+  built = schedulers.make_optimizer(
+    name="adamw", learning_rate=0.1, weight_decay=1e-3, greedy={"patience": 1, "smooth": False}
+  )
   manual = optax.chain(optax.adamw(0.1, weight_decay=1e-3), schedulers.greedy_lr(patience=1, smooth=False))
   p1, s1 = _quadratic_run(built.tx)
   p2, s2 = _quadratic_run(optax.with_extra_args_support(manual))
@@ -38,8 +39,9 @@ def test_per_step_equals_the_manual_chain():
 
 
 def test_per_eval_steps_only_on_observe():
-  built = schedulers.make_optimizer(name="sgd", learning_rate=0.05, greedy_mode="per_eval",
-                                    greedy={"patience": 0, "smooth": False})
+  built = schedulers.make_optimizer(
+    name="sgd", learning_rate=0.05, greedy_mode="per_eval", greedy={"patience": 0, "smooth": False}
+  )
   controller = schedulers.greedy_lr(patience=0, smooth=False)
   manual = optax.with_extra_args_support(optax.chain(optax.sgd(0.05), schedulers.on_eval(controller)))
   p1, s1 = _quadratic_run(built.tx, observe=built.observe)
@@ -60,10 +62,17 @@ def test_none_mode_and_clipping():
   assert built.observe(s1, 1.0) is s1
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"name": "lion"}, "name"), ({"learning_rate": 0.0}, "learning_rate"), ({"greedy_mode": "often"}, "greedy_mode"),
-    ({"momentum": 1.0}, "momentum"), ({"max_grad_norm": -1.0}, "max_grad_norm"), ({"greedy": {"factor": 2.0}}, "factor"),
-])
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
+    ({"name": "lion"}, "name"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"greedy_mode": "often"}, "greedy_mode"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm"),
+    ({"greedy": {"factor": 2.0}}, "factor"),
+  ],
+)
 def test_bad_arguments_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):
     schedulers.make_optimizer(**{"name": "adamw", "learning_rate": 1e-3, **kwargs})

@@ -6,8 +6,8 @@ Variants: `--config=schedulers/study/configs/default.py:<variant>`, see `VARIANT
 import ml_collections
 
 VARIANTS = {
-    "": "the full study: every task, optimizer row and arm (hours on 2 cores)",
-    "smoke": "one tiny task, two rows, a few arms (a couple of minutes)",
+  "": "the full study: every task, optimizer row and arm (hours on 2 cores)",
+  "smoke": "one tiny task, two rows, a few arms (a couple of minutes)",
 }
 
 
@@ -19,12 +19,12 @@ def _grid(low_exp: float, n: int = 8) -> tuple[float, ...]:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.tasks = (  # cheapest first; T3 (char_lm) is most of the cost
-      "logreg_breast_cancer",
-      "nmf_synthetic",
-      "digits_mlp",
-      "nmf_digits",
-      "mnist1d_cnn",
-      "char_lm",
+    "logreg_breast_cancer",
+    "nmf_synthetic",
+    "digits_mlp",
+    "nmf_digits",
+    "mnist1d_cnn",
+    "char_lm",
   )
   config.size = "full"  # task budgets: 'full' or 'smoke'
   config.optimizers = ("sgd", "momentum", "adamw")
@@ -54,8 +54,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.tasks = ("logreg_breast_cancer",)
     config.size = "smoke"
     config.optimizers = ("sgd", "adamw")
-    config.arms = ("constant", "cosine", "plateau", "schedule_free", "sgd_hd",
-                   "adam_hd_group", "sls", "greedy_step", "greedy_eval")
+    config.arms = (
+      "constant",
+      "cosine",
+      "plateau",
+      "schedule_free",
+      "sgd_hd",
+      "adam_hd_group",
+      "sls",
+      "greedy_step",
+      "greedy_eval",
+    )
     config.lr_grid.sgd = (0.03, 0.3)
     config.lr_grid.adamw = (0.003, 0.03)
     config.tuning_seeds = (1000,)

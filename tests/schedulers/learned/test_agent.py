@@ -33,8 +33,15 @@ CONFIG = ppo.PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, update_ep
 
 def _train(workdir, num_iterations):
   return agent.train_agent(
-      _bandit(), ppo_config=CONFIG, optimizer=optax.adam(3e-3), num_iterations=num_iterations,
-      iterations_per_chunk=2, seed=0, workdir=workdir, log=lambda _: None)
+    _bandit(),
+    ppo_config=CONFIG,
+    optimizer=optax.adam(3e-3),
+    num_iterations=num_iterations,
+    iterations_per_chunk=2,
+    seed=0,
+    workdir=workdir,
+    log=lambda _: None,
+  )
 
 
 def test_resumed_training_equals_one_run(tmp_path):

@@ -28,14 +28,26 @@ def _arm(optimizer, name):
 
 
 def _protocol(**kw):
-  kw = {"lr_grids": {"sgd": (0.01, 0.3), "adamw": (1e-3, 3e-2)}, "tuning_seeds": (100,),
-        "eval_seeds": (0, 1, 2), "batch": 4, **kw}
+  kw = {
+    "lr_grids": {"sgd": (0.01, 0.3), "adamw": (1e-3, 3e-2)},
+    "tuning_seeds": (100,),
+    "eval_seeds": (0, 1, 2),
+    "batch": 4,
+    **kw,
+  }
   return study_runner.Protocol(**kw)
 
 
 def test_arms_per_row():
   assert study_runner.arms_lib.arm_names("sgd") == [
-      *arms_lib.SCHEDULE_ARMS, "plateau", "schedule_free", "sgd_hd", "sls", "greedy_step", "greedy_eval"]
+    *arms_lib.SCHEDULE_ARMS,
+    "plateau",
+    "schedule_free",
+    "sgd_hd",
+    "sls",
+    "greedy_step",
+    "greedy_eval",
+  ]
   assert "sls" not in arms_lib.arm_names("momentum") and "schedule_free" not in arms_lib.arm_names("momentum")
   assert {"adam_hd_group", "adam_hd_param"} <= set(arms_lib.arm_names("adamw"))
   with pytest.raises(ValueError, match="optimizer"):
@@ -71,8 +83,7 @@ def test_pairs_are_independent_of_chunking_and_seeds_pair_arms(task):
   assert not np.allclose(a["val"][0], a["val"][1])  # seeds differ
   # Paired seeds: GreedyLR starts exactly like the constant schedule
   # (its first change needs more than `patience` = 10 steps).
-  greedy = study_runner.run_pairs(
-      study_runner.make_run_pairs(task, _arm("sgd", "greedy_step")), [0.1], [0], batch=1)
+  greedy = study_runner.run_pairs(study_runner.make_run_pairs(task, _arm("sgd", "greedy_step")), [0.1], [0], batch=1)
   np.testing.assert_allclose(greedy["val"][0, 0], a["val"][0, 0], rtol=1e-6)
 
 
@@ -88,8 +99,7 @@ def test_per_eval_controller_steps_on_validation_loss(task):
 
 
 def test_sls_counts_forward_passes(task):
-  curves = study_runner.run_pairs(
-      study_runner.make_run_pairs(task, _arm("sgd", "sls")), [1.0], [0], batch=1)
+  curves = study_runner.run_pairs(study_runner.make_run_pairs(task, _arm("sgd", "sls")), [1.0], [0], batch=1)
   passes = curves["forward_passes"][0]
   assert passes[-1] >= task.num_steps  # at least one trial step per update
   assert np.all(np.diff(passes) >= 0)
@@ -106,9 +116,15 @@ def test_run_cell_picks_the_best_tuning_rate(task):
 
 def test_run_study_resumes_without_redoing_cells(tmp_path, monkeypatch):
   protocol = _protocol()
-  kwargs = dict(task_names=("logreg_breast_cancer",), optimizers=("sgd",),
-                arm_names=("constant", "greedy_step", "greedy_eval"), protocol=protocol,
-                size="smoke", workdir=tmp_path, log=lambda s: None)
+  kwargs = dict(
+    task_names=("logreg_breast_cancer",),
+    optimizers=("sgd",),
+    arm_names=("constant", "greedy_step", "greedy_eval"),
+    protocol=protocol,
+    size="smoke",
+    workdir=tmp_path,
+    log=lambda s: None,
+  )
   real_run_cell = study_runner.run_cell
   calls = []
 
@@ -135,8 +151,13 @@ def test_run_study_resumes_without_redoing_cells(tmp_path, monkeypatch):
 
 def test_study_smoke_binary(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-m", "schedulers.study", "--config=schedulers/study/configs/default.py:smoke",
-         f"--workdir={tmp_path}"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "schedulers.study",
+    "--config=schedulers/study/configs/default.py:smoke",
+    f"--workdir={tmp_path}",
+  ]
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   cells = sorted((tmp_path / "cells").rglob("*.json"))
@@ -169,10 +190,16 @@ def test_study_curves_regenerates_the_evaluation_phase_bitwise(tmp_path):
   # seeds), written as results.json would hold it: without its curves.
   from schedulers.study import curves as study_curves  # pylint: disable=g-import-not-at-top
   from schedulers.study import report as study_report  # pylint: disable=g-import-not-at-top
+
   records = study_runner.run_study(
-      task_names=("logreg_breast_cancer",), optimizers=("sgd",),
-      arm_names=("constant", "greedy_eval"), protocol=_protocol(), size="smoke",
-      workdir=tmp_path / "study", log=lambda s: None)
+    task_names=("logreg_breast_cancer",),
+    optimizers=("sgd",),
+    arm_names=("constant", "greedy_eval"),
+    protocol=_protocol(),
+    size="smoke",
+    workdir=tmp_path / "study",
+    log=lambda s: None,
+  )
   compact = study_report.strict_json([study_report.compact_record(r) for r in records])
   lines = []
   full, equal = study_curves.regenerate(compact, tmp_path / "cache", "smoke", log=lines.append)

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from schedulers.study import stats
-from schedulers.study import report as study_report
 from schedulers.study import outputs as study_outputs
+from schedulers.study import report as study_report
+from schedulers.study import stats
 
 NUM_STEPS = 100
 EVAL_EVERY = 10
@@ -28,22 +28,20 @@ GREEDY_FINAL = 0.9
 # d = greedy − baseline, so that d = GREEDY_FINAL − final − jitter.  No two
 # differences tie, which keeps scipy's Wilcoxon on its fast exact path.
 BASELINES = {
-    "constant": (1.0, np.array([0.0, 0.001, -0.001, 0.002, 0.0015])),  # better
-    "cosine": (0.9, np.array([-0.001, -0.002, 0.0, -0.0015, -0.0005])),  # equal
-    "step": (0.8, np.array([0.0, 0.002, -0.001, 0.001, 0.0005])),  # worse
-    "linear": (0.9, np.array([-0.08, 0.02, -0.09, 0.03, -0.03])),  # inconcl.
+  "constant": (1.0, np.array([0.0, 0.001, -0.001, 0.002, 0.0015])),  # better
+  "cosine": (0.9, np.array([-0.001, -0.002, 0.0, -0.0015, -0.0005])),  # equal
+  "step": (0.8, np.array([0.0, 0.002, -0.001, 0.001, 0.0005])),  # worse
+  "linear": (0.9, np.array([-0.08, 0.02, -0.09, 0.03, -0.03])),  # inconcl.
 }
-EXPECTED = {"constant": stats.BETTER, "cosine": stats.EQUAL,
-            "step": stats.WORSE, "linear": stats.INCONCLUSIVE}
+EXPECTED = {"constant": stats.BETTER, "cosine": stats.EQUAL, "step": stats.WORSE, "linear": stats.INCONCLUSIVE}
 TASKS = ("task_a", "task_b")
 OPTIMIZERS = ("sgd", "adamw")
-KWARGS = dict(delta_rel=0.01, k_std=1.0, sensitivity_delta_rels=(0.005, 0.01,
-                                                                   0.02),
-              absolute_margin=0.1, confidence=0.95)
+KWARGS = dict(
+  delta_rel=0.01, k_std=1.0, sensitivity_delta_rels=(0.005, 0.01, 0.02), absolute_margin=0.1, confidence=0.95
+)
 
 
-def _record(task, optimizer, arm, final, *, shape=0.5, diverge_seed=None,
-            seeds=SEEDS):
+def _record(task, optimizer, arm, final, *, shape=0.5, diverge_seed=None, seeds=SEEDS):
   """One study_runner-style record whose test curve ends at `final`.
 
   test[s, t] = final[s] + shape·(1 − step_t/num_steps): baselines converge
@@ -58,20 +56,30 @@ def _record(task, optimizer, arm, final, *, shape=0.5, diverge_seed=None,
     lr[diverge_seed, 7:] = np.nan
     nonfinite[diverge_seed, 7:] = 3
   passes = np.tile(np.asarray(EVAL_STEPS, float) * 0.5, (len(seeds), 1))
-  curves = {"val": test + 0.01, "test": test, "train": test - 0.05, "lr": lr,
-            "forward_passes": passes if arm == "sls" else 0 * passes,
-            "nonfinite": nonfinite}
+  curves = {
+    "val": test + 0.01,
+    "test": test,
+    "train": test - 0.05,
+    "lr": lr,
+    "forward_passes": passes if arm == "sls" else 0 * passes,
+    "nonfinite": nonfinite,
+  }
   grid = [0.01, 0.1, 1.0]
   return {
-      "task": task, "optimizer": optimizer, "arm": arm,
-      "metric": "held-out cross-entropy (nats)", "num_steps": NUM_STEPS,
-      "eval_steps": EVAL_STEPS, "lr_grid": grid, "tuning_seeds": [1000],
-      "tuning_final_val": [[1.0], [0.5], [float("inf")]],
-      "chosen_lr": 0.1 if arm != "constant" else 0.01,
-      "chosen_at_grid_edge": arm == "constant",
-      "eval_seeds": list(seeds),
-      "curves": {k: v.tolist() for k, v in curves.items()},
-      "seconds": {"tuning": 1.5, "evaluation": 0.5},
+    "task": task,
+    "optimizer": optimizer,
+    "arm": arm,
+    "metric": "held-out cross-entropy (nats)",
+    "num_steps": NUM_STEPS,
+    "eval_steps": EVAL_STEPS,
+    "lr_grid": grid,
+    "tuning_seeds": [1000],
+    "tuning_final_val": [[1.0], [0.5], [float("inf")]],
+    "chosen_lr": 0.1 if arm != "constant" else 0.01,
+    "chosen_at_grid_edge": arm == "constant",
+    "eval_seeds": list(seeds),
+    "curves": {k: v.tolist() for k, v in curves.items()},
+    "seconds": {"tuning": 1.5, "evaluation": 0.5},
   }
 
 
@@ -80,15 +88,16 @@ def _study():
   for task in TASKS:
     for opt in OPTIMIZERS:
       for arm, (final, jitter) in BASELINES.items():
-        records.append(_record(task, opt, arm,
-                               final + SEED_EFFECT + jitter))
+        records.append(_record(task, opt, arm, final + SEED_EFFECT + jitter))
       greedy = GREEDY_FINAL + SEED_EFFECT
       records.append(_record(task, opt, "greedy_step", greedy, shape=0.0))
       if (task, opt) == ("task_b", "adamw"):
         continue  # greedy_eval absent from this row
-      records.append(_record(
-          task, opt, "greedy_eval", greedy, shape=0.0,
-          diverge_seed=2 if (task, opt) == ("task_b", "sgd") else None))
+      records.append(
+        _record(
+          task, opt, "greedy_eval", greedy, shape=0.0, diverge_seed=2 if (task, opt) == ("task_b", "sgd") else None
+        )
+      )
   return records
 
 
@@ -109,15 +118,16 @@ def outputs(analysis, records, tmp_path_factory):
 
 
 def _cells(analysis, variant, endpoint="final"):
-  return [c for c in analysis["cells"]
-          if c["variant"] == variant and c["endpoint"] == endpoint]
+  return [c for c in analysis["cells"] if c["variant"] == variant and c["endpoint"] == endpoint]
 
 
 # ----------------------------------------------------------------------------
 # Endpoints
 
 
-@pytest.mark.parametrize("steps, num_steps, fraction, expected", [
+@pytest.mark.parametrize(
+  "steps, num_steps, fraction, expected",
+  [
     (EVAL_STEPS, 100, 0.1, 0),  # step 10
     (EVAL_STEPS, 100, 0.5, 4),  # step 50
     (EVAL_STEPS, 100, 1.0, 9),  # step 100
@@ -126,7 +136,8 @@ def _cells(analysis, variant, endpoint="final"):
     ([75 * (i + 1) for i in range(20)], 1500, 0.1, 1),  # 150 -> step 150
     ([2, 4, 6, 8], 8, 0.375, 0),  # tie (3: steps 2 and 4) -> earlier
     ([30, 60, 90], 90, 0.5, 0),  # tie at 45 -> step 30
-])
+  ],
+)
 def test_endpoint_index(steps, num_steps, fraction, expected):
   assert study_report.endpoint_index(steps, num_steps, fraction) == expected
 
@@ -134,15 +145,10 @@ def test_endpoint_index(steps, num_steps, fraction, expected):
 def test_endpoint_losses_pick_the_right_columns(records):
   rec = records[0]  # task_a/sgd/constant
   test = np.asarray(rec["curves"]["test"])
-  np.testing.assert_allclose(study_report.endpoint_losses(rec, "at_10"),
-                             test[:, 0])
-  np.testing.assert_allclose(study_report.endpoint_losses(rec, "at_50"),
-                             test[:, 4])
-  np.testing.assert_allclose(study_report.endpoint_losses(rec, "final"),
-                             test[:, -1])
-  np.testing.assert_allclose(
-      study_report.endpoint_losses(rec, "auc"),
-      np.asarray(rec["curves"]["val"]).mean(axis=1))
+  np.testing.assert_allclose(study_report.endpoint_losses(rec, "at_10"), test[:, 0])
+  np.testing.assert_allclose(study_report.endpoint_losses(rec, "at_50"), test[:, 4])
+  np.testing.assert_allclose(study_report.endpoint_losses(rec, "final"), test[:, -1])
+  np.testing.assert_allclose(study_report.endpoint_losses(rec, "auc"), np.asarray(rec["curves"]["val"]).mean(axis=1))
 
 
 def test_endpoint_steps_in_setup(analysis):
@@ -153,6 +159,7 @@ def test_endpoint_steps_in_setup(analysis):
 
 def test_variants_match_arms():
   from schedulers.study import arms  # pylint: disable=g-import-not-at-top
+
   assert study_report.VARIANTS == arms.GREEDY_ARMS
 
 
@@ -167,9 +174,9 @@ def test_greedy_step_labels(analysis):
     assert c["label"] == EXPECTED[c["baseline"]], c
     assert c["greedy_mean"] == pytest.approx(GREEDY_FINAL)
     assert c["lower"] <= c["mean_diff"] <= c["upper"]
-    assert c["delta"] == pytest.approx(max(0.01 * c["baseline_mean"],
-                                           np.std(SEED_EFFECT + BASELINES[
-                                               c["baseline"]][1], ddof=1)))
+    assert c["delta"] == pytest.approx(
+      max(0.01 * c["baseline_mean"], np.std(SEED_EFFECT + BASELINES[c["baseline"]][1], ddof=1))
+    )
 
 
 def test_greedy_eval_labels_absent_row_and_nan(analysis):
@@ -184,8 +191,7 @@ def test_greedy_eval_labels_absent_row_and_nan(analysis):
       assert math.isnan(c["mean_diff"])
     else:
       assert c["label"] == EXPECTED[c["baseline"]]
-  coverage = {(c["task"], c["optimizer"]): c["missing_variants"]
-              for c in analysis["coverage"]}
+  coverage = {(c["task"], c["optimizer"]): c["missing_variants"] for c in analysis["coverage"]}
   assert coverage[("task_b", "adamw")] == ["greedy_eval"]
 
 
@@ -193,19 +199,16 @@ def test_headline(analysis):
   head = analysis["headline"]
   step, ev = head["greedy_step"], head["greedy_eval"]
   assert step["n_cells"] == 16
-  assert step["counts"] == {"better": 4, "equal": 4, "worse": 4,
-                            "inconclusive": 4}
+  assert step["counts"] == {"better": 4, "equal": 4, "worse": 4, "inconclusive": 4}
   assert step["equal_or_better_rate"] == pytest.approx(0.5)
   assert step["better_rate"] == pytest.approx(0.25)
-  assert tuple(step["equal_or_better_ci"]) == pytest.approx(
-      stats.clopper_pearson(8, 16))
+  assert tuple(step["equal_or_better_ci"]) == pytest.approx(stats.clopper_pearson(8, 16))
   assert step["claim_supported"] is False
   # abs 0.1 margin: 'step' (d = +0.1) stays worse or inconclusive, the
   # inconclusive 'linear' cells become equal -> 12/16.
   assert step["paper_margin_rate"] == pytest.approx(12 / 16)
   assert ev["n_cells"] == 12
-  assert ev["counts"] == {"better": 2, "equal": 2, "worse": 6,
-                          "inconclusive": 2}
+  assert ev["counts"] == {"better": 2, "equal": 2, "worse": 6, "inconclusive": 2}
   assert ev["equal_or_better_rate"] == pytest.approx(4 / 12)
   assert head["primary_endpoint"] == "final"
   json.dumps(head, allow_nan=False)  # small, strict-JSON-able
@@ -222,11 +225,15 @@ def test_other_endpoints(analysis):
 
 def test_sensitivity_and_per_baseline(analysis):
   s = analysis["summaries"]["greedy_step"]["final"]
-  assert [x["margin"] for x in s["sensitivity"]] == [
-      "rel=0.005", "rel=0.01", "rel=0.02", "abs=0.1"]
+  assert [x["margin"] for x in s["sensitivity"]] == ["rel=0.005", "rel=0.01", "rel=0.02", "abs=0.1"]
   assert s["per_baseline"]["constant"] == {
-      "win": 4, "tie": 0, "loss": 0, "inconclusive": 0, "n": 4,
-      "equal_or_better_rate": 1.0}
+    "win": 4,
+    "tie": 0,
+    "loss": 0,
+    "inconclusive": 0,
+    "n": 4,
+    "equal_or_better_rate": 1.0,
+  }
   assert s["per_baseline"]["step"]["loss"] == 4
   assert "cells" not in s  # moved to analysis['cells']
 
@@ -235,17 +242,14 @@ def test_claim_supported_with_many_cells():
   # 36 baselines all clearly worse than GreedyLR: CP lower end of 36/36 is
   # 0.9026 > 0.9, so the claim is supported.
   tie_free = 1e-3 * np.arange(5)
-  recs = [_record("t", "sgd", f"b{i:02d}", 1.2 + SEED_EFFECT + tie_free)
-          for i in range(36)]
+  recs = [_record("t", "sgd", f"b{i:02d}", 1.2 + SEED_EFFECT + tie_free) for i in range(36)]
   recs.append(_record("t", "sgd", "greedy_step", 0.9 + SEED_EFFECT))
   head = study_report.analyze(recs, **KWARGS)["headline"]
   assert head["greedy_step"]["claim_supported"] is True
   assert head["greedy_eval"]["n_cells"] == 0
   assert head["greedy_eval"]["equal_or_better_rate"] is None
-  assert "**supported**" in study_report.verdict("greedy_step",
-                                                 head["greedy_step"])
-  assert "no verdict" in study_report.verdict("greedy_eval",
-                                              head["greedy_eval"])
+  assert "**supported**" in study_report.verdict("greedy_step", head["greedy_step"])
+  assert "no verdict" in study_report.verdict("greedy_eval", head["greedy_eval"])
 
 
 def test_profiles(analysis):
@@ -261,8 +265,7 @@ def test_profiles(analysis):
 def test_arm_table(analysis):
   rows = {(e["task"], e["optimizer"], e["arm"]): e for e in analysis["arms"]}
   const = rows[("task_a", "sgd", "constant")]
-  assert const["final_test"]["mean"] == pytest.approx(
-      np.mean(1.0 + SEED_EFFECT + BASELINES["constant"][1]))
+  assert const["final_test"]["mean"] == pytest.approx(np.mean(1.0 + SEED_EFFECT + BASELINES["constant"][1]))
   assert const["chosen_at_grid_edge"] is True
   div = rows[("task_b", "sgd", "greedy_eval")]
   assert div["final_test"]["n_diverged"] == 1
@@ -278,10 +281,16 @@ def test_files_exist(outputs):
   workdir, paths = outputs
   names = {p.relative_to(workdir).as_posix() for p in paths}
   assert names == {
-      "results.json", "curves.npz", "report.md",
-      "plots/curves_task_a.png", "plots/lr_task_a.png",
-      "plots/curves_task_b.png", "plots/lr_task_b.png",
-      "plots/profile_greedy_step.png", "plots/profile_greedy_eval.png"}
+    "results.json",
+    "curves.npz",
+    "report.md",
+    "plots/curves_task_a.png",
+    "plots/lr_task_a.png",
+    "plots/curves_task_b.png",
+    "plots/lr_task_b.png",
+    "plots/profile_greedy_step.png",
+    "plots/profile_greedy_eval.png",
+  }
   for p in paths:
     assert p.exists() and p.stat().st_size > 0
     if p.suffix == ".png":
@@ -301,32 +310,30 @@ def test_results_json_is_strict(outputs):
   assert "curves" not in rec and len(rec["final_test"]) == len(SEEDS)
   # inf in tuning_final_val and NaN in the diverged run became null.
   assert rec["tuning_final_val"][2] == [None]
-  cell = next(c for c in data["analysis"]["cells"]
-              if c["variant"] == "greedy_eval" and c["task"] == "task_b"
-              and c["endpoint"] == "final")
+  cell = next(
+    c
+    for c in data["analysis"]["cells"]
+    if c["variant"] == "greedy_eval" and c["task"] == "task_b" and c["endpoint"] == "final"
+  )
   assert cell["mean_diff"] is None
 
 
 def test_load_records_recomputes_the_analysis(outputs, analysis, records):
   workdir, _ = outputs
   loaded = study_report.load_records(workdir)
-  assert [study_report.curves_key(r, "test") for r in loaded] == [
-      study_report.curves_key(r, "test") for r in records]
+  assert [study_report.curves_key(r, "test") for r in loaded] == [study_report.curves_key(r, "test") for r in records]
   for old, new in zip(records, loaded):
     for name in study_report.CURVE_NAMES:
-      np.testing.assert_array_equal(study_report.curve(new, name),
-                                    study_report.curve(old, name))
+      np.testing.assert_array_equal(study_report.curve(new, name), study_report.curve(old, name))
   committed = study_report.load_results(workdir)["analysis"]
-  again = study_report.analyze(loaded,
-                               **study_report.settings_kwargs(committed))
+  again = study_report.analyze(loaded, **study_report.settings_kwargs(committed))
   assert study_report.strict_json(again) == study_report.strict_json(analysis)
   assert json.loads(json.dumps(study_report.strict_json(again))) == committed
 
 
 def test_curves_keep_float32_int32_nan_and_inf(tmp_path):
   rec = _record("t", "sgd", "constant", 1.0 + SEED_EFFECT, diverge_seed=0)
-  rec["curves"] = {k: np.asarray(v, np.float32)
-                   for k, v in rec["curves"].items()}
+  rec["curves"] = {k: np.asarray(v, np.float32) for k, v in rec["curves"].items()}
   rec["curves"]["nonfinite"] = rec["curves"]["nonfinite"].astype(np.int32)
   rec["curves"]["test"][1, -1] = np.inf
   path = tmp_path / "curves.npz"
@@ -347,8 +354,7 @@ def test_curves_keep_float32_int32_nan_and_inf(tmp_path):
 
 def test_load_records_needs_matching_curves(outputs, tmp_path):
   workdir, _ = outputs
-  (tmp_path / "results.json").write_bytes(
-      (workdir / "results.json").read_bytes())
+  (tmp_path / "results.json").write_bytes((workdir / "results.json").read_bytes())
   with pytest.raises(FileNotFoundError):
     study_report.load_records(tmp_path)
   with np.load(workdir / "curves.npz") as z:
@@ -376,8 +382,16 @@ def test_report_contents(outputs, analysis):
   assert report.count("is **not supported**") == 2
   for v in study_report.VARIANTS:
     assert study_report.verdict(v, analysis["headline"][v]) in report
-  for heading in ("## Headline", "## Setup", "## Sensitivity", "## Endpoints",
-                  "## Per-baseline", "### task_a", "## Cost", "## Plots"):
+  for heading in (
+    "## Headline",
+    "## Setup",
+    "## Sensitivity",
+    "## Endpoints",
+    "## Per-baseline",
+    "### task_a",
+    "## Cost",
+    "## Plots",
+  ):
     assert heading in report, heading
   assert "δ_rel = 0.5%" in report and "absolute 0.1 (paper)" in report
   assert "(lr 0.01*)" in report  # grid-edge marker
@@ -397,14 +411,12 @@ def test_nan_and_inf_curves(tmp_path):
   other = _record("t", "sgd", "cosine", 0.95 + SEED_EFFECT)
   recs = [base, other, greedy]
   analysis = study_report.analyze(recs, **KWARGS)
-  labels = {c["baseline"]: c["label"] for c in _cells(analysis,
-                                                      "greedy_step")}
+  labels = {c["baseline"]: c["label"] for c in _cells(analysis, "greedy_step")}
   assert labels == {"constant": stats.INCONCLUSIVE, "cosine": stats.WORSE}
   auc = {c["baseline"]: c for c in _cells(analysis, "greedy_step", "auc")}
   assert auc["cosine"]["label"] == stats.WORSE  # NaN AUC on seed 1
   paths = study_outputs.write_outputs(analysis, recs, tmp_path)
-  json.loads((tmp_path / "results.json").read_text(),
-             parse_constant=lambda t: (_ for _ in ()).throw(ValueError(t)))
+  json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda t: (_ for _ in ()).throw(ValueError(t)))
   assert all(p.exists() for p in paths)
   assert "(5/5 diverged)" in (tmp_path / "report.md").read_text()
 
@@ -416,14 +428,15 @@ def test_partial_study_without_greedy(tmp_path):
   assert analysis["headline"]["greedy_step"]["n_cells"] == 0
   paths = study_outputs.write_outputs(analysis, recs, tmp_path)
   names = sorted(p.name for p in paths)
-  assert names == ["curves.npz", "curves_t.png", "lr_t.png", "report.md",
-                   "results.json"]
+  assert names == ["curves.npz", "curves_t.png", "lr_t.png", "report.md", "results.json"]
   assert "no verdict" in (tmp_path / "report.md").read_text()
 
 
 def test_profile_offset_for_nonpositive_losses():
-  recs = [_record("t", "sgd", "constant", -1.0 + SEED_EFFECT),
-          _record("t", "sgd", "greedy_step", -1.1 + SEED_EFFECT, shape=0.0)]
+  recs = [
+    _record("t", "sgd", "constant", -1.0 + SEED_EFFECT),
+    _record("t", "sgd", "greedy_step", -1.1 + SEED_EFFECT, shape=0.0),
+  ]
   prof = study_report.analyze(recs, **KWARGS)["profiles"]["greedy_step"]
   assert prof["offset"] == pytest.approx(0.1)  # the absolute margin
   pair = prof["pairs"]["constant"]
@@ -436,11 +449,12 @@ def test_profile_offset_for_nonpositive_losses():
 
 def test_study_curves_check_rerenders_written_outputs(outputs):
   from schedulers.study import curves as study_curves  # pylint: disable=g-import-not-at-top
+
   workdir, paths = outputs
   analysis = study_report.load_results(workdir)["analysis"]
-  assert study_curves.report_plot_paths(
-      analysis, study_report.load_records(workdir), workdir) == [
-          p for p in paths if p.suffix == ".png"]
+  assert study_curves.report_plot_paths(analysis, study_report.load_records(workdir), workdir) == [
+    p for p in paths if p.suffix == ".png"
+  ]
   lines = []
   assert study_curves.check_results(workdir, log=lines.append)
   assert "identical; report.md: identical" in lines[0]

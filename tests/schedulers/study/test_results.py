@@ -60,8 +60,7 @@ def test_headline_recomputes(committed, recomputed):
 def test_endpoint_summaries_and_cells_recompute(committed, recomputed, endpoint):
   analysis, _, _ = recomputed
   for variant in study_report.VARIANTS:
-    assert (analysis["summaries"][variant][endpoint]
-            == committed["analysis"]["summaries"][variant][endpoint]), variant
+    assert analysis["summaries"][variant][endpoint] == committed["analysis"]["summaries"][variant][endpoint], variant
   cells = lambda a: [c for c in a["cells"] if c["endpoint"] == endpoint]
   assert cells(analysis) == cells(committed["analysis"])
   assert len(cells(analysis)) == 2 * 186

@@ -110,11 +110,14 @@ BASE = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
 NOISY_D = np.array([0.3, -0.3, 0.2, -0.1, 0.05])
 
 
-@pytest.mark.parametrize("shift,expected", [
+@pytest.mark.parametrize(
+  "shift,expected",
+  [
     (-0.2, "better"),
     (0.02, "equal"),
     (0.5, "worse"),
-])
+  ],
+)
 def test_classify_constant_shift(shift, expected):
   delta = stats.margin(BASE)
   assert 0.07 < delta < 0.09
@@ -125,8 +128,7 @@ def test_classify_inconclusive_when_noisy():
   delta = stats.margin(BASE)
   _, lower, upper = stats.paired_bounds(BASE + NOISY_D, BASE)
   assert lower < delta < upper
-  assert stats.classify_cell(BASE + NOISY_D, BASE, delta=delta) == (
-      "inconclusive")
+  assert stats.classify_cell(BASE + NOISY_D, BASE, delta=delta) == ("inconclusive")
 
 
 def test_classify_noisy_cases_for_each_label():
@@ -138,8 +140,7 @@ def test_classify_noisy_cases_for_each_label():
   assert stats.classify_cell(b + 0.01 + noise, b, delta=delta) == "equal"
   assert stats.classify_cell(b + 0.2 + noise, b, delta=delta) == "worse"
   # Mean difference right at δ: neither non-inferior nor shown worse.
-  assert stats.classify_cell(b + delta + noise - noise.mean(), b,
-                             delta=delta) == "inconclusive"
+  assert stats.classify_cell(b + delta + noise - noise.mean(), b, delta=delta) == "inconclusive"
 
 
 def test_classify_boundaries_are_strict():
@@ -157,10 +158,8 @@ def test_classify_boundaries_are_strict():
   _, lower, upper = stats.paired_bounds(g, BASE)
   assert 0 < lower < upper
   assert stats.classify_cell(g, BASE, delta=upper) == "inconclusive"
-  assert stats.classify_cell(g, BASE, delta=np.nextafter(upper, 1.0)) == (
-      "equal")
-  assert stats.classify_cell(g, BASE, delta=np.nextafter(lower, 0.0)) == (
-      "worse")
+  assert stats.classify_cell(g, BASE, delta=np.nextafter(upper, 1.0)) == ("equal")
+  assert stats.classify_cell(g, BASE, delta=np.nextafter(lower, 0.0)) == ("worse")
   assert stats.classify_cell(g, BASE, delta=lower) == "inconclusive"
 
 
@@ -173,8 +172,7 @@ def test_classify_nonfinite_policy():
   b = BASE.copy()
   b[1] = np.nan
   # Baseline diverged: undefined bound, not a win; NaN δ tolerated.
-  assert stats.classify_cell(BASE - 1.0, b, delta=float("nan")) == (
-      "inconclusive")
+  assert stats.classify_cell(BASE - 1.0, b, delta=float("nan")) == ("inconclusive")
   assert stats.classify_cell(g, g, delta=0.1) == "inconclusive"
 
 
@@ -199,8 +197,7 @@ def test_wilcoxon_pvalue():
   assert stats.wilcoxon_pvalue(BASE - 0.1, BASE) == pytest.approx(1 / 32)
   assert stats.wilcoxon_pvalue(BASE + 0.1, BASE) == pytest.approx(1.0)
   assert stats.wilcoxon_pvalue(BASE, BASE) == 1.0
-  assert stats.wilcoxon_pvalue(BASE + 0.1, BASE, delta=0.2) == (
-      pytest.approx(1 / 32))
+  assert stats.wilcoxon_pvalue(BASE + 0.1, BASE, delta=0.2) == (pytest.approx(1 / 32))
   assert math.isnan(stats.wilcoxon_pvalue([1.0, np.nan], [1.0, 2.0]))
 
 
@@ -208,12 +205,10 @@ def test_wilcoxon_pvalue():
 # clopper_pearson
 
 
-@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10),
-                                 (45, 49), (170, 196), (1, 66), (65, 66)])
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (45, 49), (170, 196), (1, 66), (65, 66)])
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
 def test_clopper_pearson_matches_binomtest(k, n, confidence):
-  ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence,
-                                         method="exact")
+  ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
   low, high = stats.clopper_pearson(k, n, confidence=confidence)
   assert low == pytest.approx(ci.low, abs=1e-10)
   assert high == pytest.approx(ci.high, abs=1e-10)
@@ -221,8 +216,7 @@ def test_clopper_pearson_matches_binomtest(k, n, confidence):
 
 
 def test_clopper_pearson_edges():
-  assert stats.clopper_pearson(0, 10) == (0.0, pytest.approx(
-      1 - 0.025 ** (1 / 10)))
+  assert stats.clopper_pearson(0, 10) == (0.0, pytest.approx(1 - 0.025 ** (1 / 10)))
   low, high = stats.clopper_pearson(10, 10)
   assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10))
   for bad in [(-1, 10), (11, 10), (0, 0), (1.5, 3)]:
@@ -235,9 +229,14 @@ def test_clopper_pearson_edges():
 
 
 def _cell(task, baseline, greedy, base, **extra):
-  return dict(task=task, optimizer="adamw", baseline=baseline,
-              greedy=np.asarray(greedy), baseline_losses=np.asarray(base),
-              **extra)
+  return dict(
+    task=task,
+    optimizer="adamw",
+    baseline=baseline,
+    greedy=np.asarray(greedy),
+    baseline_losses=np.asarray(base),
+    **extra,
+  )
 
 
 QUIET = np.array([10.0, 10.001, 9.999, 10.0005, 9.9995])
@@ -245,34 +244,41 @@ QUIET = np.array([10.0, 10.001, 9.999, 10.0005, 9.9995])
 
 def _synthetic_cells():
   return [
-      _cell("t1", "cosine", BASE - 0.2, BASE),       # better
-      _cell("t2", "cosine", BASE + 0.02, BASE),      # equal
-      _cell("t3", "step", BASE + 0.5, BASE),         # worse
-      _cell("t4", "step", BASE + NOISY_D, BASE),     # inconclusive
-      # δ = 0.05 / 0.1 / 0.2 for δ_rel 0.5% / 1% / 2%, 0.1 absolute.
-      _cell("t5", "step", QUIET + 0.15, QUIET, regime="shared_lr"),
+    _cell("t1", "cosine", BASE - 0.2, BASE),  # better
+    _cell("t2", "cosine", BASE + 0.02, BASE),  # equal
+    _cell("t3", "step", BASE + 0.5, BASE),  # worse
+    _cell("t4", "step", BASE + NOISY_D, BASE),  # inconclusive
+    # δ = 0.05 / 0.1 / 0.2 for δ_rel 0.5% / 1% / 2%, 0.1 absolute.
+    _cell("t5", "step", QUIET + 0.15, QUIET, regime="shared_lr"),
   ]
 
 
 def test_summarize_counts_and_rates():
   s = stats.summarize(_synthetic_cells())
   assert s["n_cells"] == 5
-  assert [r["label"] for r in s["cells"]] == [
-      "better", "equal", "worse", "inconclusive", "worse"]
-  assert s["counts"] == {"better": 1, "equal": 1, "worse": 2,
-                         "inconclusive": 1}
+  assert [r["label"] for r in s["cells"]] == ["better", "equal", "worse", "inconclusive", "worse"]
+  assert s["counts"] == {"better": 1, "equal": 1, "worse": 2, "inconclusive": 1}
   assert s["equal_or_better"]["successes"] == 2
   assert s["equal_or_better"]["rate"] == pytest.approx(0.4)
-  assert s["equal_or_better"]["ci"] == pytest.approx(
-      stats.clopper_pearson(2, 5))
+  assert s["equal_or_better"]["ci"] == pytest.approx(stats.clopper_pearson(2, 5))
   assert s["better"]["successes"] == 1
   assert s["better"]["rate"] == pytest.approx(0.2)
   assert s["per_baseline"]["cosine"] == {
-      "win": 1, "tie": 1, "loss": 0, "inconclusive": 0, "n": 2,
-      "equal_or_better_rate": 1.0}
+    "win": 1,
+    "tie": 1,
+    "loss": 0,
+    "inconclusive": 0,
+    "n": 2,
+    "equal_or_better_rate": 1.0,
+  }
   assert s["per_baseline"]["step"] == {
-      "win": 0, "tie": 0, "loss": 2, "inconclusive": 1, "n": 3,
-      "equal_or_better_rate": 0.0}
+    "win": 0,
+    "tie": 0,
+    "loss": 2,
+    "inconclusive": 1,
+    "n": 3,
+    "equal_or_better_rate": 0.0,
+  }
   assert s["claim_supported"] is False
   rec = s["cells"][4]
   assert rec["regime"] == "shared_lr" and rec["task"] == "t5"
@@ -286,19 +292,20 @@ def test_summarize_sensitivity_table():
   table = {row["margin"]: row for row in s["sensitivity"]}
   assert list(table) == ["rel=0.005", "rel=0.01", "rel=0.02", "abs=0.1"]
   # Only the quiet cell (shift 0.15) changes: equal only when δ = 0.2.
-  assert {k: v["successes"] for k, v in table.items()} == {
-      "rel=0.005": 2, "rel=0.01": 2, "rel=0.02": 3, "abs=0.1": 2}
+  assert {k: v["successes"] for k, v in table.items()} == {"rel=0.005": 2, "rel=0.01": 2, "rel=0.02": 3, "abs=0.1": 2}
   assert table["rel=0.02"]["ci"] == pytest.approx(stats.clopper_pearson(3, 5))
   assert table["abs=0.1"]["kind"] == "abs"
   assert table["rel=0.02"]["value"] == pytest.approx(0.02)
   assert s["cells"][4]["labels_by_margin"] == {
-      "rel=0.005": "worse", "rel=0.01": "worse", "rel=0.02": "equal",
-      "abs=0.1": "worse"}
+    "rel=0.005": "worse",
+    "rel=0.01": "worse",
+    "rel=0.02": "equal",
+    "abs=0.1": "worse",
+  }
   # The primary analysis is the rel=1% row.
   assert table["rel=0.01"]["successes"] == s["equal_or_better"]["successes"]
   no_abs = stats.summarize(_synthetic_cells(), absolute=None)
-  assert [r["margin"] for r in no_abs["sensitivity"]] == [
-      "rel=0.005", "rel=0.01", "rel=0.02"]
+  assert [r["margin"] for r in no_abs["sensitivity"]] == ["rel=0.005", "rel=0.01", "rel=0.02"]
 
 
 def test_summarize_claim_threshold():
@@ -307,8 +314,8 @@ def test_summarize_claim_threshold():
   jitter = np.array([0.0, 0.001, 0.002, 0.003, 0.004])
 
   def all_better(n):
-    return [_cell(f"t{i}", "cosine", BASE - 0.2 - jitter, BASE)
-            for i in range(n)]
+    return [_cell(f"t{i}", "cosine", BASE - 0.2 - jitter, BASE) for i in range(n)]
+
   s20 = stats.summarize(all_better(20))
   assert s20["equal_or_better"]["rate"] == 1.0
   assert s20["equal_or_better"]["ci"][0] == pytest.approx(0.025 ** (1 / 20))
@@ -323,8 +330,7 @@ def test_summarize_nonfinite_and_errors():
   g[0] = np.nan
   b = BASE.copy()
   b[0] = np.inf
-  s = stats.summarize([_cell("t1", "cosine", g, BASE),
-                       _cell("t2", "cosine", BASE, b)])
+  s = stats.summarize([_cell("t1", "cosine", g, BASE), _cell("t2", "cosine", BASE, b)])
   assert [r["label"] for r in s["cells"]] == ["worse", "inconclusive"]
   assert math.isnan(s["cells"][0]["upper"])
   assert math.isnan(s["cells"][1]["delta"])
@@ -351,9 +357,9 @@ def test_summarize_wilcoxon_check():
 
 
 HAND = {
-    "A": np.array([1.0, 2.0, 4.0, np.nan]),
-    "B": np.array([2.0, 2.0, 2.0, 1.0]),
-    "C": np.array([4.0, 1.0, 8.0, 2.0]),
+  "A": np.array([1.0, 2.0, 4.0, np.nan]),
+  "B": np.array([2.0, 2.0, 2.0, 1.0]),
+  "C": np.array([4.0, 1.0, 8.0, 2.0]),
 }
 TAUS = np.array([1.0, 1.5, 2.0, 4.0, 10.0])
 
@@ -386,8 +392,7 @@ def test_performance_profile_monotone_and_shapes():
   assert rho["z"][-1] <= 57 / 60
   assert sum(r[0] for r in rho.values()) >= 1.0 - 1e-12
   # taus may have any shape.
-  assert stats.performance_profile(arms, taus.reshape(
-      41, 1))["x"].shape == (41, 1)
+  assert stats.performance_profile(arms, taus.reshape(41, 1))["x"].shape == (41, 1)
 
 
 def test_performance_profile_nan_handling():
@@ -409,8 +414,7 @@ def test_performance_profile_nonpositive_losses():
   rho = stats.performance_profile(arms, [1.0, 1.5, 2.0], offset=1.0)
   np.testing.assert_allclose(rho["a"], [1.0, 1.0, 1.0])
   np.testing.assert_allclose(rho["b"], [0.0, 0.5, 1.0])
-  rho = stats.performance_profile(
-      {"a": [-1.0, np.nan], "b": [np.nan, np.nan]}, [1.0], offset=0.1)
+  rho = stats.performance_profile({"a": [-1.0, np.nan], "b": [np.nan, np.nan]}, [1.0], offset=0.1)
   np.testing.assert_allclose(rho["a"], [0.5])
   np.testing.assert_allclose(rho["b"], [0.0])
   with pytest.raises(ValueError):
@@ -425,15 +429,16 @@ def test_performance_profile_nonpositive_losses():
 
 def test_markdown_table():
   text = stats.markdown_table(
-      [["cosine", 3, 0.123456, None], ["a|b", 0, 1.0, True]],
-      ["baseline", "wins", "rate", "note"])
-  assert text == "\n".join([
+    [["cosine", 3, 0.123456, None], ["a|b", 0, 1.0, True]], ["baseline", "wins", "rate", "note"]
+  )
+  assert text == "\n".join(
+    [
       "| baseline | wins | rate | note |",
       "|---|---|---|---|",
       "| cosine | 3 | 0.1235 |  |",
       r"| a\|b | 0 | 1 | True |",
-  ])
-  assert stats.markdown_table([[0.5]], ["x"], floatfmt=".2f").endswith(
-      "| 0.50 |")
+    ]
+  )
+  assert stats.markdown_table([[0.5]], ["x"], floatfmt=".2f").endswith("| 0.50 |")
   with pytest.raises(ValueError):
     stats.markdown_table([[1, 2]], ["x"])

@@ -40,10 +40,10 @@ def probe(task: tasks.Task):
     reference = data_lib.epoch_batch(task.train, data_key, jnp.int32(3), task.batch_size)
     extra = task.eval_metrics(params, task.val) if task.eval_metrics is not None else {}
     values = {
-        "batch_loss": task.loss(params, batch),
-        "val_metric": task.eval_loss(params, task.val),
-        "test_metric": task.eval_loss(params, task.test),
-        "val_loss": task.loss(params, task.val),
+      "batch_loss": task.loss(params, batch),
+      "val_metric": task.eval_loss(params, task.val),
+      "test_metric": task.eval_loss(params, task.test),
+      "val_loss": task.loss(params, task.val),
     }
     return params, batch, reference, values, extra
 
@@ -60,8 +60,8 @@ def assert_trees_equal(a, b):
 
 def trees_differ(a, b) -> bool:
   return any(
-      x.shape != y.shape or not np.array_equal(np.asarray(x), np.asarray(y))
-      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    x.shape != y.shape or not np.array_equal(np.asarray(x), np.asarray(y))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
   )
 
 
@@ -72,12 +72,12 @@ def trees_differ(a, b) -> bool:
 
 def test_task_names_match_registry():
   assert tasks.TASK_NAMES == (
-      "digits_mlp",
-      "mnist1d_cnn",
-      "char_lm",
-      "nmf_synthetic",
-      "nmf_digits",
-      "logreg_breast_cancer",
+    "digits_mlp",
+    "mnist1d_cnn",
+    "char_lm",
+    "nmf_synthetic",
+    "nmf_digits",
+    "logreg_breast_cancer",
   )
 
 
@@ -145,15 +145,15 @@ def test_conv1d_patches_match_flax_conv():
 
 
 @pytest.mark.parametrize(
-    "name, lr",
-    [
-        ("digits_mlp", 1e-2),
-        ("mnist1d_cnn", 1e-2),
-        ("char_lm", 3e-3),
-        ("nmf_synthetic", 3e-2),
-        ("nmf_digits", 3e-2),
-        ("logreg_breast_cancer", 3e-2),
-    ],
+  "name, lr",
+  [
+    ("digits_mlp", 1e-2),
+    ("mnist1d_cnn", 1e-2),
+    ("char_lm", 3e-3),
+    ("nmf_synthetic", 3e-2),
+    ("nmf_digits", 3e-2),
+    ("logreg_breast_cancer", 3e-2),
+  ],
 )
 def test_adam_steps_reduce_training_loss(name, lr):
   task = smoke_task(name)
@@ -192,21 +192,19 @@ def test_same_seed_same_data_and_init_other_seed_other_data(name):
   init_3 = probe(a)(jax.random.key(3), jax.random.key(0))[0]
   assert_trees_equal(init_3, probe(a)(jax.random.key(3), jax.random.key(0))[0])
   assert trees_differ(init_3, probe(a)(jax.random.key(4), jax.random.key(0))[0])
-  assert jax.tree.map(jnp.shape, init_3) == jax.tree.map(
-      lambda s: s.shape, jax.eval_shape(b.init, jax.random.key(3))
-  )
+  assert jax.tree.map(jnp.shape, init_3) == jax.tree.map(lambda s: s.shape, jax.eval_shape(b.init, jax.random.key(3)))
   c = smoke_task(name, 1)
   assert trees_differ((a.train, a.val, a.test), (c.train, c.val, c.test))
 
 
 def test_full_budgets_and_shapes():
   expected = {
-      # name: (batch_size, leading sizes of train/val/test)
-      "digits_mlp": (64, (1077, 360, 360)),
-      "char_lm": (None, None),
-      "nmf_synthetic": (30, (300, 300, 300)),
-      "nmf_digits": (None, (1797, 1797, 1797)),
-      "logreg_breast_cancer": (32, (341, 114, 114)),
+    # name: (batch_size, leading sizes of train/val/test)
+    "digits_mlp": (64, (1077, 360, 360)),
+    "char_lm": (None, None),
+    "nmf_synthetic": (30, (300, 300, 300)),
+    "nmf_digits": (None, (1797, 1797, 1797)),
+    "logreg_breast_cancer": (32, (341, 114, 114)),
   }
   for name, (batch_size, sizes) in expected.items():
     task = tasks.make_task(name)

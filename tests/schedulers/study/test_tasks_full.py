@@ -38,14 +38,14 @@ def test_char_lm_learns_the_second_order_context_and_respects_the_entropy_floor(
 
 
 @pytest.mark.parametrize(
-    "task_name, optimizer, arm_name, lr, bound",
-    [
-        ("nmf_synthetic", "adamw", "greedy_step", 0.0316, 0.07),  # study 0.0634
-        ("nmf_digits", "momentum", "greedy_eval", 0.316, 0.43),  # study 0.409
-        ("digits_mlp", "adamw", "greedy_step", 1e-4, 0.17),  # study 0.134
-        ("mnist1d_cnn", "adamw", "greedy_step", 0.01, 0.5),  # study 0.329 ± 0.06
-        ("logreg_breast_cancer", "sgd", "greedy_step", 1.0, 0.1),  # study 0.0874
-    ],
+  "task_name, optimizer, arm_name, lr, bound",
+  [
+    ("nmf_synthetic", "adamw", "greedy_step", 0.0316, 0.07),  # study 0.0634
+    ("nmf_digits", "momentum", "greedy_eval", 0.316, 0.43),  # study 0.409
+    ("digits_mlp", "adamw", "greedy_step", 1e-4, 0.17),  # study 0.134
+    ("mnist1d_cnn", "adamw", "greedy_step", 0.01, 0.5),  # study 0.329 ± 0.06
+    ("logreg_breast_cancer", "sgd", "greedy_step", 1.0, 0.1),  # study 0.0874
+  ],
 )
 def test_full_size_task_reaches_the_study_level(task_name, optimizer, arm_name, lr, bound):
   first, last = _final_test_metric(task_name, optimizer, arm_name, lr)
