@@ -156,11 +156,16 @@ def check_optimizer_config(config: ml_collections.ConfigDict, field: str) -> Non
   app.check(config, f"{field}.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
   app.check(config, f"{field}.max_grad_norm", lambda v: v is None or v > 0, "must be > 0, or None for no clipping")
   app.check(config, f"{field}.greedy_mode", lambda v: v in GREEDY_MODES, f"must be one of {GREEDY_MODES}")
+  check_greedy_config(config, f"{field}.greedy")
+
+
+def check_greedy_config(config: ml_collections.ConfigDict, field: str) -> None:
+  """Raises `common.app.ConfigError` for the first bad `greedy_lr` argument in `config.<field>`."""
   block = config
   for part in field.split("."):
     block = block[part]
-  for key in block.greedy:
+  for key in block:
     try:
-      greedy_lr(**{key: block.greedy[key]})
+      greedy_lr(**{key: block[key]})
     except (ValueError, TypeError) as e:
-      raise app.ConfigError(f"{field}.greedy.{key}", str(e).removeprefix("greedy_lr: ")) from None
+      raise app.ConfigError(f"{field}.{key}", str(e).removeprefix("greedy_lr: ")) from None

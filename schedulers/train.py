@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-import schedulers
 from common import app, checkpoint, sharding, trainer
 from common import data as data_lib
 from common import metrics as metrics_lib
@@ -59,11 +58,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   frac = lambda v: 0 < v < 0.5
   app.check(config, "data.val_fraction", frac, "must be in (0, 0.5)")
   app.check(config, "data.test_fraction", frac, "must be in (0, 0.5)")
-  for field in config.greedy:
-    try:
-      schedulers.greedy_lr(**{field: config.greedy[field]})
-    except (ValueError, TypeError) as e:
-      raise app.ConfigError(f"greedy.{field}", str(e).removeprefix("greedy_lr: ")) from None
+  optimizers.check_greedy_config(config, "greedy")
 
 
 def _host_floats(metrics) -> dict[str, float]:
