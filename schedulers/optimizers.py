@@ -28,8 +28,9 @@ import ml_collections
 import optax
 
 from common import app
-from schedulers import per_eval
+from schedulers import per_eval, state_utils
 from schedulers.greedy_lr import greedy_lr
+from schedulers.learned import transform
 
 BASE_OPTIMIZERS = ("adamw", "adam", "sgd", "momentum")
 GREEDY_MODES = ("per_step", "per_eval", "none")
@@ -42,9 +43,12 @@ class Optimizer(NamedTuple):
   base_learning_rate: float
   greedy_mode: str
   controller: optax.GradientTransformationExtraArgs | None  # the GreedyLR, if any
+  learned: bool = False  # a learned_schedule(policy) scales the base rate instead
 
   def learning_rate(self, opt_state: Any) -> jax.Array:
-    """The effective learning rate: base rate x GreedyLR's current scale."""
+    """The effective learning rate: base rate x GreedyLR's (or the learned schedule's) current scale."""
+    if self.learned:
+      return self.base_learning_rate * state_utils.find_state(opt_state, transform.LearnedScheduleState).scale
     if self.controller is None:
       return jnp.asarray(self.base_learning_rate, jnp.float32)
     return self.base_learning_rate * per_eval.greedy_scale(opt_state)
@@ -65,8 +69,9 @@ def make_optimizer(
   max_grad_norm: float | None = None,
   greedy_mode: str = "per_step",
   greedy: Mapping[str, Any] | None = None,
+  schedule_policy: Any | None = None,
 ) -> Optimizer:
-  """Builds `[clip] -> base optimizer -> [GreedyLR]`.
+  """Builds `[clip] -> base optimizer -> [GreedyLR | learned schedule]`.
 
   Args:
     name: 'adamw', 'adam', 'sgd' or 'momentum' (SGD with heavy-ball momentum).
@@ -78,6 +83,9 @@ def make_optimizer(
       `value=`), 'per_eval' (stepped by `Optimizer.observe` on a validation
       loss) or 'none'.
     greedy: keyword arguments of `schedulers.greedy_lr`.
+    schedule_policy: a trained `schedulers.learned.policy.Policy`; its
+      `learned_schedule` (stepped on `value=`, the training loss) replaces
+      GreedyLR, so `greedy_mode` must then be 'none'.
 
   Raises:
     ValueError: for an unknown name or mode, or a bad hyperparameter.
@@ -102,17 +110,22 @@ def make_optimizer(
     base = optax.sgd(learning_rate, momentum=momentum)
   else:
     base = optax.sgd(learning_rate)
+  if schedule_policy is not None and greedy_mode != "none":
+    raise ValueError(f"schedule_policy replaces GreedyLR: pass greedy_mode='none', got {greedy_mode!r}.")
   parts = [] if max_grad_norm is None else [optax.clip_by_global_norm(max_grad_norm)]
   parts.append(base)
   controller = None
   if greedy_mode != "none":
     controller = greedy_lr(**dict(greedy or {}))
     parts.append(controller if greedy_mode == "per_step" else per_eval.on_eval(controller))
+  if schedule_policy is not None:
+    parts.append(transform.learned_schedule(schedule_policy))
   return Optimizer(
     tx=optax.with_extra_args_support(optax.chain(*parts)),
     base_learning_rate=float(learning_rate),
     greedy_mode=greedy_mode,
     controller=controller,
+    learned=schedule_policy is not None,
   )
 
 

@@ -9,23 +9,30 @@ split), the optimizer SGD with heavy-ball momentum
 (`optax.inject_hyperparams(optax.sgd)`, so the rate lives in the optimizer
 state), and one episode is one training run.
 
-* `reset(key)` draws a fresh parameter init and data order from `key` and
-  returns the state and the observation of the untrained network.
+* `reset(key)` draws a fresh parameter init and data order from `key`, runs
+  the first `steps_per_decision` SGD steps at `initial_lr` (so the first
+  observation summarises real training) and returns the state and observation.
 * `step(state, action)` multiplies the learning rate by
   `multipliers[action]`, clips it to `lr_bounds`, runs `steps_per_decision`
   minibatch SGD steps (one `lax.scan`; batches by `common.data`'s
   step-indexed shuffling), then scores the full validation split. The episode
-  ends after `num_decisions` steps.
-* Observation (float32, `[4 + num_layers]`): the paper's inputs plus the
-  previous learning rate: `log val_t`, `log(val_t / best_{t-1})`, budget left
-  `(num_decisions - t) / num_decisions`, `log(lr_t / initial_lr)`, and per
-  Dense layer `log` of the mean over the decision's steps of that layer's
-  gradient norm (kernel and bias together).  At reset the gradient norms are
-  those of the run's first minibatch and `best_{-1} = val_0`.
+  ends after `num_decisions` steps; a run is `(num_decisions + 1) *
+  steps_per_decision` SGD steps.
+* The optimizer is `optax.chain(optax.sgd(initial_lr, momentum),
+  transform.scale_by_controller(spec))` and the agent's actions go through
+  `transform.decide`: the observation is `transform.features` (float32 [7]:
+  log mean training loss of the interval, its log ratio to the best earlier
+  interval, budget left, log lr / initial_lr, and log interval-mean norms of
+  the update direction: global, largest and smallest layer), i.e. exactly
+  what `schedulers.learned_schedule(policy)` computes in any trainer. The
+  paper observes the validation loss; an optax transform is handed only the
+  training loss (`value=`), so the observation uses that, and the
+  validation loss drives the reward.
 * Reward, the paper's form: `r_t = gamma * (best_{t-1} - val_t) + lambda *
   (num_decisions - t) / num_decisions`, then `best_t = min(best_{t-1},
-  val_t)`. The gamma term pays only for new lows (and charges for being above
-  the best); summed over a run that keeps improving it telescopes to
+  val_t)`, `best_0` the validation loss after the first interval. The
+  gamma term pays only for new lows (and charges for being above the best);
+  summed over a run that keeps improving it telescopes to
   `val_0 - val_T`. The lambda term depends only on `t`: for these
   fixed-length episodes it adds the same constant to every policy's return
   (it shifts values, never the optimal policy), so it is 0 by default; it
@@ -34,8 +41,8 @@ state), and one episode is one training run.
 Divergence stays finite and local: an SGD step whose loss, gradients or new
 parameters are not finite is skipped (as in `common.trainer`) and counted;
 validation and test losses are clamped to `[_MIN_LOSS, loss_cap]` (NaN ->
-`loss_cap`), gradient norms to `[_MIN_NORM, _MAX_NORM]` (a skipped step
-counts as `_MAX_NORM`), so a run pushed to a huge rate gets rewards near
+`loss_cap`), a skipped step leaves the controller's interval record as it
+was (as a trainer that skips the update would), so a run pushed to a huge rate gets rewards near
 `-gamma * loss_cap` and finite observations, and NaN never reaches the
 parameters, the optimizer state or later decisions. A network that blew up
 finitely (on digits, rates of a few units already kill the ReLU layer) may
@@ -54,7 +61,7 @@ Example::
   env = task.env                                  # a common.ppo.Env
   state, obs = jax.jit(env.reset)(jax.random.key(0))
   state, obs, reward, done = jax.jit(env.step)(state, jnp.int32(2))
-  lrs = 0.05 * jnp.ones(task.num_decisions)
+  lrs = 0.05 * jnp.ones(task.num_decisions + 1)
   val_losses, test_loss = jax.jit(task.run_schedule)(jax.random.key(0), lrs)
 """
 
@@ -65,20 +72,18 @@ from typing import Any, Callable, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from common import data as data_lib
 from common import ppo
 from schedulers import _validation, losses, networks
 from schedulers import data as digits_data
+from schedulers.learned import transform
 
 _PREFIX = "make_dnn_env"
 _NUM_FEATURES = 64  # 8x8 digits
 _NUM_CLASSES = 10
 _MIN_LOSS = 1e-6  # floor of clamped losses (keeps their logs finite)
-_MIN_NORM = 1e-6  # floor of gradient norms before the log (a dead layer reads log 1e-6)
-_MAX_NORM = 1e6  # non-finite or larger gradient norms are reported as this
 
 
 class DNNEnvState(NamedTuple):
@@ -106,30 +111,63 @@ class DNNEnvState(NamedTuple):
   nonfinite_updates: jax.Array
 
 
+class RunRecord(NamedTuple):
+  """One whole training run (`DNNTask.run_tail`).
+
+  Attributes:
+    val_losses: float32 [num_decisions + 1] clamped validation loss after each interval.
+    test_loss: float32 clamped test loss of the final params.
+    lrs: float32 [(num_decisions + 1) * steps_per_decision] effective rate of each step.
+    nonfinite_updates: int32 skipped steps.
+  """
+
+  val_losses: jax.Array
+  test_loss: jax.Array
+  lrs: jax.Array
+  nonfinite_updates: jax.Array
+
+
 class DNNTask(NamedTuple):
   """The environment and the schedule evaluators of one configuration.
 
   Attributes:
     env: the `common.ppo.Env` (`reset`, `step`, `observation_size`, `num_actions`).
-    run_schedule: `run_schedule(key, lrs [num_decisions]) -> (val_losses
-      [num_decisions], test_loss)`: the run `env.reset(key)` starts, trained
-      with rate `lrs[t]` during decision t (used as given, not clipped), and
-      the clamped test loss of its final params.
+    run_schedule: `run_schedule(key, lrs [num_decisions + 1]) -> (val_losses
+      [num_decisions + 1], test_loss)`: the run `env.reset(key)` starts,
+      trained with rate `lrs[i]` during interval i (interval 0 is the one
+      `reset` runs; rates used as given, not clipped), and the clamped test
+      loss of its final params.
+    run_tail: `run_tail(key, tail) -> RunRecord`: the same run trained by
+      `sgd(initial_lr, momentum) -> tail` (e.g. `learned_schedule(policy)`,
+      `greedy_lr()`, `optax.scale_by_schedule(...)`); the tail is handed
+      `value=` the minibatch loss. jit it with the tail closed over.
     test_loss: `test_loss(state) -> scalar`: clamped test-split loss of a
       state's params (score a policy's finished episode with it).
     learning_rate: `learning_rate(state) -> scalar`: the state's current rate.
     multipliers: the rate factor of each action.
     num_decisions: episode length.
     initial_lr: the rate at reset.
+    controller: the `transform.ControllerSpec` (with `policy.from_ppo`, what
+      turns a trained actor into a deployable `learned_schedule`).
+    batch_size: SGD minibatch size.
+    momentum: heavy-ball momentum of the SGD.
+    hidden_sizes: the MLP's hidden layer sizes.
+    split_seed: seed of the digits split.
   """
 
   env: ppo.Env
   run_schedule: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+  run_tail: Callable[[jax.Array, optax.GradientTransformationExtraArgs], RunRecord]
   test_loss: Callable[[DNNEnvState], jax.Array]
   learning_rate: Callable[[DNNEnvState], jax.Array]
   multipliers: tuple[float, ...]
   num_decisions: int
   initial_lr: float
+  controller: transform.ControllerSpec
+  batch_size: int
+  momentum: float
+  hidden_sizes: tuple[int, ...]
+  split_seed: int
 
 
 def _clamp_loss(loss: jax.Array, loss_cap: float) -> jax.Array:
@@ -209,78 +247,46 @@ def make_dnn_task(
     hidden_sizes, batch_size, steps_per_decision, num_decisions, initial_lr, multipliers, lr_bounds, momentum, loss_cap
   )
   train_np, val_np, test_np = digits_data.load_digits(seed=split_seed)
-  train, val, test = (jax.tree.map(jnp.asarray, s) for s in (train_np, val_np, test_np))
+  train, val, test_split = (jax.tree.map(jnp.asarray, s) for s in (train_np, val_np, test_np))
   n_train = data_lib.num_examples(train)
   per_epoch = data_lib.steps_per_epoch(train, batch_size)
   # Epochs one decision can touch (its first step need not start an epoch).
   epochs_per_decision = (steps_per_decision - 1) // per_epoch + 2
+  observation_size = transform.OBSERVATION_SIZE
 
   network = networks.make_classifier(_NUM_FEATURES, hidden_sizes, _NUM_CLASSES)
   train_loss, evaluate = losses.make_losses(network)
   grad_fn = jax.value_and_grad(lambda p, b: train_loss(p, b, None)[0])
-  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=initial_lr, momentum=momentum)
-  layer_names = tuple(f"hidden_{i}" for i in range(len(hidden_sizes) + 1))
-  num_layers = len(layer_names)
-  observation_size = 4 + num_layers
   low, high = (float(b) for b in lr_bounds)
-  multipliers_arr = jnp.asarray(multipliers, jnp.float32)
-  log_initial_lr = float(np.log(initial_lr))
-
-  def layer_grad_norms(grads) -> jax.Array:
-    """`[num_layers]` gradient norm of each Dense layer, finite and bounded."""
-    norms = jnp.stack([optax.tree.norm(grads["params"][name]) for name in layer_names])
-    return jnp.where(jnp.isfinite(norms), jnp.clip(norms, 0.0, _MAX_NORM), _MAX_NORM)
+  controller = transform.ControllerSpec(
+    multipliers=multipliers,
+    decision_interval=steps_per_decision,
+    num_decisions=num_decisions,
+    scale_bounds=(low / initial_lr, high / initial_lr),
+    loss_cap=loss_cap,
+  )
+  base = optax.sgd(initial_lr, momentum=momentum)
+  env_tail = transform.scale_by_controller(controller)
 
   def learning_rate(state: DNNEnvState) -> jax.Array:
-    return state.opt_state.hyperparams["learning_rate"]
+    return initial_lr * state.opt_state[-1].scale
 
-  def observation(val_loss, best_prev, decision, lr, grad_norms) -> jax.Array:
-    log_val = jnp.log(val_loss)
-    budget_left = (num_decisions - decision) / num_decisions
-    obs = jnp.concatenate(
-      [
-        jnp.stack([log_val, log_val - jnp.log(best_prev), budget_left, jnp.log(lr) - log_initial_lr]),
-        jnp.log(jnp.maximum(grad_norms, _MIN_NORM)),
-      ]
-    ).astype(jnp.float32)
-    chex.assert_shape(obs, (observation_size,))
-    return obs
+  def with_scale(opt_state, scale) -> Any:
+    return (*opt_state[:-1], opt_state[-1]._replace(scale=jnp.asarray(scale, jnp.float32)))
 
   def val_loss_of(params) -> jax.Array:
     return _clamp_loss(evaluate(params, val)["loss"], loss_cap)
 
   def test_loss(state: DNNEnvState) -> jax.Array:
-    return _clamp_loss(evaluate(state.params, test)["loss"], loss_cap)
+    return _clamp_loss(evaluate(state.params, test_split)["loss"], loss_cap)
 
-  def reset(key: jax.Array) -> tuple[DNNEnvState, jax.Array]:
-    init_key, data_key = jax.random.split(key)
-    params = network.init(init_key)
-    opt_state = tx.init(params)
-    first_batch = data_lib.batch_from_permutation(
-      train, data_lib.epoch_permutation(data_key, 0, n_train), jnp.int32(0), batch_size
-    )
-    _, grads = grad_fn(params, first_batch)
-    val_loss = val_loss_of(params)
-    state = DNNEnvState(
-      params=params,
-      opt_state=opt_state,
-      data_key=data_key,
-      step=jnp.zeros((), jnp.int32),
-      decision=jnp.zeros((), jnp.int32),
-      val_loss=val_loss,
-      best_val=val_loss,
-      nonfinite_updates=jnp.zeros((), jnp.int32),
-    )
-    obs = observation(val_loss, val_loss, state.decision, learning_rate(state), layer_grad_norms(grads))
-    return state, obs
+  def run_interval(tail, params, opt_state, data_key, step, nonfinite):
+    """`steps_per_decision` steps of `base -> tail`; opt_state is `(base_state, tail_state)`.
 
-  def decide(state: DNNEnvState, lr: jax.Array):
-    """One decision at rate `lr`: the SGD steps, validation, obs and reward."""
-    chex.assert_shape(lr, ())
-    hyperparams = dict(state.opt_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
-    opt_state = state.opt_state._replace(hyperparams=hyperparams)
-    first_epoch = state.step // per_epoch
-    permutations = jax.vmap(lambda e: data_lib.epoch_permutation(state.data_key, first_epoch + e, n_train))(
+    Also returns the effective rate of each step, `initial_lr * ‖tail(u)‖ / ‖u‖`.
+    """
+    first_epoch = step // per_epoch
+    permutations = jax.vmap(lambda e: data_lib.epoch_permutation(data_key, first_epoch + e, n_train))(
       jnp.arange(epochs_per_decision)
     )
 
@@ -289,16 +295,56 @@ def make_dnn_task(
       permutation = permutations[step // per_epoch - first_epoch]
       batch = data_lib.batch_from_permutation(train, permutation, step, batch_size)
       loss, grads = grad_fn(params, batch)
-      updates, new_opt_state = tx.update(grads, opt_state, params)
+      direction, base_state = base.update(grads, opt_state[0], params)
+      updates, tail_state = tail.update(direction, opt_state[1], params, value=loss)
+      new_opt_state = (base_state, tail_state)
       new_params = optax.apply_updates(params, updates)
+      ratio = optax.tree.norm(updates) / jnp.maximum(optax.tree.norm(direction), 1e-30)
       finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
       keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
       carry = (keep(new_params, params), keep(new_opt_state, opt_state), step + 1, nonfinite + (~finite))
-      return carry, layer_grad_norms(grads)
+      return carry, (initial_lr * ratio).astype(jnp.float32)
 
-    init = (state.params, opt_state, state.step, state.nonfinite_updates)
-    (params, opt_state, step, nonfinite), grad_norms = jax.lax.scan(sgd_step, init, None, length=steps_per_decision)
-    chex.assert_shape(grad_norms, (steps_per_decision, num_layers))
+    init = (params, opt_state, step, nonfinite)
+    (params, opt_state, step, nonfinite), lrs = jax.lax.scan(sgd_step, init, None, length=steps_per_decision)
+    return params, opt_state, step, nonfinite.astype(jnp.int32), lrs
+
+  def init_opt_state(tail, params):
+    return (base.init(params), tail.init(params))
+
+  def observation(state: DNNEnvState) -> jax.Array:
+    obs = transform.features(controller, state.opt_state[-1])
+    chex.assert_shape(obs, (observation_size,))
+    return obs
+
+  def start(key: jax.Array, scale: jax.Array) -> DNNEnvState:
+    """A fresh run, through its first interval at `scale` x initial_lr."""
+    init_key, data_key = jax.random.split(key)
+    params = network.init(init_key)
+    opt_state = with_scale(init_opt_state(env_tail, params), scale)
+    zero = jnp.zeros((), jnp.int32)
+    params, opt_state, step, nonfinite, _ = run_interval(env_tail, params, opt_state, data_key, zero, zero)
+    val_loss = val_loss_of(params)
+    return DNNEnvState(
+      params=params,
+      opt_state=opt_state,
+      data_key=data_key,
+      step=step,
+      decision=zero,
+      val_loss=val_loss,
+      best_val=val_loss,
+      nonfinite_updates=nonfinite,
+    )
+
+  def reset(key: jax.Array) -> tuple[DNNEnvState, jax.Array]:
+    state = start(key, jnp.ones((), jnp.float32))
+    return state, observation(state)
+
+  def advance(state: DNNEnvState, opt_state) -> tuple[DNNEnvState, jax.Array, jax.Array, jax.Array]:
+    """Runs one interval from `opt_state` (the decision already applied): obs, reward, done."""
+    params, opt_state, step, nonfinite, _ = run_interval(
+      env_tail, state.params, opt_state, state.data_key, state.step, state.nonfinite_updates
+    )
     val_loss = val_loss_of(params)
     decision = state.decision + 1
     budget_left = (num_decisions - decision) / num_decisions
@@ -311,36 +357,61 @@ def make_dnn_task(
       decision=decision,
       val_loss=val_loss,
       best_val=jnp.minimum(state.best_val, val_loss),
-      nonfinite_updates=nonfinite.astype(jnp.int32),
+      nonfinite_updates=nonfinite,
     )
-    obs = observation(val_loss, state.best_val, decision, learning_rate(new_state), jnp.mean(grad_norms, axis=0))
-    return new_state, obs, reward, decision >= num_decisions
+    return new_state, observation(new_state), reward, decision >= num_decisions
 
   def step(state: DNNEnvState, action: jax.Array):
     chex.assert_shape(action, ())
-    lr = jnp.clip(learning_rate(state) * multipliers_arr[action], low, high)
-    return decide(state, lr)
+    decided = transform.decide(controller, state.opt_state[-1], action)
+    return advance(state, (*state.opt_state[:-1], decided))
 
   def run_schedule(key: jax.Array, lrs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    chex.assert_shape(lrs, (num_decisions,))
-    state, _ = reset(key)
+    chex.assert_shape(lrs, (num_decisions + 1,))
+    scales = jnp.asarray(lrs, jnp.float32) / initial_lr
+    state = start(key, scales[0])
 
-    def body(state, lr):
-      state, _, _, _ = decide(state, lr)
+    def body(state, scale):
+      decided = transform.decide(controller, state.opt_state[-1], jnp.int32(0))
+      state, _, _, _ = advance(state, (*state.opt_state[:-1], decided._replace(scale=scale)))
       return state, state.val_loss
 
-    state, val_losses = jax.lax.scan(body, state, jnp.asarray(lrs, jnp.float32))
-    return val_losses, test_loss(state)
+    first_val = state.val_loss
+    state, val_losses = jax.lax.scan(body, state, scales[1:])
+    return jnp.concatenate([first_val[None], val_losses]), test_loss(state)
+
+  def run_tail(key: jax.Array, tail: optax.GradientTransformationExtraArgs) -> RunRecord:
+    """The run `reset(key)` starts, trained by `sgd(initial_lr, momentum) -> tail` (tail gets `value=loss`)."""
+    tail = optax.with_extra_args_support(tail)
+    init_key, data_key = jax.random.split(key)
+    params = network.init(init_key)
+    zero = jnp.zeros((), jnp.int32)
+
+    def interval(carry, _):
+      params, opt_state, step, nonfinite = carry
+      params, opt_state, step, nonfinite, lrs = run_interval(tail, params, opt_state, data_key, step, nonfinite)
+      return (params, opt_state, step, nonfinite), (val_loss_of(params), lrs)
+
+    init = (params, init_opt_state(tail, params), zero, zero)
+    (params, _, _, nonfinite), (val_losses, lrs) = jax.lax.scan(interval, init, None, length=num_decisions + 1)
+    test = _clamp_loss(evaluate(params, test_split)["loss"], loss_cap)
+    return RunRecord(val_losses=val_losses, test_loss=test, lrs=lrs.reshape(-1), nonfinite_updates=nonfinite)
 
   env = ppo.Env(reset=reset, step=step, observation_size=observation_size, num_actions=len(multipliers))
   return DNNTask(
     env=env,
     run_schedule=run_schedule,
+    run_tail=run_tail,
     test_loss=test_loss,
     learning_rate=learning_rate,
     multipliers=multipliers,
     num_decisions=num_decisions,
     initial_lr=float(initial_lr),
+    controller=controller,
+    batch_size=batch_size,
+    momentum=float(momentum),
+    hidden_sizes=hidden_sizes,
+    split_seed=split_seed,
   )
 
 

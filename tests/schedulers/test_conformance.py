@@ -41,6 +41,19 @@ class SchedulerEntry(NamedTuple):
 _STEPS = 1500  # == _NUM_STEPS below; the budget count-driven schedules decay over
 
 
+def _conformance_policy():
+  """A fixed (seeded, untrained) schedule policy: decisions every 25 steps, scale kept in [0.5, 2]."""
+  from schedulers.learned import policy as policy_lib  # pylint: disable=g-import-not-at-top
+  from schedulers.learned import transform  # pylint: disable=g-import-not-at-top
+
+  controller = transform.ControllerSpec(
+    multipliers=(0.5, 0.8, 1.0, 1.25, 2.0), decision_interval=25, num_decisions=40, scale_bounds=(0.5, 2.0)
+  )
+  spec = policy_lib.PolicySpec((16,), "tanh", controller)
+  params = policy_lib._network(spec).init(jax.random.PRNGKey(4))
+  return policy_lib.Policy(jax.tree.map(lambda x: 3.0 * x, params), spec)
+
+
 REGISTRY: list[SchedulerEntry] = [
   SchedulerEntry(
     "greedy_lr_after_sgd",
@@ -60,6 +73,11 @@ REGISTRY: list[SchedulerEntry] = [
   SchedulerEntry(
     "greedy_lr_after_adam_smooth",
     lambda: optax.chain(optax.adam(1e-2), schedulers.greedy_lr(smooth=True, window_size=5)),
+    True,
+  ),
+  SchedulerEntry(
+    "learned_schedule_after_momentum",
+    lambda: optax.chain(optax.sgd(1e-3, momentum=0.9), schedulers.learned_schedule(_conformance_policy())),
     True,
   ),
   SchedulerEntry(
