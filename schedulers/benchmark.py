@@ -4,7 +4,8 @@
 
 * overhead: per-step time on the digits MLP (64-256-256-10, batch 64) of
   adamw alone (the peer), adamw + greedy_lr and adamw +
-  optax.contrib.reduce_on_plateau; goal greedy_lr <= 1.03x adamw.
+  optax.contrib.reduce_on_plateau and the shipped learned_schedule policy;
+  goal greedy_lr <= 1.03x adamw.
 * vmap: `--seeds` training runs of a study task vmapped inside one jit,
   against (a) a Python loop calling the same compiled single-seed run once
   per seed and (b) a Python loop over seeds and steps calling a jitted train
@@ -25,6 +26,7 @@ call; every call runs `--steps` steps inside one `lax.scan`.
 from __future__ import annotations
 
 import functools
+import pathlib
 import time
 from typing import Callable
 
@@ -40,6 +42,7 @@ from common import data as data_lib
 from schedulers import data as datasets
 from schedulers import losses, networks
 from schedulers.learned import nmf
+from schedulers.learned import policy as policy_lib
 from schedulers.study import arms as arms_lib
 from schedulers.study import runner as study_runner
 from schedulers.study import tasks as tasks_lib
@@ -81,6 +84,11 @@ def _digits_epoch(optimizer: optax.GradientTransformation, steps: int):
   return lambda: epoch(state, data)[1]["loss"]
 
 
+def _shipped_policy():
+  """The trained DNN schedule policy committed with the package (`learned/results/dnn/policy`)."""
+  return policy_lib.load_policy(pathlib.Path(schedulers.__file__).parent / "learned" / "results" / "dnn" / "policy")
+
+
 def bench_overhead(steps: int, repeats: int) -> None:
   peer = "adamw"
   candidates = {
@@ -88,6 +96,7 @@ def bench_overhead(steps: int, repeats: int) -> None:
     "adamw + greedy_lr": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr()),
     "adamw + greedy_lr(smooth)": optax.chain(optax.adamw(1e-3), schedulers.greedy_lr(smooth=True)),
     "adamw + reduce_on_plateau": optax.chain(optax.adamw(1e-3), optax.contrib.reduce_on_plateau()),
+    "adamw + learned_schedule": optax.chain(optax.adamw(1e-3), schedulers.learned_schedule(_shipped_policy())),
   }
   # Interleave rounds so slow drift of the machine hits every candidate alike.
   fns = {name: _digits_epoch(opt, steps) for name, opt in candidates.items()}

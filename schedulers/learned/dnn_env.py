@@ -199,6 +199,36 @@ def _validate(
   _validation.check(_PREFIX, "loss_cap", loss_cap, lambda a: a > 1, "> 1")
 
 
+def validate_task_args(
+  *,
+  hidden_sizes: tuple[int, ...] = (64,),
+  batch_size: int = 64,
+  steps_per_decision: int = 25,
+  num_decisions: int = 20,
+  initial_lr: float = 0.01,
+  multipliers: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0),
+  lr_bounds: tuple[float, float] = (1e-4, 1.0),
+  momentum: float = 0.9,
+  reward_gamma: float = 1.0,
+  reward_lambda: float = 0.0,
+  loss_cap: float = 10.0,
+  split_seed: int = 0,
+) -> None:
+  """Raises ValueError for arguments `make_dnn_task` would refuse (without loading data)."""
+  del reward_gamma, reward_lambda, split_seed
+  _validate(
+    tuple(hidden_sizes),
+    batch_size,
+    steps_per_decision,
+    num_decisions,
+    initial_lr,
+    tuple(float(m) for m in multipliers),
+    lr_bounds,
+    momentum,
+    loss_cap,
+  )
+
+
 def make_dnn_task(
   *,
   hidden_sizes: tuple[int, ...] = (64,),
