@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -94,11 +95,15 @@ def from_ppo(actor_params: Any, *, hidden_sizes, activation: str, controller: tr
 
 
 def save_policy(directory: str | pathlib.Path, policy: Policy) -> pathlib.Path:
-  """Writes `policy.json` and the weights (orbax) under `directory`; returns it."""
+  """Writes `policy.json` and the weights (orbax) under `directory`, replacing any earlier policy; returns it."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  with checkpoint.Checkpointer(directory / "params", keep=1) as ckpt:
+  staging = directory / "params.tmp"
+  shutil.rmtree(staging, ignore_errors=True)
+  with checkpoint.Checkpointer(staging, keep=1) as ckpt:
     ckpt.save(0, jax.device_get(policy.params), force=True)
+  shutil.rmtree(directory / "params", ignore_errors=True)  # orbax keeps an existing step 0: replace it whole
+  staging.replace(directory / "params")
   tmp = directory / (_SPEC_FILE + ".tmp")
   tmp.write_text(json.dumps(policy.spec.to_json(), indent=2, sort_keys=True) + "\n")
   tmp.replace(directory / _SPEC_FILE)

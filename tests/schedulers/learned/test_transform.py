@@ -171,6 +171,15 @@ def test_policy_round_trips_through_orbax(tmp_path):
     policy_lib.load_policy(tmp_path / "nothing")
 
 
+def test_saving_again_replaces_the_policy(tmp_path):
+  """A re-exported policy (e.g. after more training) is the one loaded, not the first."""
+  first, second = _random_policy(seed=1), _random_policy(seed=2)
+  policy_lib.save_policy(tmp_path, first)
+  policy_lib.save_policy(tmp_path, second)
+  obs = jax.random.normal(jax.random.PRNGKey(0), (5, transform.OBSERVATION_SIZE))
+  np.testing.assert_array_equal(policy_lib.load_policy(tmp_path).logits(obs), second.logits(obs))
+
+
 def test_factory_builds_the_learned_schedule():
   policy = _random_policy()
   with pytest.raises(ValueError, match="greedy_mode='none'"):
