@@ -67,6 +67,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import chex
@@ -199,33 +200,24 @@ def _validate(
   _validation.check(_PREFIX, "loss_cap", loss_cap, lambda a: a > 1, "> 1")
 
 
-def validate_task_args(
-  *,
-  hidden_sizes: tuple[int, ...] = (64,),
-  batch_size: int = 64,
-  steps_per_decision: int = 25,
-  num_decisions: int = 20,
-  initial_lr: float = 0.01,
-  multipliers: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0),
-  lr_bounds: tuple[float, float] = (1e-4, 1.0),
-  momentum: float = 0.9,
-  reward_gamma: float = 1.0,
-  reward_lambda: float = 0.0,
-  loss_cap: float = 10.0,
-  split_seed: int = 0,
-) -> None:
-  """Raises ValueError for arguments `make_dnn_task` would refuse (without loading data)."""
-  del reward_gamma, reward_lambda, split_seed
+def validate_task_args(**kwargs: Any) -> None:
+  """Raises ValueError for arguments `make_dnn_task` would refuse (without loading data).
+
+  Takes `make_dnn_task`'s keyword arguments (unknown names raise TypeError).
+  """
+  args = inspect.signature(make_dnn_task).bind(**kwargs)
+  args.apply_defaults()
+  a = args.arguments
   _validate(
-    tuple(hidden_sizes),
-    batch_size,
-    steps_per_decision,
-    num_decisions,
-    initial_lr,
-    tuple(float(m) for m in multipliers),
-    lr_bounds,
-    momentum,
-    loss_cap,
+    tuple(a["hidden_sizes"]),
+    a["batch_size"],
+    a["steps_per_decision"],
+    a["num_decisions"],
+    a["initial_lr"],
+    tuple(float(m) for m in a["multipliers"]),
+    a["lr_bounds"],
+    a["momentum"],
+    a["loss_cap"],
   )
 
 
