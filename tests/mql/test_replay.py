@@ -296,3 +296,55 @@ def test_bytes_typical_family_and_formula():
   big = jax.eval_shape(lambda: replay.init(128, 1_000_000 // 128, 20, 6, 100, 2000))
   ratio = replay.bytes_per_transition(big) / replay.original_bytes_per_transition(20, 6, 25)
   assert ratio <= 0.05, ratio
+
+
+def test_point_robot_rollout_histories_match_a_walk_over_env_states():
+  """`step_from_env` + `add` on a real vmapped env (time limit 5, so episodes auto-reset and the ring wraps)."""
+  from mql import envs
+
+  env = envs.make("point-robot", episode_length=5, batch_size=E)
+  empty = replay.init(E, C, env.observation_size, env.action_size, FAMILIES["point-robot"].num_train, K)
+
+  def body(carry, key):
+    env_state, buf = carry
+    action = jax.random.uniform(key, (E, env.action_size), minval=-1.0, maxval=1.0)
+    nxt = env.step(env_state, action)
+    step = replay.step_from_env(env_state, action, nxt)
+    return (nxt, replay.add(buf, step)), step
+
+  keys = jax.random.split(jax.random.key(3), 40)
+  (_, buf), steps = jax.jit(lambda c: jax.lax.scan(body, c, keys))((env.reset(jax.random.key(4)), empty))
+  steps = jax.tree.map(np.asarray, steps)
+  np.testing.assert_array_equal(steps.discount, 1.0)  # the point robot only truncates
+  np.testing.assert_array_equal(steps.step, np.tile(np.arange(40) % 5, (E, 1)).T)
+  hist = [[] for _ in range(E)]
+  slots, times, want_h, want_m = [], [], [], []
+  for t in range(40):
+    for i in range(E):
+      past = hist[i][-H:]
+      h, m = np.zeros((H, env.action_size + 1 + env.observation_size), np.float32), np.zeros(H, bool)
+      if past:
+        h[H - len(past) :], m[H - len(past) :] = past, True
+      if t >= 40 - C + H:
+        slots.append(i), times.append(t), want_h.append(h), want_m.append(m)
+      hist[i].append(np.concatenate([steps.action[t, i], steps.reward[t, i : i + 1], steps.observation[t, i]]))
+      if steps.step[t, i] == 4:
+        hist[i] = []
+      elif t < 39:  # inside an episode the next observation is the next row's observation
+        np.testing.assert_allclose(steps.next_observation[t, i], steps.observation[t + 1, i])
+  got = replay.gather(buf, jnp.asarray(slots), jnp.asarray(times), H)
+  np.testing.assert_allclose(got.history, np.stack(want_h), rtol=1e-6)
+  np.testing.assert_array_equal(got.history_mask, np.stack(want_m))
+
+
+def test_replays_vmap_over_seeds():
+  steps, ref = _simulate(20, seed=5)
+  stacked = [jax.tree.map(lambda x: np.stack([x, x]), s) for s in steps]
+  states = jax.vmap(lambda _: replay.init(E, C, S, A, T, K))(jnp.arange(2))
+  add = jax.jit(jax.vmap(replay.add))
+  for s in stacked:
+    states = add(states, s)
+  got = jax.jit(jax.vmap(lambda st, k: replay.sample(st, k, 8, H)))(states, jax.random.split(jax.random.key(0), 2))
+  for j in range(2):
+    slots, times = _decode(got.observation[j])
+    _assert_matches(jax.tree.map(lambda x, j=j: x[j], got), ref, slots, times)
