@@ -60,6 +60,9 @@ from mql.losses import Transition
 
 PyTree = Any
 
+# Step indices and task ids are stored as int16 (2 bytes a row each).
+_INT16_MAX = int(np.iinfo(np.int16).max)
+
 
 class Step(NamedTuple):
   """One env step of every slot (leading axis `num_envs`), as `add` stores it.
@@ -70,10 +73,12 @@ class Step(NamedTuple):
     reward: `[E]` r_t.
     discount: `[E]` 1 − terminal (0 only on a real termination; truncation 1).
     next_observation: `[E, S]` the true s_{t+1} (`info['final_obs']`).
-    step: `[E]` int32 index of t in its episode (0 at the first step;
-      `info['steps']` of the state before the step).
-    task_id: `[E]` int32 task of the episode (of the state before the step:
-      the auto-reset replaces `info['task_id']` with the next episode's).
+    step: `[E]` int index of t in its episode (0 at the first step;
+      `info['steps']` of the state before the step).  Stored as int16,
+      saturating at 32767 (exact for every mask, since H < 32767).
+    task_id: `[E]` int task of the episode (of the state before the step:
+      the auto-reset replaces `info['task_id']` with the next episode's);
+      stored as int16.
   """
 
   observation: jax.Array
@@ -140,6 +145,8 @@ def init(
   for name, value in (("observation_size", observation_size), ("action_size", action_size)):
     replay._check_positive(name, value)
   replay._check_positive("snapshot_size", snapshot_size)
+  if replay._check_positive("num_tasks", num_tasks) > _INT16_MAX:
+    raise ValueError(f"num_tasks {num_tasks} exceeds {_INT16_MAX} (task ids are stored as int16).")
   if snapshot_size < num_envs:
     raise ValueError(
       f"snapshot_size {snapshot_size} must be >= num_envs {num_envs}: one add may index E steps under one task."
@@ -150,8 +157,8 @@ def init(
     reward=jax.ShapeDtypeStruct((), dtype),
     discount=jax.ShapeDtypeStruct((), dtype),
     next_observation=jax.ShapeDtypeStruct((observation_size,), dtype),
-    step=jax.ShapeDtypeStruct((), jnp.int32),
-    task_id=jax.ShapeDtypeStruct((), jnp.int32),
+    step=jax.ShapeDtypeStruct((), jnp.int16),
+    task_id=jax.ShapeDtypeStruct((), jnp.int16),
   )
   pointer = {"time": jax.ShapeDtypeStruct((), jnp.int32), "slot": jax.ShapeDtypeStruct((), jnp.int32)}
   return MQLReplayState(
@@ -202,7 +209,8 @@ def add(state: MQLReplayState, step: Step) -> MQLReplayState:
   )
   chex.assert_shape([step.reward, step.discount, step.step, step.task_id], (num_envs,))
   chex.assert_type([step.step, step.task_id], int)
-  steps = jax.vmap(replay.add)(state.steps, jax.tree.map(lambda x: jnp.asarray(x)[:, None], step))
+  stored = step._replace(step=jnp.clip(step.step, 0, _INT16_MAX))  # saturating: masks need min(step, H) only
+  steps = jax.vmap(replay.add)(state.steps, jax.tree.map(lambda x: jnp.asarray(x)[:, None], stored))
 
   index = state.task_index
   task = jnp.asarray(step.task_id, jnp.int32)
@@ -229,8 +237,8 @@ def add(state: MQLReplayState, step: Step) -> MQLReplayState:
 
 def _check_history_length(state: MQLReplayState, history_length: int) -> int:
   history_length = replay._check_positive("history_length", history_length)
-  if history_length >= state.steps.capacity:
-    raise ValueError(f"history_length {history_length} must be < capacity_per_env {state.steps.capacity}.")
+  if history_length >= min(state.steps.capacity, _INT16_MAX):
+    raise ValueError(f"history_length {history_length} must be < capacity_per_env {state.steps.capacity} and 32767.")
   return history_length
 
 

@@ -348,3 +348,12 @@ def test_replays_vmap_over_seeds():
   for j in range(2):
     slots, times = _decode(got.observation[j])
     _assert_matches(jax.tree.map(lambda x, j=j: x[j], got), ref, slots, times)
+
+
+def test_long_episodes_saturate_the_int16_step_index():
+  steps, _ = _simulate(H + 1, seed=6)
+  steps = [s._replace(step=np.full(E, 40_000 + t, np.int32)) for t, s in enumerate(steps)]
+  state = _fill(steps)
+  assert state.steps.data.step.dtype == jnp.int16 and int(state.steps.data.step.max()) == 32767
+  got = replay.gather(state, jnp.zeros(1, jnp.int32), jnp.full(1, H, jnp.int32), H)
+  assert np.asarray(got.history_mask).all()
