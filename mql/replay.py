@@ -2,13 +2,18 @@
 
 The official MQL code (amazon-science/meta-q-learning, `algs/MQL/buffer.py`,
 `misc/runner_multi_snapshot.py`) stores with every transition its padded
-(a, r, s) history for t and for t + 1: 2 · H · (A + 1 + S) floats per row, 10–40
-KB, 40–60× the transition itself.  It keeps one shared buffer for TD3 and, per
+(a, r, s) history for t and for t + 1: 2 · H · (A + 1 + S) floats per row (39 KB
+for ant-goal, 47 KB for humanoid at the original's observation sizes), 12–45×
+the transition itself.  It keeps one shared buffer for TD3 and, per
 train task, a FIFO "snapshot" of the task's last `snapshot_size` transitions
 that the propensity classifier draws its meta-training class from.
 
 Here the replay stores each env slot's steps in time order, once, and rebuilds
 the histories by gathering from that storage when it samples:
+
+Measured with `bytes_per_transition` at 1e6 steps over 128 envs and 2000-step
+snapshots, against `original_bytes_per_transition` at the family's H: 0.022×
+(ant-goal) to 0.086× (point-robot, S = A = 2); 0.035× for S=20, A=6, H=25.
 
 * `steps`: one ring per env slot (`common.replay` multi-task layout, the task
   axis used as the slot axis), leaves `[num_envs, capacity_per_env, ...]`,
