@@ -231,8 +231,8 @@ def evaluate(config: ml_collections.ConfigDict, task: dnn_env.DNNTask, policy: p
   }
 
 
-def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
-  """`results.json`, `results.md` and `plots/{schedules,val_loss}.png`."""
+def report(results: dict[str, Any]) -> str:
+  """results.md from the evaluation summary (also re-renders a committed results.json)."""
   level = int(round(100 * results["confidence"]))
   best = results["grid"]["best"]
   lines = [
@@ -246,7 +246,12 @@ def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
     f" at lr {best['lr']:.4g}. Base rate of every other method: {results['initial_lr']:.4g}.",
     "",
   ]
-  (workdir / "results.md").write_text("\n".join(lines))
+  return "\n".join(lines)
+
+
+def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
+  """`results.json`, `results.md` and `plots/{schedules,val_loss}.png`."""
+  (workdir / "results.md").write_text(report(results))
   tmp = workdir / "results.json.tmp"
   tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
   tmp.replace(workdir / "results.json")
