@@ -1,0 +1,118 @@
+"""Tests of mql.train: one jitted iteration, exact counters, acting histories, NaN skip, learning."""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mql import envs, networks, replay, train
+
+E, H = 4, 10  # env slots; history window (< the 20-step point-robot episodes)
+
+
+def _setup(use_context, num_envs=E, hidden=(32, 32), **settings):
+  tasks = envs.sample_tasks("point-robot", 0, num_train=8, num_test=4)
+  env = envs.make("point-robot", task_set=tasks, split="train", batch_size=num_envs)
+  eval_env = envs.make("point-robot", task_set=tasks, split="test")
+  nets = networks.make_networks(2, 2, hidden_sizes=hidden, context_size=8, history_length=H, use_context=use_context)
+  defaults = dict(batch_size=32, start_steps=12, steps_per_iteration=5, updates_per_step=3, replay_size=400)
+  defaults.update(settings)
+  trainer = train.make_trainer(env, nets, train.TD3Settings(**defaults), eval_env=eval_env)
+  return trainer, nets
+
+
+@pytest.mark.parametrize("use_context", [False, True])
+def test_iteration_shapes_finite_and_counters(use_context):
+  trainer, nets = _setup(use_context)
+  state = trainer.init(jax.random.key(0))
+  assert state.history.shape == (E, H, nets.history_feature_size)
+  state, metrics = trainer.iteration(state)
+  # start_steps (= update_after) 12: updates start once 12 transitions are in, after the 3rd vmapped step.
+  assert int(state.env_steps) == 5 * E
+  assert int(state.updates) == 3 * 3
+  assert int(state.actor_updates) == 9 // 2
+  state, metrics = trainer.iteration(state)
+  assert int(state.env_steps) == 10 * E
+  assert int(state.updates) == 8 * 3
+  assert int(state.actor_updates) == 24 // 2
+  assert int(metrics["updates"]) == 24 and int(metrics["actor_updates"]) == 12
+  assert int(state.critic_nonfinite) == 0 and int(state.actor_nonfinite) == 0
+  assert int(state.replay.total) == 10
+  for name in ("critic_loss", "actor_loss", "q1", "target_q"):
+    assert metrics[name].shape == () and np.isfinite(metrics[name]), name
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+  returns = trainer.evaluate(state, jax.random.key(1), 2)
+  assert returns.shape == (4,) and np.all(np.isfinite(returns))
+  # Params moved, targets followed softly.
+  init = trainer.init(jax.random.key(0))
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), state.params, init.params))
+  assert max(float(x) for x in moved) > 0
+
+
+def test_rolling_history_equals_replay_gather():
+  trainer, nets = _setup(True, start_steps=0)
+  state = trainer.init(jax.random.key(3))
+  seen = []
+  for _ in range(26):  # crosses the 20-step episode boundary
+    seen.append((np.asarray(state.history), np.asarray(state.history_mask)))
+    state = trainer.act_step(state)
+  slots = jnp.arange(E, dtype=jnp.int32)
+  for t, (hist, mask) in enumerate(seen):
+    got = replay.gather(state.replay, slots, jnp.full((E,), t, jnp.int32), H)
+    np.testing.assert_array_equal(np.asarray(got.history_mask), mask, err_msg=f"t={t}")
+    np.testing.assert_array_equal(np.asarray(got.history), hist, err_msg=f"t={t}")
+  assert not seen[20][1].any() and seen[19][1].all() and seen[3][1].sum() == 3 * E
+
+
+def test_nonfinite_critic_update_is_skipped_and_counted():
+  trainer, _ = _setup(False, start_steps=0)
+  state = trainer.init(jax.random.key(0))
+  bad = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.target_params.critic)
+  state = state._replace(target_params=state.target_params._replace(critic=bad))
+  critic0, opt0 = state.params.critic, state.critic_opt_state
+  state, metrics = trainer.iteration(state)
+  assert int(state.updates) == 15 and int(state.critic_nonfinite) == 15
+  assert int(state.actor_updates) == 7 and int(state.actor_nonfinite) == 0
+  for a, b in zip(jax.tree.leaves((critic0, opt0)), jax.tree.leaves((state.params.critic, state.critic_opt_state))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_greedy_none_switch_and_settings_validation():
+  tasks = envs.sample_tasks("point-robot", 0, num_train=4, num_test=2)
+  env = envs.make("point-robot", task_set=tasks, batch_size=2)
+  nets = networks.make_networks(2, 2, hidden_sizes=(8,), context_size=4, history_length=3)
+  actor_opt, critic_opt = train.make_optimizers(greedy_mode="none")
+  assert actor_opt.controller is None and critic_opt.greedy_mode == "none"
+  trainer = train.make_trainer(
+    env,
+    nets,
+    train.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, replay_size=64),
+    actor_opt,
+    critic_opt,
+  )
+  state, metrics = trainer.iteration(trainer.init(jax.random.key(0)))
+  assert np.isfinite(metrics["critic_loss"])
+  with pytest.raises(ValueError, match="policy_delay"):
+    train.TD3Settings(policy_delay=0)
+  with pytest.raises(ValueError, match="replay_size"):
+    train.make_trainer(env, nets, train.TD3Settings(replay_size=4))
+
+
+@pytest.mark.slow
+def test_short_run_improves_evaluation_return():
+  trainer, _ = _setup(
+    True, num_envs=4, hidden=(64, 64), batch_size=64, start_steps=200, steps_per_iteration=100, updates_per_step=1
+  )
+  state = trainer.init(jax.random.key(0))
+  key = jax.random.key(7)
+  before = float(trainer.evaluate(state, key, 2).mean())
+  start = time.time()
+  for _ in range(6):  # 600 vmapped steps = 2400 env steps, 600 updates
+    state, metrics = trainer.iteration(state)
+  after = float(trainer.evaluate(state, key, 2).mean())
+  print(f"eval return {before:.2f} -> {after:.2f} in {time.time() - start:.1f}s; {metrics}")
+  assert int(state.env_steps) == 2400
+  assert after > before + 2.0
