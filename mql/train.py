@@ -101,7 +101,8 @@ class TD3Settings:
       E slots one vmapped step is E transitions).
     replay_size: total replay capacity (`--replay_size` 1e6), split evenly
       over the env slots.
-    snapshot_size: per-task snapshot (`--snapshot_size` 2000), at least E.
+    snapshot_size: per-task snapshot (`--snapshot_size` 2000); raised to E
+      if smaller (one add may index E steps under one task).
   """
 
   batch_size: int = 256
@@ -189,7 +190,8 @@ class Trainer(NamedTuple):
     iteration: `iteration(state) -> (state, metrics)`: `steps_per_iteration`
       env steps with their updates (one compiled `lax.scan`); metrics are
       scalars (means over the iteration; `*_loss` over the updates that ran,
-      NaN if none) plus the counters.
+      NaN if none), the counters and each optimizer's current learning rate
+      (base rate x GreedyLR scale).
     evaluate: `evaluate(state, key, num_episodes) -> [num_tasks]` mean
       undiscounted return per task of the evaluation env, deterministic actor,
       one full episode each (`num_episodes` static).
@@ -292,8 +294,9 @@ def make_trainer(
     raise ValueError(f"replay_size {settings.replay_size} leaves {capacity} steps per env slot, need > H = {h}.")
   snapshot = max(settings.snapshot_size, num_envs)
   default_actor, default_critic = make_optimizers()
-  actor_opt = (actor_optimizer or default_actor).tx
-  critic_opt = (critic_optimizer or default_critic).tx
+  actor_optimizer = actor_optimizer or default_actor
+  critic_optimizer = critic_optimizer or default_critic
+  actor_opt, critic_opt = actor_optimizer.tx, critic_optimizer.tx
   evaluation = _base_env(eval_env) if eval_env is not None else base
   td3 = mql_losses.make_losses(
     networks, discount=settings.discount, policy_noise=settings.policy_noise, noise_clip=settings.noise_clip
@@ -430,6 +433,8 @@ def make_trainer(
       "actor_updates": state.actor_updates,
       "critic_nonfinite": state.critic_nonfinite,
       "actor_nonfinite": state.actor_nonfinite,
+      "actor_learning_rate": actor_optimizer.learning_rate(state.actor_opt_state),
+      "critic_learning_rate": critic_optimizer.learning_rate(state.critic_opt_state),
     }
     return state, metrics
 

@@ -42,6 +42,7 @@ def test_iteration_shapes_finite_and_counters(use_context):
   assert int(metrics["updates"]) == 24 and int(metrics["actor_updates"]) == 12
   assert int(state.critic_nonfinite) == 0 and int(state.actor_nonfinite) == 0
   assert int(state.replay.total) == 10
+  assert 0 < float(metrics["actor_learning_rate"]) and 0 < float(metrics["critic_learning_rate"])
   for name in ("critic_loss", "actor_loss", "q1", "target_q"):
     assert metrics[name].shape == () and np.isfinite(metrics[name]), name
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
@@ -97,6 +98,7 @@ def test_greedy_none_switch_and_settings_validation():
   )
   state, metrics = trainer.iteration(trainer.init(jax.random.key(0)))
   assert np.isfinite(metrics["critic_loss"])
+  assert float(metrics["critic_learning_rate"]) == pytest.approx(3e-4)
   with pytest.raises(ValueError, match="policy_delay"):
     train.TD3Settings(policy_delay=0)
   with pytest.raises(ValueError, match="replay_size"):
