@@ -93,7 +93,13 @@ def _env_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _schedule_tail(family: jax.Array, multiplier: jax.Array, total_steps: int, step_every: float, final: float):
-  """`scale_by_schedule` for one (shape, base-rate multiplier); traced arrays, so grids vmap."""
+  """`scale_by_schedule` for one (shape, base-rate multiplier); traced arrays, so grids vmap.
+
+  Not `baselines.make_schedule`: that picks its shape by a Python string (one
+  program per shape) and its step decay is the study's fixed x0.1 at 1/2 and
+  3/4 of the budget; here the shape is a traced index (the whole grid is one
+  vmapped program) and step decay / exponential end are config fields.
+  """
 
   def scale(count):
     frac = jnp.minimum(count / total_steps, 1.0)
