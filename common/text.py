@@ -382,8 +382,9 @@ class TextEncoder:
       rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
       ids = np.zeros((rows, width), np.int32)
       mask = np.zeros((rows, width), np.int32)
-      ids[: len(idx)] = input_ids[idx, :width]
-      mask[: len(idx)] = attention_mask[idx, :width]
+      used = min(width, input_ids.shape[1])
+      ids[: len(idx), :used] = input_ids[idx, :used]
+      mask[: len(idx), :used] = attention_mask[idx, :used]
       # Dispatch is asynchronous: the next batch is prepared while this one runs.
       pending.append((idx, _embed_jit(self.module, self.params, ids, mask)))
     for idx, emb in pending:
