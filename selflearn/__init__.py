@@ -1,5 +1,6 @@
-"""Self-learning conversational AI (dialogue simulator, rephrase detection, rewrites, ranking).
+"""Self-learning conversational AI: simulated dialogue logs, failure-point isolation, label generation.
 
-Not implemented yet: this package is empty.  It may import
-`common` and `schedulers`, never another method package.
+See `selflearn/README.md`.  Rephrase detection and query rewriting are not
+built yet.  This package may import `common` and `schedulers`, never another
+method package.
 """

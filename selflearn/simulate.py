@@ -1,0 +1,111 @@
+"""Writes simulated voice-assistant dialogue logs (JSONL, `selflearn.schema` version 1).
+
+  python -m selflearn.simulate --out=logs.jsonl --num_dialogues=10000 [--seed=0 --num_users=100]
+
+Dialogues stream to disk one at a time (constant memory at any count); a
+progress bar shows on a terminal, progress lines otherwise.  Ends with a
+summary: goal success, failure points, rephrase pairs and rewrites.
+`--validate` re-reads the file through the loader afterwards.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+from absl import flags
+
+from common import app
+from selflearn import schema, simulator
+
+_OUT = flags.DEFINE_string("out", None, "Output JSONL path (its directory is created).")
+_NUM = flags.DEFINE_integer("num_dialogues", 1000, "Dialogues to write.")
+_SEED = flags.DEFINE_integer("seed", 0, "World and dialogue seed.")
+_USERS = flags.DEFINE_integer("num_users", 100, "Simulated customers.")
+_ERRORS = flags.DEFINE_float("error_scale", 1.0, "Multiplies every injected error probability (0..3).")
+_WAKE = flags.DEFINE_float("false_wake_rate", 0.05, "Probability that a goal is preceded by a false wake.")
+_TURNS = flags.DEFINE_integer("max_turns", 12, "Turns per dialogue at most.")
+_VALIDATE = flags.DEFINE_bool("validate", False, "Re-read the written file through the validating loader.")
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(app.EXIT_BAD_INPUT)
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  if not _OUT.value:
+    _fail("--out is required: the JSONL file to write.")
+  if _NUM.value < 0:
+    _fail(f"--num_dialogues={_NUM.value}: must be >= 0.")
+  try:
+    config = simulator.SimConfig(
+      seed=_SEED.value,
+      num_users=_USERS.value,
+      error_scale=_ERRORS.value,
+      false_wake_rate=_WAKE.value,
+      max_turns=_TURNS.value,
+    )
+  except ValueError as e:
+    flag = str(e).split(" ", 1)[0]
+    _fail(f"--{flag}: {e}")
+  out = pathlib.Path(_OUT.value)
+  if out.is_dir():
+    _fail(f"--out={out}: is a directory.")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  if not os.access(out.parent, os.W_OK):
+    _fail(f"--out={out}: {out.parent} is not writable.")
+  counter = _Counter()
+  n = simulator.write_logs(str(out), counter.wrap(simulator.generate(config, _NUM.value)), total=_NUM.value)
+  s = counter.summary()
+  print(
+    f"wrote {n} dialogues ({s['turns']} turns, {s['goals']} goals) to {out}: goal success"
+    f" {s['goal_success_rate']:.1%}; failure points {json.dumps(s['failure_points'])};"
+    f" {s['rephrase_pairs']} rephrase pairs; rewrites {json.dumps(s['rewrites'])}",
+    flush=True,
+  )
+  if _VALIDATE.value:
+    stats = schema.LoadStats()
+    for _ in schema.iter_logs(out, stats=stats):
+      pass
+    print(f"validated {stats.rows} rows of {out}", flush=True)
+  return 0
+
+
+class _Counter:
+  """Summarises dialogues as they stream past (nothing is kept)."""
+
+  def __init__(self):
+    self._parts = []
+    self._acc = None
+
+  def wrap(self, dialogues):
+    for d in dialogues:
+      self._add(simulator.summary([d]))
+      yield d
+
+  def _add(self, s):
+    if self._acc is None:
+      self._acc = s
+      self._acc["goal_success"] = s["goal_success_rate"] * s["goals"]
+      return
+    a = self._acc
+    for k in ("dialogues", "turns", "goals", "rephrase_pairs", "barge_ins"):
+      a[k] += s[k]
+    a["goal_success"] += s["goal_success_rate"] * s["goals"]
+    for k, v in s["failure_points"].items():
+      a["failure_points"][k] += v
+    for k, v in s["rewrites"].items():
+      a["rewrites"][k] = a["rewrites"].get(k, 0) + v
+
+  def summary(self):
+    if self._acc is None:
+      return simulator.summary([])
+    a = dict(self._acc)
+    a["goal_success_rate"] = round(a.pop("goal_success") / max(a["goals"], 1), 4)
+    return a
+
+
+if __name__ == "__main__":
+  app.run_tool(main)

@@ -1,0 +1,20 @@
+"""Shared fixtures of the selflearn tests: one small simulated log per session."""
+
+import pytest
+
+from selflearn import simulator, world
+
+
+@pytest.fixture(scope="session")
+def sim_config():
+  return simulator.SimConfig(seed=3, num_users=40)
+
+
+@pytest.fixture(scope="session")
+def sim_world(sim_config):
+  return world.make_world(sim_config.seed, sim_config.num_users)
+
+
+@pytest.fixture(scope="session")
+def dialogues(sim_config, sim_world):
+  return list(simulator.generate(sim_config, 600, world=sim_world))
