@@ -1,476 +1,310 @@
-"""Meta-Q-Learning's meta-training core: multi-task TD3 with (or without) GRU contexts.
+"""`train_and_evaluate(config, workdir)`: the `mql.main` binary's library.
 
-The training loop of the official MQL code (amazon-science/meta-q-learning,
-`main.py` and `algs/MQL/mql.py`, notes §1.4-§1.5) in the brax.training /
-purejaxrl style: pure step functions, `lax.scan` inside one `jax.jit`, env
-slots vmapped (`mql.envs.VmapTaskWrapper`), every counter and key in the
-`TrainState`.  `use_context=True` networks give MQL's context TD3,
-`use_context=False` the multi-task TD3 baseline; the trainer is the same.
+1. Draws the task set from `config.task_seed` (independent of the run seed)
+   and saves it to `workdir/tasks.json`; the checkpoints carry it too, and a
+   resumed run checks that it has not changed.
+2. Meta-trains (`mql.trainer`): `num_iterations` compiled iterations of
+   vmapped env steps and TD3 updates, logged every `log_every` iterations to
+   `metrics.jsonl` / TensorBoard (return vs env steps, losses, learning
+   rates), checkpointed (the whole `TrainState`: networks, optimizers, envs,
+   replay, counters, keys) every `checkpoint_every` iterations.
+3. Every `eval_every` iterations and at the end, adapts to every test task
+   at once (`mql.adaptation`, one vmapped program) and logs the returns
+   before and after adaptation under MQL's and PEARL's protocols.
+4. Writes `results.json` (per-task returns of the final evaluation and the
+   summaries) and PNG plots: learning curve, losses and rates, adaptation.
 
-One `Trainer.iteration` is `steps_per_iteration` vmapped env steps, each
-followed by `updates_per_step` TD3 updates on uniform batches of the shared
-replay (`mql.replay`):
-
-* acting: `clip(actor(s, h) + N(0, exploration_noise²), ±1)`, and uniform
-  random actions in [-1, 1] while `env_steps < start_steps` (the original's
-  `burn_in`; `env_steps` counts transitions of all slots);
-* updates run only once `env_steps >= update_after` (default `start_steps`:
-  the original trains after its random cold start); masked-off updates are
-  computed and discarded (`jnp.where`), and counted nowhere;
-* every update trains the critic; every `policy_delay`-th (update counts
-  1, ..., so after N updates exactly `N // policy_delay` actor updates) also
-  trains the actor and Polyak-averages both targets (τ), selected with
-  `jnp.where` masks as rejax's TD3 does (no `lax.cond`).  The original counts
-  from 0 (`it % policy_freq == 0`), so it updates the actor at its first
-  iteration; the difference is one actor step per run;
-* NaN/Inf: an update whose loss, gradients or new parameters are not finite
-  leaves that network's parameters and optimizer state unchanged and is
-  counted (`critic_nonfinite`, `actor_nonfinite`), as `common.trainer` does.
-
-Acting histories.  The state keeps, per slot, the rolling window
-`history [E, H, A + 1 + S]` with `history_mask [E, H]` the actor sees: after
-the step `(s_t, a_t, r_t)` the window shifts left by one and appends
-`history_features(a_t, r_t, s_t)` with mask True; when the step ends the
-episode (the auto-reset started a new one) the window is cleared (zeros, mask
-False).  This is exactly the history `mql.replay.gather` rebuilds for the same
-transition: its `history[k]` is step `t - H + k` of t's episode, valid iff
-`H - k <= step_t`, zeros where invalid; the window after `step_t` steps of an
-episode holds those steps with the last `min(step_t, H)` entries valid.  So
-the actor is trained (and its target bootstrapped) on the same contexts it
-acted with (`tests/mql/test_train.py` checks equality on steps crossing an
-episode boundary).
-
-Optimizers.  Both come from `schedulers.make_optimizer` (`make_optimizers`:
-Adam at 3e-4 with GreedyLR per step by default, `greedy_mode='none'` the
-constant-rate switch).  Each network's GreedyLR watches that network's own
-loss, passed as `value=`: the critic's the TD loss `mean((Q1 - y)² + (Q2 -
-y)²)`, the actor's `-mean Q1(s, π(s, h))`.  Each is the objective its
-gradient step lowers, the only signal that says whether that step size is
-working; the other network's loss would couple the two schedules (e.g. the
-actor's rate would react to critic fitting).  The actor's loss also moves
-when the critic changes (its target is not stationary), so its decisions are
-noisier; GreedyLR's smoothing window absorbs part of that.  The actor's
-optimizer sees `value=` only on actor updates (its state is untouched on the
-others).
-
-Example::
-
-  env = envs.make("point-robot", task_set=tasks, batch_size=8)
-  nets = networks.make_networks(2, 2, context_size=20, history_length=10)
-  trainer = train.make_trainer(env, nets, train.TD3Settings(start_steps=1000))
-  state = trainer.init(jax.random.key(0))
-  for _ in range(100):
-    state, metrics = trainer.iteration(state)
-  returns = trainer.evaluate(state, jax.random.key(1), num_episodes=2)  # [num_tasks]
+A killed run resumes from its last checkpoint and ends identically, metrics
+included (lines after the checkpoint are dropped and recomputed).  With more
+than one device the env slots and replay are sharded over `common.sharding`'s
+data mesh and the TD3 batches split along it; parameters are replicated.
 """
 
-import dataclasses
-from typing import Any, Callable, NamedTuple, Optional
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
+import ml_collections
+import numpy as np
 
-from mql import losses as mql_losses
-from mql import networks as mql_networks
-from mql import replay
-from mql.envs.wrappers import TaskEpisodeWrapper, VmapTaskWrapper
+from common import app, checkpoint, sharding
+from common import metrics as metrics_lib
+from mql import adaptation, envs, networks, trainer
+from mql.configs import default as default_config
 from schedulers import optimizers
 
-PyTree = Any
+DEFAULT_CONFIG = default_config.__file__
+RESUMABLE_FIELDS = ("num_iterations", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "nonfinite")
+NONFINITE_POLICIES = ("skip", "stop")
 
 
-@dataclasses.dataclass(frozen=True)
-class TD3Settings:
-  """TD3 meta-training settings; defaults are the original's (`main.py` argparse).
-
-  Attributes:
-    batch_size: TD3 batch (`--batch_size` 256).
-    discount: γ (`--gamma` 0.99).
-    tau: Polyak rate of both targets (`--ptau` 0.005).
-    policy_noise: target smoothing std (`--policy_noise` 0.3).
-    noise_clip: target smoothing clip (`--noise_clip` 0.5).
-    policy_delay: critic updates per actor + target update (`--policy_freq` 2).
-    exploration_noise: Gaussian acting noise std (`--expl_noise` 0.2).
-    start_steps: env steps (all slots) with uniform random actions
-      (`--burn_in` 1e4).
-    update_after: env steps before the first update; None: `start_steps`.
-    steps_per_iteration: vmapped env steps per `iteration` (one compiled scan).
-    updates_per_step: TD3 updates after each vmapped env step (the original's
-      gradient/env-step ratio is ≈ 0.2-2.5 per transition, notes §1.4.6; with
-      E slots one vmapped step is E transitions).
-    replay_size: total replay capacity (`--replay_size` 1e6), split evenly
-      over the env slots.
-    snapshot_size: per-task snapshot (`--snapshot_size` 2000); raised to E
-      if smaller (one add may index E steps under one task).
-  """
-
-  batch_size: int = 256
-  discount: float = 0.99
-  tau: float = 0.005
-  policy_noise: float = 0.3
-  noise_clip: float = 0.5
-  policy_delay: int = 2
-  exploration_noise: float = 0.2
-  start_steps: int = 10_000
-  update_after: Optional[int] = None
-  steps_per_iteration: int = 100
-  updates_per_step: int = 1
-  replay_size: int = 1_000_000
-  snapshot_size: int = 2000
-
-  def __post_init__(self):
-    for name in ("batch_size", "policy_delay", "steps_per_iteration", "updates_per_step", "replay_size"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    for name in ("start_steps", "snapshot_size"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}.")
-    if self.update_after is not None and (not isinstance(self.update_after, int) or self.update_after < 0):
-      raise ValueError(f"update_after must be a non-negative int or None, got {self.update_after!r}.")
-    for name in ("discount", "tau"):
-      if not 0.0 <= getattr(self, name) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}.")
-    for name in ("policy_noise", "noise_clip", "exploration_noise"):
-      if not getattr(self, name) >= 0.0:
-        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
-
-  @property
-  def first_update_step(self) -> int:
-    return self.start_steps if self.update_after is None else self.update_after
+class NonFiniteError(RuntimeError):
+  """Raised under `nonfinite='stop'` when an update had a NaN/Inf loss, gradient or parameter."""
 
 
-class TrainState(NamedTuple):
-  """Everything the meta-training loop carries; a pytree of arrays.
-
-  Attributes:
-    params: `MQLParams` (actor, critic).
-    target_params: their TD3 targets.
-    actor_opt_state, critic_opt_state: optimizer states.
-    env_state: the vmapped env state (`[E, ...]` leaves).
-    replay: `mql.replay.MQLReplayState`.
-    history: `[E, H, A + 1 + S]` each slot's acting history (module docstring).
-    history_mask: `[E, H]` bool.
-    rng: PRNG key.
-    env_steps: int32 transitions collected (all slots).
-    updates: int32 TD3 updates run (critic steps, skipped ones included).
-    actor_updates: int32 actor + target updates run (= updates // policy_delay).
-    critic_nonfinite, actor_nonfinite: int32 updates skipped for NaN/Inf.
-    episode_return: `[E]` return of each slot's current episode so far.
-    last_return: `[E]` return of each slot's last finished episode (0 before one).
-    episodes: int32 episodes finished (all slots).
-  """
-
-  params: mql_networks.MQLParams
-  target_params: mql_networks.MQLParams
-  actor_opt_state: PyTree
-  critic_opt_state: PyTree
-  env_state: PyTree
-  replay: replay.MQLReplayState
-  history: jax.Array
-  history_mask: jax.Array
-  rng: jax.Array
-  env_steps: jax.Array
-  updates: jax.Array
-  actor_updates: jax.Array
-  critic_nonfinite: jax.Array
-  actor_nonfinite: jax.Array
-  episode_return: jax.Array
-  last_return: jax.Array
-  episodes: jax.Array
+def _positive_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
-class Trainer(NamedTuple):
-  """The jitted entry points of `make_trainer`.
-
-  Attributes:
-    init: `init(key) -> TrainState`.
-    iteration: `iteration(state) -> (state, metrics)`: `steps_per_iteration`
-      env steps with their updates (one compiled `lax.scan`); metrics are
-      scalars (means over the iteration; `*_loss` over the updates that ran,
-      NaN if none), the counters and each optimizer's current learning rate
-      (base rate x GreedyLR scale).
-    evaluate: `evaluate(state, key, num_episodes) -> [num_tasks]` mean
-      undiscounted return per task of the evaluation env, deterministic actor,
-      one full episode each (`num_episodes` static).
-    act_step: `act_step(state) -> state`: one vmapped env step (acting,
-      replay add, history roll) without updates, for inspection and tests.
-  """
-
-  init: Callable[[jax.Array], TrainState]
-  iteration: Callable[[TrainState], tuple[TrainState, dict]]
-  evaluate: Callable[..., jax.Array]
-  act_step: Callable[[TrainState], TrainState]
-
-
-def make_optimizers(
-  learning_rate: float = 3e-4, greedy_mode: str = "per_step", **kwargs: Any
-) -> tuple[optimizers.Optimizer, optimizers.Optimizer]:
-  """Actor and critic optimizers: Adam (`--lr` 3e-4) + GreedyLR per step; `greedy_mode='none'`: constant rate."""
-  make = lambda: optimizers.make_optimizer(name="adam", learning_rate=learning_rate, greedy_mode=greedy_mode, **kwargs)
-  return make(), make()
-
-
-def roll_history(
-  history: jax.Array, mask: jax.Array, action: jax.Array, reward: jax.Array, observation: jax.Array, reset: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-  """Appends step `(a_t, r_t, s_t)` to each slot's window; clears slots whose episode ended.
-
-  Args:
-    history: `[E, H, A + 1 + S]`.
-    mask: `[E, H]` bool.
-    action: `[E, A]` a_t as applied (and stored).
-    reward: `[E]` r_t.
-    observation: `[E, S]` s_t (the observation the action was taken in).
-    reset: `[E]` whether the step ended the episode (`done` of the new state).
-
-  Returns:
-    The window and mask of s_{t+1} (`replay.gather`'s `next_history`, or an
-    empty window at a new episode's first step).
-  """
-  feat = mql_networks.history_features(action, reward, observation).astype(history.dtype)
-  history = jnp.concatenate([history[:, 1:], feat[:, None]], axis=1)
-  mask = jnp.concatenate([mask[:, 1:], jnp.ones_like(mask[:, :1])], axis=1)
-  reset = jnp.asarray(reset) > 0
-  history = jnp.where(reset[:, None, None], jnp.zeros((), history.dtype), history)
-  mask = jnp.where(reset[:, None], False, mask)
-  return history, mask
-
-
-def _all_finite(tree: PyTree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-  return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
-
-
-def _base_env(env) -> TaskEpisodeWrapper:
-  if isinstance(env, VmapTaskWrapper):
-    return env.env
-  if isinstance(env, TaskEpisodeWrapper):
-    return env
-  raise TypeError(f"expected an mql.envs env (VmapTaskWrapper or TaskEpisodeWrapper), got {type(env).__name__}")
-
-
-def make_trainer(
-  env: VmapTaskWrapper,
-  networks: mql_networks.MQLNetworks,
-  settings: TD3Settings = TD3Settings(),
-  actor_optimizer: Optional[optimizers.Optimizer] = None,
-  critic_optimizer: Optional[optimizers.Optimizer] = None,
-  *,
-  eval_env=None,
-) -> Trainer:
-  """Builds the meta-training loop (see the module docstring).
-
-  Args:
-    env: `mql.envs.make(..., batch_size=E)` over the train tasks.
-    networks: `mql.networks.make_networks(...)`, with or without contexts.
-    settings: `TD3Settings`.
-    actor_optimizer, critic_optimizer: `schedulers.make_optimizer` results;
-      None: `make_optimizers()` (Adam 3e-4, GreedyLR per step).
-    eval_env: env whose tasks `evaluate` runs (e.g. the test split); default
-      the train env's tasks.
-
-  Returns:
-    `Trainer(init, iteration, evaluate, act_step)`, all jitted.
-  """
-  if not isinstance(env, VmapTaskWrapper):
-    raise TypeError(f"env must be a VmapTaskWrapper (mql.envs.make(..., batch_size=E)), got {type(env).__name__}")
-  base = _base_env(env)
-  num_envs, num_tasks = env.batch_size, base.num_tasks
-  obs_size, act_size, h = networks.observation_size, networks.action_size, networks.history_length
-  if base.observation_size != obs_size or base.action_size != act_size:
-    raise ValueError(
-      f"env has observation/action sizes {base.observation_size}/{base.action_size}, "
-      f"the networks {obs_size}/{act_size}."
-    )
-  capacity = settings.replay_size // num_envs
-  if capacity <= h:
-    raise ValueError(f"replay_size {settings.replay_size} leaves {capacity} steps per env slot, need > H = {h}.")
-  snapshot = max(settings.snapshot_size, num_envs)
-  default_actor, default_critic = make_optimizers()
-  actor_optimizer = actor_optimizer or default_actor
-  critic_optimizer = critic_optimizer or default_critic
-  actor_opt, critic_opt = actor_optimizer.tx, critic_optimizer.tx
-  evaluation = _base_env(eval_env) if eval_env is not None else base
-  td3 = mql_losses.make_losses(
-    networks, discount=settings.discount, policy_noise=settings.policy_noise, noise_clip=settings.noise_clip
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `common.app.ConfigError` naming the first bad field (nothing is compiled)."""
+  app.check_known_fields(config, default_config.get_config(f"{config.family}-smoke" if _known(config) else None))
+  app.check(config, "family", lambda v: v in envs.FAMILIES, f"must be one of {', '.join(envs.FAMILIES)}")
+  for field in ("num_train_tasks", "num_test_tasks", "episode_length", "num_envs", "num_iterations"):
+    app.check(config, field, _positive_int, "must be an integer >= 1")
+  for field in ("eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
+    app.check(config, field, _positive_int, "must be an integer >= 1")
+  app.check(config, "network.history_length", _positive_int, "must be an integer >= 1 (H, the context window)")
+  app.check(config, "network.context_size", _positive_int, "must be an integer >= 1")
+  app.check(
+    config, "network.hidden_sizes", lambda v: len(v) >= 1 and all(_positive_int(h) for h in v), "must be positive ints"
   )
-  critic_grad = jax.value_and_grad(td3.critic_loss, has_aux=True)
-  actor_grad = jax.value_and_grad(td3.actor_loss, has_aux=True)
-  feature_size = networks.history_feature_size
-  first_update = settings.first_update_step
-
-  def init(key: jax.Array) -> TrainState:
-    param_key, env_key, rng = jax.random.split(key, 3)
-    params = mql_networks.init_params(networks, param_key)
-    state = TrainState(
-      params=params,
-      target_params=params,
-      actor_opt_state=actor_opt.init(params.actor),
-      critic_opt_state=critic_opt.init(params.critic),
-      env_state=env.reset(env_key),
-      replay=replay.init(num_envs, capacity, obs_size, act_size, num_tasks, snapshot),
-      history=jnp.zeros((num_envs, h, feature_size), jnp.float32),
-      history_mask=jnp.zeros((num_envs, h), bool),
-      rng=rng,
-      env_steps=jnp.zeros((), jnp.int32),
-      updates=jnp.zeros((), jnp.int32),
-      actor_updates=jnp.zeros((), jnp.int32),
-      critic_nonfinite=jnp.zeros((), jnp.int32),
-      actor_nonfinite=jnp.zeros((), jnp.int32),
-      episode_return=jnp.zeros((num_envs,), jnp.float32),
-      last_return=jnp.zeros((num_envs,), jnp.float32),
-      episodes=jnp.zeros((), jnp.int32),
-    )
-    return jax.tree.map(jnp.copy, state)  # own buffers (targets start as copies)
-
-  def act_step(state: TrainState) -> tuple[TrainState, dict]:
-    rng, noise_key, random_key = jax.random.split(state.rng, 3)
-    env_state = state.env_state
-    policy = networks.actor.apply(state.params.actor, env_state.obs, state.history, state.history_mask)
-    noise = settings.exploration_noise * jax.random.normal(noise_key, policy.shape, policy.dtype)
-    explore = jnp.clip(policy + noise, -1.0, 1.0)
-    uniform = jax.random.uniform(random_key, policy.shape, policy.dtype, -1.0, 1.0)
-    action = jnp.where(state.env_steps < settings.start_steps, uniform, explore)
-    next_env_state = env.step(env_state, action)
-    step = replay.step_from_env(env_state, action, next_env_state)
-    done = next_env_state.done > 0
-    history, mask = roll_history(state.history, state.history_mask, action, step.reward, step.observation, done)
-    episode_return = state.episode_return + step.reward
-    finished = jnp.sum(done.astype(jnp.int32))
-    metrics = {
-      "finished_return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
-      "finished_episodes": finished,
-    }
-    state = state._replace(
-      env_state=next_env_state,
-      replay=replay.add(state.replay, step),
-      history=history,
-      history_mask=mask,
-      rng=rng,
-      env_steps=state.env_steps + num_envs,
-      episode_return=jnp.where(done, 0.0, episode_return),
-      last_return=jnp.where(done, episode_return, state.last_return),
-      episodes=state.episodes + finished,
-    )
-    return state, metrics
-
-  def update(state: TrainState, _) -> tuple[TrainState, dict]:
-    rng, batch_key, critic_key = jax.random.split(state.rng, 3)
-    active = state.env_steps >= first_update
-    batch = replay.sample(state.replay, batch_key, settings.batch_size, h)
-    params, target = state.params, state.target_params
-
-    (critic_loss, critic_metrics), grads = critic_grad(params, target, batch, critic_key)
-    updates, critic_opt_state = critic_opt.update(
-      grads.critic, state.critic_opt_state, params.critic, value=critic_loss
-    )
-    critic = optax.apply_updates(params.critic, updates)
-    critic_finite = jnp.isfinite(critic_loss) & _all_finite(grads.critic) & _all_finite(critic)
-    apply_critic = active & critic_finite
-    params = params._replace(critic=_select(apply_critic, critic, params.critic))
-    critic_opt_state = _select(apply_critic, critic_opt_state, state.critic_opt_state)
-
-    count = state.updates + active.astype(jnp.int32)
-    actor_step = active & (count % settings.policy_delay == 0)
-    (actor_loss, actor_metrics), grads = actor_grad(params, batch)
-    updates, actor_opt_state = actor_opt.update(grads.actor, state.actor_opt_state, params.actor, value=actor_loss)
-    actor = optax.apply_updates(params.actor, updates)
-    actor_finite = jnp.isfinite(actor_loss) & _all_finite(grads.actor) & _all_finite(actor)
-    apply_actor = actor_step & actor_finite
-    params = params._replace(actor=_select(apply_actor, actor, params.actor))
-    actor_opt_state = _select(apply_actor, actor_opt_state, state.actor_opt_state)
-    target = _select(actor_step, mql_losses.soft_update(target, params, settings.tau), target)
-
-    nan = jnp.asarray(jnp.nan, jnp.float32)
-    metrics = {
-      "critic_loss": jnp.where(active, critic_loss, nan),
-      "q1": jnp.where(active, critic_metrics["q1"], nan),
-      "target_q": jnp.where(active, critic_metrics["target_q"], nan),
-      "actor_loss": jnp.where(actor_step, actor_loss, nan),
-    }
-    state = state._replace(
-      params=params,
-      target_params=target,
-      actor_opt_state=actor_opt_state,
-      critic_opt_state=critic_opt_state,
-      rng=rng,
-      updates=count,
-      actor_updates=state.actor_updates + actor_step.astype(jnp.int32),
-      critic_nonfinite=state.critic_nonfinite + (active & ~critic_finite).astype(jnp.int32),
-      actor_nonfinite=state.actor_nonfinite + (actor_step & ~actor_finite).astype(jnp.int32),
-    )
-    return state, metrics
-
-  def env_step(state: TrainState, _) -> tuple[TrainState, dict]:
-    state, act_metrics = act_step(state)
-    state, update_metrics = jax.lax.scan(update, state, None, length=settings.updates_per_step)
-    return state, {**act_metrics, **update_metrics}
-
-  def nanmean(x):
-    x = x.reshape(-1)
-    ok = jnp.isfinite(x)
-    return jnp.where(ok.any(), jnp.sum(jnp.where(ok, x, 0.0)) / jnp.maximum(ok.sum(), 1), jnp.nan)
-
-  def iteration(state: TrainState) -> tuple[TrainState, dict]:
-    state, m = jax.lax.scan(env_step, state, None, length=settings.steps_per_iteration)
-    finished = jnp.sum(m["finished_episodes"])
-    metrics = {
-      "critic_loss": nanmean(m["critic_loss"]),
-      "actor_loss": nanmean(m["actor_loss"]),
-      "q1": nanmean(m["q1"]),
-      "target_q": nanmean(m["target_q"]),
-      "episode_return": jnp.where(finished > 0, jnp.sum(m["finished_return_sum"]) / jnp.maximum(finished, 1), jnp.nan),
-      "finished_episodes": finished,
-      "env_steps": state.env_steps,
-      "updates": state.updates,
-      "actor_updates": state.actor_updates,
-      "critic_nonfinite": state.critic_nonfinite,
-      "actor_nonfinite": state.actor_nonfinite,
-      "actor_learning_rate": actor_optimizer.learning_rate(state.actor_opt_state),
-      "critic_learning_rate": critic_optimizer.learning_rate(state.critic_opt_state),
-    }
-    return state, metrics
-
-  def evaluate(state: TrainState, key: jax.Array, num_episodes: int = 1) -> jax.Array:
-    n_tasks = evaluation.num_tasks
-    ids = jnp.repeat(jnp.arange(n_tasks, dtype=jnp.int32), num_episodes)
-    keys = jax.random.split(key, ids.shape[0])
-    env_state = jax.vmap(evaluation.reset_with_task_id)(keys, ids)
-    n = ids.shape[0]
-    carry = (
-      env_state,
-      jnp.zeros((n, h, feature_size), jnp.float32),
-      jnp.zeros((n, h), bool),
-      jnp.zeros((n,), jnp.float32),
-      jnp.ones((n,), bool),
-    )
-
-    def body(carry, _):
-      env_state, history, mask, total, alive = carry
-      action = networks.actor.apply(state.params.actor, env_state.obs, history, mask)
-      next_state = jax.vmap(evaluation.step_no_reset)(env_state, action)
-      reward = jnp.asarray(next_state.reward, jnp.float32)
-      total = total + jnp.where(alive, reward, 0.0)
-      history, mask = roll_history(history, mask, action, reward, env_state.obs, jnp.zeros((n,), bool))
-      alive = alive & ~(next_state.done > 0)
-      return (next_state, history, mask, total, alive), None
-
-    (_, _, _, total, _), _ = jax.lax.scan(body, carry, None, length=evaluation.episode_length)
-    return total.reshape(n_tasks, num_episodes).mean(axis=1)
-
-  def act_only(state: TrainState) -> TrainState:
-    return act_step(state)[0]
-
-  return Trainer(
-    init=jax.jit(init),
-    iteration=jax.jit(iteration),
-    evaluate=jax.jit(evaluate, static_argnums=2),
-    act_step=jax.jit(act_only),
+  app.check(config, "nonfinite", lambda v: v in NONFINITE_POLICIES, f"must be one of {NONFINITE_POLICIES}")
+  app.check(config, "num_train_tasks", lambda v: v <= 32767, "must be <= 32767 (task ids are stored as int16)")
+  optimizers.check_optimizer_config(config, "optimizer")
+  devices = jax.device_count()
+  for field in ("num_envs", "td3.batch_size", "adaptation.stage2_batch_size"):
+    app.check(config, field, lambda v: v % devices == 0, f"must be divisible by the device count ({devices})")
+  try:
+    settings = _td3_settings(config)
+  except ValueError as e:
+    raise app.ConfigError(f"td3.{str(e).split(' ')[0]}", str(e)) from None
+  try:
+    _adaptation_settings(config)
+  except ValueError as e:
+    raise app.ConfigError(f"adaptation.{str(e).split(' ')[0]}", str(e)) from None
+  per_slot = settings.replay_size // config.num_envs
+  app.check(
+    config,
+    "td3.replay_size",
+    lambda v: per_slot > config.network.history_length,
+    f"leaves {per_slot} steps per env slot (replay_size // num_envs), need more than network.history_length",
   )
+  app.check(
+    config,
+    "td3.snapshot_size",
+    lambda v: v <= per_slot * config.num_envs,
+    "must not exceed the replay capacity",
+  )
+  family = envs.FAMILIES[config.family]
+  if family.env_class.__name__ in ("CheetahDir", "AntDir"):
+    app.check(config, "num_train_tasks", lambda v: v <= 2, f"{config.family} has 2 tasks (directions); got more")
+    app.check(config, "num_test_tasks", lambda v: v <= 2, f"{config.family} has 2 tasks (directions); got more")
+
+
+def _known(config) -> bool:
+  return isinstance(config.get("family"), str) and config.family in default_config.ORIGINAL
+
+
+def _td3_settings(config) -> trainer.TD3Settings:
+  return trainer.TD3Settings(**config.td3.to_dict())
+
+
+def _adaptation_settings(config) -> adaptation.AdaptationSettings:
+  return adaptation.AdaptationSettings(**config.adaptation.to_dict())
+
+
+_BUILT: dict[str, tuple] = {}
+
+
+def build(config: ml_collections.ConfigDict, mesh=None):
+  """The run's task set, networks, trainer and adapter.
+
+  Cached per process on the fields they depend on (everything but the
+  resumable fields and the seed), so repeated runs in one process (resumes,
+  sweeps over seeds, tests) reuse the compiled programs.
+  """
+  fields = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS and k != "seed"}
+  key = json.dumps(fields, sort_keys=True, default=str) + f"|{None if mesh is None else mesh.size}"
+  if key not in _BUILT:
+    _BUILT[key] = _build(config, mesh)
+  return _BUILT[key]
+
+
+def _build(config: ml_collections.ConfigDict, mesh):
+  task_set = envs.sample_tasks(config.family, config.task_seed, config.num_train_tasks, config.num_test_tasks)
+  env = envs.make(
+    config.family, task_set=task_set, split="train", batch_size=config.num_envs, episode_length=config.episode_length
+  )
+  eval_env = envs.make(config.family, task_set=task_set, split="test", episode_length=config.episode_length)
+  base = env.env
+  nets = networks.make_networks(
+    base.observation_size,
+    base.action_size,
+    hidden_sizes=tuple(config.network.hidden_sizes),
+    context_size=config.network.context_size,
+    history_length=config.network.history_length,
+    use_context=config.use_context,
+  )
+  settings = _td3_settings(config)
+  actor_opt, critic_opt = optimizers.from_config(config.optimizer), optimizers.from_config(config.optimizer)
+  meta = trainer.make_trainer(env, nets, settings, actor_opt, critic_opt, eval_env=eval_env, mesh=mesh)
+  adapter = adaptation.make_adapter(
+    eval_env, nets, settings, _adaptation_settings(config), num_train_tasks=config.num_train_tasks
+  )
+  return task_set, nets, meta, adapter
+
+
+def _eval_row(results: dict) -> dict[str, float]:
+  return {f"eval/{k}": v for k, v in adaptation.summarize(results).items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Meta-trains (or resumes), evaluates adaptation on the test tasks, writes results; returns the summary."""
+  workdir = pathlib.Path(workdir)
+  mesh = sharding.data_mesh() if jax.device_count() > 1 else None
+  task_set, _, meta, adapter = build(config, mesh)
+  lead = jax.process_index() == 0
+  if lead:
+    workdir.mkdir(parents=True, exist_ok=True)
+  tasks_path = workdir / "tasks.json"
+  if lead and not tasks_path.exists():
+    task_set.save(tasks_path)
+
+  state = meta.init(jax.random.key(config.seed))
+  eval_key = jax.random.key(config.seed + 1_000_003)  # evaluations: fixed keys, independent of training's
+  tasks = {"train": np.asarray(task_set.train), "test": np.asarray(task_set.test)}
+  per_iteration = config.num_envs * config.td3.steps_per_iteration
+
+  final = None
+  with checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints) as ckpt:
+    restored, restored_step = ckpt.restore_latest({"state": state, "tasks": tasks})
+    if restored is not None:
+      for split in ("train", "test"):
+        if not np.array_equal(np.asarray(restored["tasks"][split]), tasks[split]):
+          raise checkpoint.CheckpointRestoreError(f"the checkpoint's {split} tasks differ from this run's task set")
+      state = restored["state"]
+      if lead:
+        print(f"resuming from iteration {restored_step} of {config.num_iterations}", flush=True)
+    state = meta.place(state)
+    iteration = int(state.env_steps) // per_iteration
+    with metrics_lib.MetricWriter(
+      workdir, total_steps=config.num_iterations, resume_step=restored_step, progress_lines=10
+    ) as writer:
+      window = []
+      while iteration < config.num_iterations:
+        state, m = meta.iteration(state)
+        iteration += 1
+        window.append(m)
+        if iteration % config.log_every == 0 or iteration == config.num_iterations:
+          writer.write(iteration, _mean_metrics(jax.device_get(window)))
+          window = []
+          if config.nonfinite == "stop" and int(state.critic_nonfinite) + int(state.actor_nonfinite) > 0:
+            writer.flush()
+            raise NonFiniteError(
+              f"iteration {iteration}: {int(state.critic_nonfinite)} critic and {int(state.actor_nonfinite)} actor "
+              "updates had NaN/Inf values (config.nonfinite='stop')"
+            )
+        if iteration % config.eval_every == 0 or iteration == config.num_iterations:
+          results = jax.device_get(adapter.adapt_all(state, jax.random.fold_in(eval_key, iteration)))
+          writer.write(iteration, _eval_row(results))
+          final = (iteration, results)
+        if iteration % config.checkpoint_every == 0 or iteration == config.num_iterations:
+          writer.flush()
+          ckpt.save(iteration, {"state": state, "tasks": tasks}, force=True)
+    if final is None or final[0] != iteration:  # a finished run re-run: evaluate again (deterministic)
+      final = (iteration, jax.device_get(adapter.adapt_all(state, jax.random.fold_in(eval_key, iteration))))
+
+  summary = adaptation.summarize(final[1])
+  summary.update(
+    env_steps=int(state.env_steps),
+    updates=int(state.updates),
+    critic_nonfinite=int(state.critic_nonfinite),
+    actor_nonfinite=int(state.actor_nonfinite),
+  )
+  if lead:
+    write_outputs(workdir, config, final[1], summary)
+    print(
+      f"outputs in {workdir}: results.json, metrics.jsonl, plots/, tensorboard/, checkpoints/, tasks.json | "
+      f"{config.family}: test return before adaptation {summary['return_before_mql']:.2f}, "
+      f"after {summary['return_after_mql']:.2f} (MQL protocol), env steps {summary['env_steps']}",
+      flush=True,
+    )
+  return summary
+
+
+def _mean_metrics(window: list[dict]) -> dict[str, float]:
+  """Means over logged iterations; `episode_return` weighted by finished episodes; counters from the last."""
+  last = window[-1]
+  row = {}
+  for key in last:
+    values = np.asarray([w[key] for w in window], np.float64)
+    if key in ("env_steps", "updates", "actor_updates", "critic_nonfinite", "actor_nonfinite"):
+      row[key] = float(values[-1])
+    elif key == "episode_return":
+      counts = np.asarray([w["finished_episodes"] for w in window], np.float64)
+      ok = np.isfinite(values) & (counts > 0)
+      row[key] = float((values[ok] * counts[ok]).sum() / counts[ok].sum()) if ok.any() else float("nan")
+    elif key == "finished_episodes":
+      row[key] = float(values.sum())
+    else:
+      finite = values[np.isfinite(values)]
+      row[key] = float(finite.mean()) if finite.size else float("nan")
+  return row
+
+
+def write_outputs(workdir: pathlib.Path, config, results: dict, summary: dict) -> None:
+  """results.json (per-task returns, summary) and plots/ (curves and the adaptation scatter)."""
+  per_task = {k: np.asarray(v).tolist() for k, v in results.items()}
+  payload = {"family": config.family, "seed": config.seed, "use_context": config.use_context, "summary": summary}
+  payload["per_task"] = per_task
+  (workdir / "results.json").write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
+  plots = workdir / "plots"
+  metrics_lib.plot_metrics(workdir, out_dir=plots, loss_label="TD3 loss")
+  plot_learning_curve(metrics_lib.read_metrics(workdir), plots / "return.png", config.family)
+  plot_adaptation(results, plots / "adaptation.png", config.family)
+
+
+def plot_learning_curve(rows: list[dict], path: pathlib.Path, family: str) -> None:
+  """Training episode return and evaluation returns (before/after adaptation) vs env steps."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps_of = {}
+  train = [(r["env_steps"], r["episode_return"]) for r in rows if r.get("episode_return") is not None]
+  for r in rows:
+    if "env_steps" in r:
+      steps_of[r["step"]] = r["env_steps"]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  if train:
+    ax.plot(*zip(*train), label="training episodes (exploration noise)", color="0.6")
+  for key, label in (("eval/return_before_mql", "test tasks, before adaptation"), ("eval/return_after_mql", "after")):
+    pts = [(steps_of.get(r["step"]), r[key]) for r in rows if key in r and r[key] is not None]
+    pts = [p for p in pts if p[0] is not None]
+    if pts:
+      ax.plot(*zip(*pts), marker="o", label=label)
+  ax.set_xlabel("env steps (all slots)")
+  ax.set_ylabel("episode return")
+  ax.set_title(f"MQL on {family}")
+  ax.legend()
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_adaptation(results: dict, path: pathlib.Path, family: str) -> None:
+  """Per test task: mean return after adaptation against before (points above the diagonal gained)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  before = np.asarray(results["before"]).mean(axis=1)
+  after = np.asarray(results["after"]).mean(axis=1)
+  fig, ax = plt.subplots(figsize=(4.5, 4.5))
+  ax.scatter(before, after)
+  lo, hi = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
+  ax.plot([lo, hi], [lo, hi], color="0.5", linestyle="--", label="no change")
+  ax.set_xlabel("return before adaptation")
+  ax.set_ylabel("return after adaptation")
+  ax.set_title(f"{family}: {before.size} test tasks")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

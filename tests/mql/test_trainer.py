@@ -1,4 +1,4 @@
-"""Tests of mql.train: one jitted iteration, exact counters, acting histories, NaN skip, learning."""
+"""Tests of mql.trainer: one jitted iteration, exact counters, acting histories, NaN skip, learning."""
 
 import functools
 import time
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mql import envs, networks, replay, train
+from mql import envs, networks, replay
+from mql import trainer as trainer_lib
 
 E, H = 4, 10  # env slots; history window (< the 20-step point-robot episodes)
 
@@ -21,7 +22,7 @@ def _setup(use_context, num_envs=E, hidden=(32, 32), **settings):
   nets = networks.make_networks(2, 2, hidden_sizes=hidden, context_size=8, history_length=H, use_context=use_context)
   defaults = dict(batch_size=32, start_steps=12, steps_per_iteration=5, updates_per_step=3, replay_size=400)
   defaults.update(settings)
-  trainer = train.make_trainer(env, nets, train.TD3Settings(**defaults), eval_env=eval_env)
+  trainer = trainer_lib.make_trainer(env, nets, trainer_lib.TD3Settings(**defaults), eval_env=eval_env)
   return trainer, nets
 
 
@@ -87,12 +88,12 @@ def test_greedy_none_switch_and_settings_validation():
   tasks = envs.sample_tasks("point-robot", 0, num_train=4, num_test=2)
   env = envs.make("point-robot", task_set=tasks, batch_size=2)
   nets = networks.make_networks(2, 2, hidden_sizes=(8,), context_size=4, history_length=3)
-  actor_opt, critic_opt = train.make_optimizers(greedy_mode="none")
+  actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="none")
   assert actor_opt.controller is None and critic_opt.greedy_mode == "none"
-  trainer = train.make_trainer(
+  trainer = trainer_lib.make_trainer(
     env,
     nets,
-    train.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, replay_size=64),
+    trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, replay_size=64),
     actor_opt,
     critic_opt,
   )
@@ -100,9 +101,9 @@ def test_greedy_none_switch_and_settings_validation():
   assert np.isfinite(metrics["critic_loss"])
   assert float(metrics["critic_learning_rate"]) == pytest.approx(3e-4)
   with pytest.raises(ValueError, match="policy_delay"):
-    train.TD3Settings(policy_delay=0)
+    trainer_lib.TD3Settings(policy_delay=0)
   with pytest.raises(ValueError, match="replay_size"):
-    train.make_trainer(env, nets, train.TD3Settings(replay_size=4))
+    trainer_lib.make_trainer(env, nets, trainer_lib.TD3Settings(replay_size=4))
 
 
 @pytest.mark.slow
@@ -117,11 +118,11 @@ def test_short_run_improves_evaluation_return():
   tasks = envs.sample_tasks("point-robot", 0, num_train=2, num_test=1)
   env = envs.make("point-robot", task_set=tasks, split="train", batch_size=4)
   nets = networks.make_networks(2, 2, hidden_sizes=(64, 64), context_size=8, history_length=H)
-  actor_opt, critic_opt = train.make_optimizers(learning_rate=1e-3)
-  settings = train.TD3Settings(
+  actor_opt, critic_opt = trainer_lib.make_optimizers(learning_rate=1e-3)
+  settings = trainer_lib.TD3Settings(
     batch_size=64, discount=0.9, start_steps=200, steps_per_iteration=100, updates_per_step=2, replay_size=4000
   )
-  trainer = train.make_trainer(env, nets, settings, actor_opt, critic_opt)
+  trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)
   state = trainer.init(jax.random.key(0))
   key = jax.random.key(7)
   before = float(trainer.evaluate(state, key, 1).mean())
