@@ -1,0 +1,145 @@
+"""Config of `nlirl.main`: LangGoalIRL and its baselines on R2R-lite.
+
+Variants: `--config=nlirl/configs/default.py:<variant>`, see `VARIANTS`; every method variant also has a
+`<variant>_smoke` form (tiny sizes, seconds), e.g. `:airl_smoke`.
+"""
+
+import ml_collections
+
+from schedulers import optimizers
+
+METHODS = {
+  "": "LangGoalIRL: AIRL + goal generator (paraphrase, relabelled positives, mismatched negatives) + adaptation",
+  "bc": "baseline: behaviour cloning of the expert demonstrations",
+  "gail": "baseline: language-conditioned GAIL (logit f, reward -log(1 - D); no generator, relabel or mismatch)",
+  "airl": "baseline: language-conditioned AIRL (logit f - log pi, shaped f; no generator, relabel or mismatch)",
+  "no_relabel": "ablation: LangGoalIRL without relabelled rollouts",
+  "no_paraphrase": "ablation: LangGoalIRL without generated paraphrases of expert goals",
+  "no_mismatch": "ablation: LangGoalIRL without mismatched-goal negatives",
+}
+VARIANTS = {
+  **METHODS,
+  "smoke": "LangGoalIRL, tiny sizes for tests (seconds)",
+  **{f"{name}_smoke": f"{meaning.split(':')[0]}: {name}, tiny sizes" for name, meaning in METHODS.items() if name},
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # network inits, rollouts, batches (seed s of num_seeds uses fold_in(PRNGKey(seed), s))
+  config.num_seeds = 3  # independent seeds trained side by side in one vmapped program
+  config.algorithm = "langgoalirl"  # langgoalirl | airl | gail | bc
+  config.relabel = True  # langgoalirl: relabelled rollouts (tau_pi, G ~ q) as positives and SAC goals
+  config.paraphrase = True  # langgoalirl: expert trajectories with generated goals as positives
+  config.mismatch = True  # langgoalirl: expert trajectories with another path's instruction as negatives
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset_seed = 0  # nlirl.envs.load_split seed
+  config.data.train_split = "train"  # demonstrations and rollout goals
+  config.data.eval_splits = ("val_seen", "val_unseen")  # evaluated every eval_every iterations
+  config.data.adapt_split = "val_unseen"  # unseen houses of the adaptation (their instructions are not used)
+  config.data.max_tokens = 96  # instruction length L (the grammar's longest is 94 with EOS)
+  config.data.max_train_episodes = 0  # training paths used (0: all 3050)
+  config.data.max_eval_episodes = 0  # paths evaluated per split, x 3 instructions (0: all)
+
+  config.env = ml_collections.ConfigDict()
+  config.env.horizon = 10  # fixed episode length (>= longest expert path + 1 for STOP)
+
+  config.net = ml_collections.ConfigDict()
+  config.net.encoder = "gru"  # instruction encoder: gru | transformer
+  config.net.embed_dim = 32  # token embedding size
+  config.net.hidden = 64  # hidden size of every network
+  config.net.num_layers = 1  # transformer layers
+  config.net.num_heads = 2  # transformer heads
+  config.net.latent = 16  # goal-generator latent z
+  config.net.shaping = True  # AIRL f = g + gamma h(s') - h(s) (gail never shapes)
+
+  config.rl = ml_collections.ConfigDict()
+  config.rl.gamma = 0.95  # SAC discount (and shaping's gamma)
+  config.rl.tau = 0.01  # target-critic Polyak rate per SAC step
+  config.rl.initial_alpha = 0.1  # SAC temperature at init
+  config.rl.target_entropy_scale = 0.3  # target entropy = scale x log(number of valid actions)
+  config.rl.max_reward = 10.0  # |reward| clip
+
+  config.num_envs = 64  # rollouts per iteration (vmapped, sharded over the data mesh)
+  config.replay_capacity = 4096  # rollouts kept (compact: env states + actions + goals)
+
+  config.disc = ml_collections.ConfigDict()
+  config.disc.steps = 1  # discriminator updates per iteration
+  config.disc.batch_size = 64  # positives (and as many negatives) per update, in quarters
+  config.disc.gradient_penalty = 1.0  # zero-centred |d logit / d obs|^2 weight
+
+  config.sac = ml_collections.ConfigDict()
+  config.sac.steps = 2  # SAC updates per iteration
+  config.sac.batch_size = 64  # trajectories: 1/2 rollouts, 1/4 expert, 1/4 relabelled (rollouts without relabel)
+
+  config.gen = ml_collections.ConfigDict()
+  config.gen.steps = 1  # generator ELBO updates per iteration
+  config.gen.batch_size = 32  # expert trajectories per ELBO update
+  config.gen.kl_anneal_iterations = 200  # KL weight rises linearly 0 -> 1 over these iterations
+  config.gen.word_dropout = 0.25  # decoder inputs replaced by UNK
+  config.gen.warmup_iterations = 100  # relabel / paraphrase positives count only after this
+  config.gen.temperature = 1.0  # sampling temperature of generated goals
+
+  config.bc = ml_collections.ConfigDict()
+  config.bc.steps = 4  # bc algorithm: updates per iteration
+  config.bc.batch_size = 64  # bc algorithm: expert trajectories per update
+  config.bc.warmstart_iterations = 50  # IRL algorithms: the policy is behaviour-cloned for these iterations
+
+  config.adapt = ml_collections.ConfigDict()
+  config.adapt.iterations = 60  # langgoalirl: adaptation iterations in the unseen houses (0: off)
+  config.adapt.explore_bc_steps = 300  # BC steps of the goal-agnostic exploration policy
+  config.adapt.num_demos = 512  # pseudo-demonstrations (exploration walks labelled by the generator)
+
+  opt = lambda lr, greedy="per_step": optimizers.optimizer_config(
+    name="adam", learning_rate=lr, greedy_mode=greedy, max_grad_norm=1.0
+  )
+  config.policy_optimizer = opt(3e-4)  # schedulers.make_optimizer block (GreedyLR per step on the loss)
+  config.critic_optimizer = opt(3e-4)  # schedulers.make_optimizer block
+  config.reward_optimizer = opt(1e-4)  # schedulers.make_optimizer block (small: a strong D saturates)
+  config.generator_optimizer = opt(1e-3)  # schedulers.make_optimizer block
+  # The temperature's loss is linear in log alpha (a dual variable, no plateau to detect): no GreedyLR.
+  config.temperature_optimizer = opt(3e-4, greedy="none")  # schedulers.make_optimizer block
+
+  config.num_iterations = 600  # training iterations (may grow on resume)
+  config.iterations_per_chunk = 20  # iterations per compiled call, between checkpoints
+  config.eval_every = 200  # evaluation period (a multiple of iterations_per_chunk)
+  config.keep_checkpoints = 2  # newest checkpoints kept
+
+  name, smoke = (arg or ""), False
+  if name == "smoke" or name.endswith("_smoke"):
+    name, smoke = name.removesuffix("smoke").removesuffix("_"), True
+  if name not in METHODS:
+    raise ValueError(f"unknown config variant {arg!r}; valid: {', '.join(v or '(default)' for v in VARIANTS)}")
+  if name in ("bc", "gail", "airl"):
+    config.algorithm = name
+    config.adapt.iterations = 0
+  elif name:
+    setattr(config, name.removeprefix("no_"), False)
+  if smoke:
+    config.num_seeds = 1
+    config.data.max_train_episodes = 64
+    config.data.max_eval_episodes = 16
+    config.data.max_tokens = 96
+    config.net.embed_dim = 8
+    config.net.hidden = 16
+    config.net.latent = 4
+    config.num_envs = 8
+    config.replay_capacity = 64
+    config.disc.batch_size = 8
+    config.sac.batch_size = 8
+    config.sac.steps = 1
+    config.gen.batch_size = 8
+    config.gen.warmup_iterations = 2
+    config.gen.kl_anneal_iterations = 4
+    config.bc.steps = 1
+    config.bc.batch_size = 8
+    config.bc.warmstart_iterations = 1
+    config.num_iterations = 4
+    config.iterations_per_chunk = 2
+    config.eval_every = 4
+    if config.adapt.iterations:
+      config.adapt.iterations = 2
+      config.adapt.explore_bc_steps = 2
+      config.adapt.num_demos = 8
+  return config

@@ -1,0 +1,760 @@
+"""LangGoalIRL and its baselines on R2R-lite: one jitted iteration, resumable training, evaluation, adaptation.
+
+`train_and_evaluate(config, workdir)` (the body of `python -m nlirl.main`):
+
+1. builds the R2R-lite splits, the expert demonstrations (shortest paths, all instructions), the networks
+   (`nlirl.networks`) and the losses (`nlirl.losses`);
+2. trains `config.num_seeds` seeds vmapped in one program.  One iteration (`make_iteration`) is:
+   `num_envs` vmapped policy rollouts in train houses (lax.scan over the horizon, goals = expert
+   instructions), hindsight labels for them from the goal generator, a replay-buffer write, generator ELBO
+   steps, discriminator steps, then discrete-SAC steps whose rewards are recomputed from the current
+   discriminator.  `iterations_per_chunk` iterations are one `lax.scan` inside one `jit`; the state (params,
+   optimizer states, replay, RNG key, iteration counter) is checkpointed after every chunk and metrics are
+   flushed first, so a killed run resumes and ends identically, metrics included;
+3. evaluates the greedy policy on `val_seen` / `val_unseen` (every instruction of every path: SR, SPL, NE,
+   oracle SR) every `eval_every` iterations and at the end;
+4. LangGoalIRL variants only: unseen-house adaptation (`adapt`): a goal-agnostic exploration policy (the
+   policy network with an empty instruction, behaviour-cloned on the training demonstrations) walks from
+   random viewpoints of the unseen houses, the generator labels its trajectories, these pseudo-demonstrations
+   adapt the reward and SAC fine-tunes the policy on them; SR on `val_unseen` before and after is reported.
+   No instruction or goal of the unseen houses is used.  The adaptation is a deterministic function of the
+   trained state and is recomputed (not checkpointed) when a finished run is re-run;
+5. writes `results.json` (per-seed metrics) and prints a summary.
+
+Algorithms (`config.algorithm`): 'langgoalirl' (AIRL logit + generator: paraphrase positives, relabelled
+positives, mismatched-goal negatives, each switchable for ablations), 'airl' and 'gail' (language-conditioned,
+no generator / relabel / mismatch), 'bc' (behaviour cloning only).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from common import app, checkpoint, replay, sharding
+from common import metrics as metrics_lib
+from nlirl import envs, rollouts
+from nlirl import losses as losses_lib
+from nlirl import networks as networks_lib
+from nlirl.configs import default as default_config
+from schedulers import optimizers
+
+DEFAULT_CONFIG = default_config.__file__
+RESUMABLE_FIELDS = ("num_iterations", "iterations_per_chunk", "eval_every", "keep_checkpoints")
+ALGORITHMS = ("langgoalirl", "airl", "gail", "bc")
+OPTIMIZERS = (
+  "policy_optimizer",
+  "critic_optimizer",
+  "reward_optimizer",
+  "generator_optimizer",
+  "temperature_optimizer",
+)
+METRIC_NAMES = ("success", "spl", "navigation_error", "oracle_success")
+
+
+# --- config validation ------------------------------------------------------------------------------------
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `common.app.ConfigError` naming the first bad field; runs before anything compiles."""
+  app.check_known_fields(config, default_config.get_config())
+  positive_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
+  nonneg_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+  app.check(config, "algorithm", lambda v: v in ALGORITHMS, f"must be one of {ALGORITHMS}")
+  for field in ("data.train_split", "data.adapt_split"):
+    app.check(config, field, lambda v: v in envs.SPLITS, f"must be one of {envs.SPLITS}")
+  app.check(
+    config, "data.eval_splits", lambda v: len(v) >= 1 and all(s in envs.SPLITS for s in v), f"must be in {envs.SPLITS}"
+  )
+  for field in (
+    "num_seeds",
+    "num_iterations",
+    "iterations_per_chunk",
+    "eval_every",
+    "keep_checkpoints",
+    "num_envs",
+    "replay_capacity",
+    "disc.batch_size",
+    "sac.batch_size",
+    "gen.batch_size",
+    "bc.batch_size",
+    "data.max_tokens",
+    "env.horizon",
+    "net.hidden",
+    "net.embed_dim",
+    "net.latent",
+  ):
+    app.check(config, field, positive_int, "must be an integer >= 1")
+  for field in ("disc.steps", "sac.steps", "gen.steps", "bc.steps", "bc.warmstart_iterations", "gen.warmup_iterations"):
+    app.check(config, field, nonneg_int, "must be an integer >= 0")
+  for field in ("data.max_train_episodes", "data.max_eval_episodes", "adapt.iterations", "adapt.explore_bc_steps"):
+    app.check(config, field, nonneg_int, "must be an integer >= 0 (0: all / off)")
+  app.check(config, "net.encoder", lambda v: v in networks_lib.ENCODERS, f"must be one of {networks_lib.ENCODERS}")
+  app.check(
+    config,
+    "num_iterations",
+    lambda v: v % config.iterations_per_chunk == 0,
+    f"must be a multiple of iterations_per_chunk ({config.iterations_per_chunk})",
+  )
+  app.check(
+    config,
+    "eval_every",
+    lambda v: v % config.iterations_per_chunk == 0,
+    f"must be a multiple of iterations_per_chunk ({config.iterations_per_chunk})",
+  )
+  app.check(
+    config,
+    "adapt.iterations",
+    lambda v: v % config.iterations_per_chunk == 0,
+    f"must be a multiple of iterations_per_chunk ({config.iterations_per_chunk})",
+  )
+  longest = max(
+    len(ep.path) - 1 for ep in envs.load_split(config.data.train_split, seed=config.data.dataset_seed).episodes
+  )
+  app.check(
+    config,
+    "env.horizon",
+    lambda v: v >= longest + 1,
+    f"must be >= the longest expert path ({longest} moves) + 1 for its STOP",
+  )
+  app.check(config, "rl.gamma", lambda v: 0 < v < 1, "must be in (0, 1)")
+  app.check(config, "rl.tau", lambda v: 0 < v <= 1, "must be in (0, 1]")
+  app.check(config, "rl.initial_alpha", lambda v: v > 0, "must be > 0")
+  app.check(config, "rl.target_entropy_scale", lambda v: 0 <= v <= 1, "must be in [0, 1]")
+  app.check(config, "rl.max_reward", lambda v: v > 0, "must be > 0")
+  app.check(config, "disc.gradient_penalty", lambda v: v >= 0, "must be >= 0")
+  app.check(config, "gen.word_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)")
+  app.check(config, "gen.kl_anneal_iterations", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0")
+  app.check(config, "adapt.num_demos", positive_int, "must be an integer >= 1")
+  app.check(config, "replay_capacity", lambda v: v >= config.num_envs, f"must be >= num_envs ({config.num_envs})")
+  devices = jax.device_count()
+  for field in ("num_envs", "disc.batch_size", "sac.batch_size", "gen.batch_size", "bc.batch_size", "adapt.num_demos"):
+    app.check(config, field, lambda v: v % (4 * devices) == 0, f"must be divisible by 4 x the device count ({devices})")
+  for name in OPTIMIZERS:
+    optimizers.check_optimizer_config(config, name)
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+
+class Data(NamedTuple):
+  """What an iteration reads (arguments of the jitted chunk, not constants baked into it).
+
+  Attributes:
+    houses: `envs.Houses` of every house set the run uses (train + unseen houses in one table, so training,
+      evaluation and adaptation share compiled programs).
+    episodes: `envs.Episodes` [E] rollout episodes (start, goal, heading); goals only feed logged metrics.
+    tokens: int32 [E, I, L] the goals the policy is commanded with (episode e, instruction i).
+    expert: `rollouts.Record` [E] demonstrations of those episodes (their `tokens` unused: see `tokens`).
+    learn_generator: float32 [] 1 while training, 0 in adaptation (the generator is not fit to its own labels).
+  """
+
+  houses: envs.Houses
+  episodes: envs.Episodes
+  tokens: jax.Array
+  expert: rollouts.Record
+  learn_generator: jax.Array
+
+
+def _house_set(split: str) -> str:
+  return "train" if split == "val_seen" else split
+
+
+def _world_sets(config) -> tuple[str, ...]:
+  d = config.data
+  names = [d.train_split, *d.eval_splits, d.adapt_split]
+  return tuple(dict.fromkeys(_house_set(n) for n in names))
+
+
+@functools.lru_cache(maxsize=4)
+def _world(seed: int, sets: tuple[str, ...]) -> tuple[envs.Houses, dict[str, int]]:
+  """One padded table of the house sets `sets`, and each set's first index in it."""
+  houses, offsets = [], {}
+  for name in sets:
+    offsets[name] = len(houses)
+    houses += list(envs.load_split(name, seed=seed).houses)
+  return envs.house_arrays(tuple(houses)), offsets
+
+
+def _subset(episodes: envs.Episodes, limit: int, seed: int) -> envs.Episodes:
+  n = int(episodes.house.shape[0])
+  if not limit or limit >= n:
+    return episodes
+  idx = np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+  return jax.tree.map(lambda x: x[idx], episodes)
+
+
+@functools.lru_cache(maxsize=16)
+def _split_arrays(name: str, seed: int, limit: int, max_tokens: int, sets: tuple[str, ...]):
+  """(world houses, episodes of `name` indexing the world table, tokens [E, I, max_tokens])."""
+  houses, offsets = _world(seed, sets)
+  episodes = envs.episode_arrays(envs.load_split(name, seed=seed))
+  episodes = episodes._replace(house=episodes.house + offsets[_house_set(name)])
+  episodes = _subset(episodes, limit, seed)
+  return houses, episodes, episodes.instructions[..., :max_tokens]  # a longer instruction loses its tail
+
+
+def _expert_records(houses, episodes, tokens, horizon) -> rollouts.Record:
+  states, actions = jax.jit(jax.vmap(functools.partial(rollouts.expert_rollout, horizon=horizon), (None, 0)))(
+    houses, episodes
+  )
+  first = tokens[:, 0]
+  return rollouts.Record(states=states, actions=actions, tokens=first, relabel=first)
+
+
+def train_data(config: ml_collections.ConfigDict) -> Data:
+  """Rollout houses, episodes, goals and demonstrations of the training split."""
+  d = config.data
+  houses, episodes, tokens = _split_arrays(
+    d.train_split, d.dataset_seed, d.max_train_episodes, d.max_tokens, _world_sets(config)
+  )
+  expert = _expert_records(houses, episodes, tokens, config.env.horizon)
+  return Data(houses, episodes, tokens, expert, jnp.ones((), jnp.float32))
+
+
+# --- state ------------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run carries between iterations (one seed; seeds add a leading axis to every leaf)."""
+
+  params: dict
+  opt_states: dict
+  replay: replay.ReplayState
+  key: jax.Array
+  iteration: jax.Array
+
+
+class Program(NamedTuple):
+  """The built, static pieces of a run (shared by train, eval and adaptation)."""
+
+  nets: networks_lib.Networks
+  losses: losses_lib.Losses
+  opts: dict
+  init: Any
+  chunk: Any
+  evaluate: Any
+  explore: Any
+  explorer_bc: Any
+
+
+def _optimizer(config, name):
+  return optimizers.from_config(config[name])
+
+
+def _empty_record(horizon: int, max_tokens: int) -> rollouts.Record:
+  scalar = lambda dtype: jax.ShapeDtypeStruct((horizon + 1,), dtype)
+  states = envs.NavState(
+    house=scalar(jnp.int32),
+    node=scalar(jnp.int32),
+    goal=scalar(jnp.int32),
+    heading=scalar(jnp.float32),
+    t=scalar(jnp.int32),
+    horizon=scalar(jnp.int32),
+    stopped=scalar(jnp.bool_),
+    travelled=scalar(jnp.float32),
+    oracle_distance=scalar(jnp.float32),
+    shortest=scalar(jnp.float32),
+  )
+  tok = jax.ShapeDtypeStruct((max_tokens,), jnp.int32)
+  return rollouts.Record(states=states, actions=jax.ShapeDtypeStruct((horizon,), jnp.int32), tokens=tok, relabel=tok)
+
+
+def _group_sizes(config) -> dict[str, int]:
+  """Static sizes of the discriminator's and SAC's batch groups (quarters of the batch)."""
+  irl = config.algorithm == "langgoalirl"
+  dq, sq = config.disc.batch_size // 4, config.sac.batch_size // 4
+  relabel, paraphrase, mismatch = irl and config.relabel, irl and config.paraphrase, irl and config.mismatch
+  sizes = {
+    "pos_paraphrase": dq if paraphrase else 0,
+    "pos_relabel": dq if relabel else 0,
+    "neg_mismatch": dq if mismatch else 0,
+    "sac_expert": sq,
+    "sac_relabel": sq if relabel else 0,
+  }
+  sizes["pos_expert"] = config.disc.batch_size - sizes["pos_paraphrase"] - sizes["pos_relabel"]
+  sizes["neg_rollout"] = config.disc.batch_size - sizes["neg_mismatch"]
+  sizes["sac_rollout"] = config.sac.batch_size - sizes["sac_expert"] - sizes["sac_relabel"]
+  return sizes
+
+
+def _concat(*trees):
+  trees = [t for t in trees if jax.tree.leaves(t)[0].shape[0] > 0]
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
+  """Networks, losses, optimizers and the jitted init / chunk / evaluate functions of `config`."""
+  irl = config.algorithm == "langgoalirl"
+  use_generator = irl and (config.relabel or config.paraphrase or config.adapt.iterations > 0)
+  horizon, max_tokens = config.env.horizon, config.data.max_tokens
+  vocab = envs.Vocabulary()
+  nets = networks_lib.make_networks(
+    vocab_size=vocab.size,
+    max_tokens=max_tokens,
+    encoder=config.net.encoder,
+    embed_dim=config.net.embed_dim,
+    hidden=config.net.hidden,
+    num_layers=config.net.num_layers,
+    num_heads=config.net.num_heads,
+    gamma=config.rl.gamma,
+    shaping=config.net.shaping and config.algorithm != "gail",
+    latent=config.net.latent,
+    trajectory_hidden=config.net.hidden,
+    horizon=horizon,
+  )
+  losses = losses_lib.make_losses(
+    nets,
+    gamma=config.rl.gamma,
+    discriminator="gail" if config.algorithm == "gail" else "airl",
+    gradient_penalty=config.disc.gradient_penalty,
+    max_reward=config.rl.max_reward,
+    target_entropy_scale=config.rl.target_entropy_scale,
+    word_dropout=config.gen.word_dropout,
+  )
+  opts = {name.removesuffix("_optimizer"): _optimizer(config, name) for name in OPTIMIZERS}
+  sizes = _group_sizes(config)
+  constrain = functools.partial(sharding.constrain_batch, mesh=mesh)
+
+  def init(key):
+    keys = jax.random.split(key, 6)
+    params = {
+      "policy": nets.policy.init(keys[0]),
+      "critic": nets.critic.init(keys[1]),
+      "reward": nets.reward.init(keys[2]),
+      "generator": nets.generator.init(keys[3]),
+      "log_alpha": jnp.log(jnp.asarray(config.rl.initial_alpha, jnp.float32)),
+    }
+    params["target_critic"] = params["critic"]
+    opt_states = {
+      "policy": opts["policy"].tx.init(params["policy"]),
+      "critic": opts["critic"].tx.init(params["critic"]),
+      "reward": opts["reward"].tx.init(params["reward"]),
+      "generator": opts["generator"].tx.init(params["generator"]),
+      "temperature": opts["temperature"].tx.init(params["log_alpha"]),
+    }
+    buffer = replay.init(_empty_record(horizon, max_tokens), config.replay_capacity)
+    return TrainState(params, opt_states, buffer, keys[4], jnp.zeros((), jnp.int32))
+
+  def apply_update(name, params, opt_state, grads, loss):
+    updates, opt_state = opts[name].tx.update(grads, opt_state, params, value=loss)
+    return optax.apply_updates(params, updates), opt_state
+
+  def trajectories(houses, records: rollouts.Record, tokens) -> losses_lib.Trajectory:
+    return jax.vmap(rollouts.to_trajectory, (None, 0, 0, 0))(houses, records.states, records.actions, tokens)
+
+  def label(gen_params, traj: losses_lib.Trajectory, key) -> jax.Array:
+    keys = jax.random.split(key, traj.actions.shape[0])
+    sample = functools.partial(networks_lib.sample_goal, nets.generator, temperature=config.gen.temperature)
+    return jax.vmap(lambda o, a, m, k: sample(gen_params, o, a, m, k))(
+      traj.obs[:, :-1], traj.actions, traj.active, keys
+    )
+
+  def sample_expert(data: Data, key, n):
+    k1, k2 = jax.random.split(key)
+    idx = constrain(jax.random.randint(k1, (n,), 0, data.tokens.shape[0]))
+    ins = jax.random.randint(k2, (n,), 0, data.tokens.shape[1])
+    return jax.tree.map(lambda x: x[idx], data.expert), data.tokens[idx, ins]
+
+  def sample_replay(buffer, key, n):
+    return jax.tree.map(constrain, replay.sample(buffer, key, n))
+
+  def do_rollouts(state: TrainState, data: Data, key):
+    k_ep, k_ins, k_act, k_rel = jax.random.split(key, 4)
+    n = config.num_envs
+    idx = constrain(jax.random.randint(k_ep, (n,), 0, data.tokens.shape[0]))
+    ins = jax.random.randint(k_ins, (n,), 0, data.tokens.shape[1])
+    tokens = data.tokens[idx, ins]
+    eps = rollouts.episode(data.episodes, idx)
+
+    def one(ep, tok, key):
+      act = rollouts.policy_actor(nets.policy, state.params["policy"], tok, greedy=False)
+      return rollouts.rollout(data.houses, ep, act, key, horizon=horizon)
+
+    states, actions = jax.vmap(one)(eps, tokens, jax.random.split(k_act, n))
+    record = rollouts.Record(states, actions, tokens, tokens)
+    if irl and config.relabel:
+      traj = trajectories(data.houses, record, tokens)
+      record = record._replace(relabel=label(state.params["generator"], traj, k_rel))
+    m = jax.vmap(envs.metrics, (None, 0))(data.houses, jax.tree.map(lambda x: x[:, -1], states))
+    return record, {f"rollout/{k}": jnp.mean(v) for k, v in m.items() if k in METRIC_NAMES}
+
+  def generator_step(carry, key, data: Data):
+    params, opt_states, iteration = carry
+    records, tokens = sample_expert(data, key, config.gen.batch_size)
+    batch = trajectories(data.houses, records, tokens)
+    anneal = max(config.gen.kl_anneal_iterations, 1)
+    beta = jnp.minimum(1.0, (iteration.astype(jnp.float32) + 1.0) / anneal)
+    (loss, m), grads = jax.value_and_grad(losses.generator, has_aux=True)(
+      params["generator"], batch, jax.random.fold_in(key, 1), beta
+    )
+    new, opt = apply_update("generator", params["generator"], opt_states["generator"], grads, loss)
+    keep = lambda n, o: jnp.where(data.learn_generator > 0, n, o)
+    new = jax.tree.map(keep, new, params["generator"])
+    opt = jax.tree.map(keep, opt, opt_states["generator"])
+    return (dict(params, generator=new), dict(opt_states, generator=opt), iteration), m
+
+  def disc_step(carry, key, data: Data, buffer, paraphrases):
+    params, opt_states, iteration = carry
+    ks = jax.random.split(key, 5)
+    warm = (iteration >= config.gen.warmup_iterations).astype(jnp.float32)
+    expert, expert_tokens = sample_expert(data, ks[0], sizes["pos_expert"])
+    groups_pos, weights_pos = [trajectories(data.houses, expert, expert_tokens)], [jnp.ones(sizes["pos_expert"])]
+    if sizes["pos_paraphrase"]:
+      groups_pos.append(paraphrases)
+      weights_pos.append(jnp.full((sizes["pos_paraphrase"],), warm))
+    if sizes["pos_relabel"]:
+      rec = sample_replay(buffer, ks[1], sizes["pos_relabel"])
+      groups_pos.append(trajectories(data.houses, rec, rec.relabel))
+      weights_pos.append(jnp.full((sizes["pos_relabel"],), warm))
+    rec = sample_replay(buffer, ks[2], sizes["neg_rollout"])
+    groups_neg, weights_neg = [trajectories(data.houses, rec, rec.tokens)], [jnp.ones(sizes["neg_rollout"])]
+    if sizes["neg_mismatch"]:
+      expert, expert_tokens = sample_expert(data, ks[3], sizes["neg_mismatch"])
+      shuffled = jnp.roll(expert_tokens, 1, axis=0)  # another episode's instruction
+      groups_neg.append(trajectories(data.houses, expert, shuffled))
+      weights_neg.append(jnp.ones(sizes["neg_mismatch"]))
+    pos, neg = _concat(*groups_pos), _concat(*groups_neg)
+    (loss, m), grads = jax.value_and_grad(losses.discriminator, has_aux=True)(
+      params["reward"], params["policy"], pos, jnp.concatenate(weights_pos), neg, jnp.concatenate(weights_neg), ks[4]
+    )
+    new, opt = apply_update("reward", params["reward"], opt_states["reward"], grads, loss)
+    return (dict(params, reward=new), dict(opt_states, reward=opt), iteration), m
+
+  def sac_step(carry, key, data: Data, buffer):
+    params, opt_states, iteration = carry
+    ks = jax.random.split(key, 4)
+    rec = sample_replay(buffer, ks[0], sizes["sac_rollout"])
+    groups = [trajectories(data.houses, rec, rec.tokens)]
+    expert, expert_tokens = sample_expert(data, ks[1], sizes["sac_expert"])
+    groups.append(trajectories(data.houses, expert, expert_tokens))
+    if sizes["sac_relabel"]:
+      rec = sample_replay(buffer, ks[2], sizes["sac_relabel"])
+      warm = iteration >= config.gen.warmup_iterations
+      groups.append(trajectories(data.houses, rec, jnp.where(warm, rec.relabel, rec.tokens)))
+    batch = _concat(*groups)
+    rewards = losses.reward(params["reward"], batch)  # from the current discriminator, never stored
+    (c_loss, cm), c_grads = jax.value_and_grad(losses.critic, has_aux=True)(
+      params["critic"], params["target_critic"], params["policy"], params["log_alpha"], batch, rewards
+    )
+    critic, critic_opt = apply_update("critic", params["critic"], opt_states["critic"], c_grads, c_loss)
+
+    bc_weight = (iteration < config.bc.warmstart_iterations).astype(jnp.float32)
+
+    def policy_objective(p):
+      a_loss, am = losses.actor(p, critic, params["log_alpha"], batch)
+      bc_loss, bm = losses.behaviour_cloning(p, jax.tree.map(lambda x: x[sizes["sac_rollout"] :], batch))
+      return (1.0 - bc_weight) * a_loss + bc_weight * bc_loss, {**am, **bm}
+
+    (p_loss, pm), p_grads = jax.value_and_grad(policy_objective, has_aux=True)(params["policy"])
+    policy, policy_opt = apply_update("policy", params["policy"], opt_states["policy"], p_grads, p_loss)
+    t_loss, t_grad = jax.value_and_grad(losses.temperature)(
+      params["log_alpha"], pm["sac/entropy"], pm["sac/target_entropy"]
+    )
+    log_alpha, t_opt = apply_update("temperature", params["log_alpha"], opt_states["temperature"], t_grad, t_loss)
+    target = losses_lib.soft_update(params["target_critic"], critic, config.rl.tau)
+    params = dict(params, critic=critic, policy=policy, log_alpha=log_alpha, target_critic=target)
+    opt_states = dict(opt_states, critic=critic_opt, policy=policy_opt, temperature=t_opt)
+    return (params, opt_states, iteration), {**cm, **pm, "sac/alpha": jnp.exp(log_alpha)}
+
+  def bc_step(carry, key, data: Data):
+    params, opt_states, iteration = carry
+    expert, tokens = sample_expert(data, key, config.bc.batch_size)
+    batch = trajectories(data.houses, expert, tokens)
+    (loss, m), grads = jax.value_and_grad(losses.behaviour_cloning, has_aux=True)(params["policy"], batch)
+    new, opt = apply_update("policy", params["policy"], opt_states["policy"], grads, loss)
+    return (dict(params, policy=new), dict(opt_states, policy=opt), iteration), m
+
+  def scan_steps(step, carry, key, steps):
+    if steps == 0:
+      return carry, {}
+    carry, m = jax.lax.scan(step, carry, jax.random.split(key, steps))
+    return carry, jax.tree.map(jnp.mean, m)
+
+  def make_iteration():
+    def iteration(state: TrainState, data: Data) -> tuple[TrainState, dict]:
+      key, k_roll, k_gen, k_para, k_disc, k_sac = jax.random.split(state.key, 6)
+      carry = (state.params, state.opt_states, state.iteration)
+      metrics = {}
+      buffer = state.replay
+      if config.algorithm == "bc":
+        carry, m = scan_steps(lambda c, k: bc_step(c, k, data), carry, k_sac, config.bc.steps)
+        metrics.update(m)
+      else:
+        record, m = do_rollouts(state, data, k_roll)
+        metrics.update(m)
+        buffer = replay.add(buffer, record)
+        if use_generator:
+          carry, m = scan_steps(lambda c, k: generator_step(c, k, data), carry, k_gen, config.gen.steps)
+          metrics.update(m)
+        paraphrases = None
+        if sizes["pos_paraphrase"]:
+          expert, _ = sample_expert(data, k_para, sizes["pos_paraphrase"])
+          traj = trajectories(data.houses, expert, expert.tokens)
+          paraphrases = traj._replace(tokens=label(carry[0]["generator"], traj, jax.random.fold_in(k_para, 1)))
+        carry, m = scan_steps(lambda c, k: disc_step(c, k, data, buffer, paraphrases), carry, k_disc, config.disc.steps)
+        metrics.update(m)
+        carry, m = scan_steps(lambda c, k: sac_step(c, k, data, buffer), carry, k_sac, config.sac.steps)
+        metrics.update(m)
+      params, opt_states, _ = carry
+      metrics["lr/policy"] = opts["policy"].learning_rate(opt_states["policy"])
+      new = TrainState(params, opt_states, buffer, key, state.iteration + 1)
+      return new, metrics
+
+    return iteration
+
+  def make_chunk():
+    iteration = make_iteration()
+
+    def chunk(state, data, length):
+      def one_seed(s):
+        return jax.lax.scan(lambda c, _: iteration(c, data), s, None, length=length)
+
+      return jax.vmap(one_seed)(state)
+
+    return jax.jit(chunk, static_argnums=2, donate_argnums=0)
+
+  def evaluate_one(policy_params, houses, episodes, tokens):
+    """Greedy rollouts of every (episode, instruction): metrics [E * I]."""
+    e, i = tokens.shape[:2]
+    idx = jnp.repeat(jnp.arange(e), i)
+    flat_tokens = tokens.reshape(e * i, -1)
+    eps = rollouts.episode(episodes, idx)
+
+    def one(ep, tok):
+      act = rollouts.policy_actor(nets.policy, policy_params, tok, greedy=True)
+      states, _ = rollouts.rollout(houses, ep, act, jax.random.PRNGKey(0), horizon=horizon)
+      return envs.metrics(houses, rollouts.final_state(states))
+
+    return jax.vmap(one)(eps, flat_tokens)
+
+  evaluate = jax.jit(jax.vmap(evaluate_one, (0, None, None, None)))
+
+  def explore_fn(policy_params, gen_params, houses, starts, key, num_labels):
+    """Goal-agnostic walks from `starts` and `num_labels` generator labels each: (Record, tokens [N, I, L])."""
+    empty = empty_goal(max_tokens)
+    n = starts.house.shape[0]
+    k_act, k_lab = jax.random.split(key)
+
+    def one(ep, key):
+      act = rollouts.policy_actor(nets.policy, policy_params, empty, greedy=False)
+      return rollouts.rollout(houses, ep, act, key, horizon=horizon)
+
+    states, actions = jax.vmap(one)(starts, jax.random.split(k_act, n))
+    record = rollouts.Record(states, actions, jnp.tile(empty, (n, 1)), jnp.tile(empty, (n, 1)))
+    traj = trajectories(houses, record, record.tokens)
+    labels = jnp.stack([label(gen_params, traj, k) for k in jax.random.split(k_lab, num_labels)], axis=1)
+    return record._replace(tokens=labels[:, 0], relabel=labels[:, 0]), labels
+
+  explore = jax.jit(jax.vmap(explore_fn, (0, 0, None, None, 0, None)), static_argnums=5)
+
+  def explorer_bc(state: TrainState, data: Data, steps: int):
+    carry = (state.params, state.opt_states, state.iteration)
+    carry, m = jax.lax.scan(lambda c, k: bc_step(c, k, data), carry, jax.random.split(state.key, steps))
+    return state.replace(params=carry[0], opt_states=carry[1]), m
+
+  explorer = jax.jit(jax.vmap(explorer_bc, (0, None, None)), static_argnums=2)
+  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer)
+
+
+def empty_goal(max_tokens: int) -> jax.Array:
+  """The empty instruction (EOS, then PAD): the goal-agnostic policy's input."""
+  return jnp.zeros((max_tokens,), jnp.int32).at[0].set(envs.Vocabulary().eos_id)
+
+
+def init_state(program: Program, config, mesh) -> TrainState:
+  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(config.seed), s))(jnp.arange(config.num_seeds))
+  return sharding.replicate(jax.jit(jax.vmap(program.init))(keys), mesh)
+
+
+# --- evaluation -------------------------------------------------------------------------------------------
+
+
+def eval_splits(program: Program, config, policy_params, names) -> dict[str, dict[str, np.ndarray]]:
+  """Per-seed, per-(episode, instruction) metrics [S, E_split * I] of the greedy policy on each split.
+
+  All splits run in one call (one compiled program): their episodes index the same world house table.
+  """
+  d, sets = config.data, _world_sets(config)
+  parts = [_split_arrays(n, d.dataset_seed, d.max_eval_episodes, d.max_tokens, sets) for n in names]
+  houses = parts[0][0]
+  episodes = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[1] for p in parts])
+  tokens = jnp.concatenate([p[2] for p in parts])
+  out = jax.device_get(program.evaluate(policy_params, houses, episodes, tokens))
+  result, start = {}, 0
+  for name, p in zip(names, parts):
+    n = int(p[2].shape[0] * p[2].shape[1])
+    result[name] = {k: np.asarray(out[k])[:, start : start + n] for k in METRIC_NAMES}
+    start += n
+  return result
+
+
+def summarize(per_seed: dict[str, np.ndarray]) -> dict[str, Any]:
+  """Seed means and a 95% t-interval over seeds of every metric ([S, N] arrays)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  out = {}
+  for k, v in per_seed.items():
+    means = v.mean(axis=1)
+    s = len(means)
+    half = float(stats.t.ppf(0.975, s - 1) * means.std(ddof=1) / np.sqrt(s)) if s > 1 else float("nan")
+    out[k] = {"mean": float(means.mean()), "ci95": half, "per_seed": means.tolist(), "episodes": int(v.shape[1])}
+  return out
+
+
+# --- unseen-house adaptation ------------------------------------------------------------------------------
+
+
+def adaptation(program: Program, config, state: TrainState, log) -> dict[str, Any]:
+  """Goal-agnostic exploration -> generator labels -> reward adaptation + SAC fine-tuning in unseen houses.
+
+  Uses the unseen houses' navigation graphs only: no instruction, path or goal of that split.
+  """
+  a, d = config.adapt, config.data
+  train = train_data(config)
+  # 1. The exploration policy: the policy network behaviour-cloned with the empty instruction (goal-agnostic).
+  blind_tokens = jnp.broadcast_to(empty_goal(d.max_tokens), train.tokens.shape)
+  explorer = jax.vmap(program.init)(
+    jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(config.seed + 7919), s))(jnp.arange(config.num_seeds))
+  )
+  explorer, bc_metrics = program.explorer_bc(explorer, train._replace(tokens=blind_tokens), a.explore_bc_steps)
+  # 2. Walks from random viewpoints of the unseen houses; the generator labels each (num instructions) times.
+  houses, offsets = _world(d.dataset_seed, _world_sets(config))
+  first = offsets[_house_set(d.adapt_split)]
+  count = len(envs.load_split(d.adapt_split, seed=d.dataset_seed).houses)
+  rng = np.random.default_rng(config.seed + 104729)
+  house = first + rng.integers(0, count, a.num_demos)
+  start = (rng.random(a.num_demos) * np.asarray(houses.num_nodes)[house]).astype(np.int32)
+  n = a.num_demos
+  starts = envs.Episodes(
+    house=jnp.asarray(house, jnp.int32),
+    start=jnp.asarray(start),
+    goal=jnp.asarray(start),
+    heading=jnp.asarray(rng.uniform(-np.pi, np.pi, n), jnp.float32),
+    path=jnp.full((n, envs.navigation.MAX_PATH_NODES), -1, jnp.int32),
+    path_edges=jnp.zeros((n,), jnp.int32),
+    distance=jnp.zeros((n,), jnp.float32),
+    instructions=jnp.zeros((n,) + train.episodes.instructions.shape[1:], jnp.int32),
+  )
+  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(config.seed + 3), s))(jnp.arange(config.num_seeds))
+  demos, labels = program.explore(
+    explorer.params["policy"], state.params["generator"], houses, starts, keys, int(train.tokens.shape[1])
+  )
+  moved = float(np.asarray(demos.states.node[:, :, -1] != demos.states.node[:, :, 0]).mean())
+  before = eval_splits(program, config, state.params["policy"], (d.adapt_split,))[d.adapt_split]
+  # 3 + 4. The pseudo-demonstrations are the expert data of further iterations of the same compiled chunk
+  # (tiled to the training data's shapes); the replay starts empty; the generator is frozen.
+  rows = np.arange(train.tokens.shape[0]) % n
+  adapted = state.replace(
+    replay=jax.vmap(lambda _: replay.init(_empty_record(config.env.horizon, d.max_tokens), config.replay_capacity))(
+      keys
+    )
+  )
+  done, last = 0, {}
+  while done < a.iterations:
+    seeds = []
+    for s in range(config.num_seeds):
+      demo = jax.tree.map(lambda x, s=s: x[s][rows], demos)
+      eps = jax.tree.map(lambda x: x[rows], starts)._replace(goal=demo.states.node[:, -1])
+      data = Data(houses, eps, labels[s][rows], demo, jnp.zeros((), jnp.float32))
+      one, m = program.chunk(jax.tree.map(lambda x, s=s: x[s : s + 1], adapted), data, config.iterations_per_chunk)
+      seeds.append((one, m))
+    adapted = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[o for o, _ in seeds])
+    last = {k: float(np.mean([jax.device_get(m[k]) for _, m in seeds])) for k in seeds[0][1]}
+    done += config.iterations_per_chunk
+  after = eval_splits(program, config, adapted.params["policy"], (d.adapt_split,))[d.adapt_split]
+  gain = after["success"].mean(1) - before["success"].mean(1)
+  vocab = envs.Vocabulary()
+  log(
+    f"adaptation on {d.adapt_split}: SR {before['success'].mean():.3f} -> {after['success'].mean():.3f} "
+    f"({n} pseudo-demos, {a.iterations} iterations)"
+  )
+  return {
+    "num_demos": n,
+    "iterations": a.iterations,
+    "explorer_bc_loss": float(np.asarray(jax.device_get(bc_metrics["bc/loss"]))[:, -1].mean())
+    if a.explore_bc_steps
+    else None,
+    "explored_moved_fraction": moved,
+    "example_labels": [vocab.decode(labels[0, i, 0]) for i in range(min(3, n))],
+    "last_chunk_metrics": last,
+    "before": summarize(before),
+    "after": summarize(after),
+    "success_gain_per_seed": gain.tolist(),
+  }
+
+
+# --- the binary's body ------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[str, Any]:
+  """Trains (or resumes) `config` in `workdir`, evaluates, adapts; returns the headline metrics."""
+  workdir = pathlib.Path(workdir)
+  mesh = sharding.data_mesh()
+  program = build_program(config, mesh)
+  data = train_data(config)
+  state = init_state(program, config, mesh)
+  is_main = jax.process_index() == 0
+  log = log if is_main else (lambda *_: None)
+  evals = {}
+  with checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints) as ckpt:
+    restored, step = ckpt.restore_latest(state)
+    if restored is not None:
+      state = restored
+      log(f"resuming from iteration {step} of {config.num_iterations}")
+    with metrics_lib.MetricWriter(
+      workdir, total_steps=config.num_iterations, resume_step=step, progress_lines=10
+    ) as writer:
+      start = time.perf_counter()
+      elapsed = 0.0
+      while int(state.iteration[0]) < config.num_iterations:
+        state, m = program.chunk(state, data, config.iterations_per_chunk)
+        it = int(state.iteration[0])
+        m = jax.device_get(m)  # leaves [S, chunk]
+        for j in range(config.iterations_per_chunk):
+          writer.write(it - config.iterations_per_chunk + j + 1, {k: float(np.mean(v[:, j])) for k, v in m.items()})
+        if it % config.eval_every == 0 or it == config.num_iterations:
+          evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
+          row = {f"eval/{name}/{k}": float(v.mean()) for name, res in evals.items() for k, v in res.items()}
+          writer.write(it, row)
+        writer.flush()
+        ckpt.save(it, state, force=True)
+        elapsed = time.perf_counter() - start
+  iterations = int(state.iteration[0])
+  if not evals:  # a finished run re-run: re-evaluate (deterministic)
+    evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
+  results = {
+    "algorithm": config.algorithm,
+    "variant_flags": {"relabel": config.relabel, "paraphrase": config.paraphrase, "mismatch": config.mismatch},
+    "num_seeds": config.num_seeds,
+    "iterations": iterations,
+    "train_seconds_this_run": elapsed,
+    "eval": {name: summarize(v) for name, v in evals.items()},
+  }
+  if config.algorithm == "langgoalirl" and config.adapt.iterations > 0:
+    results["adaptation"] = adaptation(program, config, state, log)
+  if is_main:
+    tmp = workdir / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    tmp.replace(workdir / "results.json")
+    parts = [
+      f"{name} SR {r['success']['mean']:.3f} SPL {r['spl']['mean']:.3f} NE {r['navigation_error']['mean']:.2f}"
+      for name, r in results["eval"].items()
+    ]
+    log(f"{config.algorithm}: {iterations} iterations | " + " | ".join(parts))
+    log(f"outputs in {workdir}: results.json, metrics.jsonl, tensorboard/, checkpoints/")
+  headline = {f"{name}/{k}": r[k]["mean"] for name, r in results["eval"].items() for k in METRIC_NAMES}
+  if "adaptation" in results:
+    headline["adaptation/success_gain"] = float(np.mean(results["adaptation"]["success_gain_per_seed"]))
+  return headline
