@@ -66,7 +66,7 @@ class PointRobot(Env):
     """Moves by `max_step * clip(action, -1, 1)`; reward is minus the distance to the goal."""
     position = state.obs + self._max_step * jnp.clip(action, -1.0, 1.0)
     distance = jnp.sqrt(jnp.sum(jnp.square(position - state.info["task"])))
-    return state.replace(obs=position, reward=-distance, metrics={"distance": distance})
+    return state.replace(obs=position, reward=-distance, metrics={**state.metrics, "distance": distance})
 
   @property
   def observation_size(self) -> int:
