@@ -114,12 +114,12 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, data: train_li
 
 def render(results: dict) -> str:
   """The Markdown tables of a results dict."""
-  systems = list(results["vs_truth"])
+  systems = [s for s in ("model", "baseline", "human") if s in results["vs_truth"]]  # JSON sorts keys
   lines = [
     "# Failure-point isolation: test split",
     "",
     f"{results['test_turns']} test turns; classes: "
-    + ", ".join(f"{c} {n}" for c, n in results["test_class_counts"].items())
+    + ", ".join(f"{c} {results['test_class_counts'][c]}" for c in CLASSES)
     + f". Trained on: {results['train_labels']} labels.",
     "",
     "| system | reference | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in CLASSES) + " |",

@@ -198,10 +198,14 @@ def render(results: dict) -> str:
     "|---|---|" + "---|" * len(_COLUMNS),
   ]
   for ref in ("vs_majority", "vs_truth"):
-    for s, m in results[ref].items():
+    for s in ("model", "baseline", "single_annotator"):  # a fixed order: JSON sorts keys
+      if s not in results[ref]:
+        continue
+      m = results[ref][s]
       lines.append(f"| {s} | {ref[3:]} | " + " | ".join(f"{m[k]:.3f}" for k, _ in _COLUMNS) + " |")
   lines += ["", "Goal success on the goals the model is confident about:", ""]
   lines += ["| reference | threshold | accuracy | coverage |", "|---|---|---|---|"]
-  for ref, c in results["confident_success"].items():
+  for ref in ("truth", "majority"):
+    c = results["confident_success"][ref]
     lines.append(f"| {ref} | {c['threshold']} | {c['accuracy']:.3f} | {c['coverage']:.1%} |")
   return "\n".join(lines) + "\n"

@@ -132,15 +132,16 @@ def write_logs(path: str, dialogues: Iterable[dict], *, total: int | None = None
     bar = tqdm(total=total, unit="dialogue", desc="simulate")
   every = max(1, (total or 0) // 10)
   count = 0
-  started = time.monotonic()
+  started = None  # from the first dialogue on: the world is built lazily before it
   with open(path, "w", encoding="utf-8") as f:
     for d in dialogues:
+      started = time.monotonic() if started is None else started
       f.write(schema.dumps(d) + "\n")
       count += 1
       if bar is not None:
         bar.update(1)
       elif total and progress is not False and count % every == 0:
-        rate = count / max(time.monotonic() - started, 1e-9)
+        rate = (count - 1) / max(time.monotonic() - started, 1e-9)
         print(f"simulate: {count}/{total} dialogues ({rate:.0f}/s)", flush=True)
   if bar is not None:
     bar.close()

@@ -280,11 +280,12 @@ def fit(
   if mesh is not None:
     state, train, val = sharding.replicate((state, train, val), mesh)
 
-  def evaluate(state):
+  def evaluate(state, val):
     loss, metrics = (eval_loss_fn or loss_fn)(unravel(state.params), val, eval_key)
     return {"loss": loss, **metrics}
 
-  eval_fn = jax.jit(evaluate)
+  evaluate = jax.jit(evaluate)  # the split is an argument, not a folded constant
+  eval_fn = lambda state: evaluate(state, val)
   on_eval = None
   if config.optimizer.greedy_mode == "per_eval":
     on_eval = jax.jit(lambda s, m: s.replace(opt_state=built.observe(s.opt_state, m["loss"])))

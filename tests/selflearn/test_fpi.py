@@ -64,3 +64,17 @@ def test_render_has_the_keynote_column():
   r["share_of_human"] = fpi.share_of_human(r["vs_truth"]["model"], r["vs_truth"]["human"])
   text = fpi.render(r)
   assert "> 92% (92.2% in the FPI paper)" in text and "| model | truth | 1.000 | 1.000 |" in text
+
+
+def test_committed_results_rerender_from_their_json():
+  import json
+  import pathlib
+
+  root = pathlib.Path(__file__).resolve().parents[2] / "selflearn" / "results"
+  for name in ("fpi", "fpi_minilm"):
+    if (root / name / "results.json").exists():
+      results = json.loads((root / name / "results.json").read_text())
+      assert fpi.render(results) == (root / name / "results.md").read_text()
+      share = fpi.share_of_human(results["vs_truth"]["model"], results["vs_truth"]["human"])
+      assert share["macro_f1"] == pytest.approx(results["share_of_human"]["macro_f1"])
+      assert share["per_class_f1"] == pytest.approx(results["share_of_human"]["per_class_f1"])

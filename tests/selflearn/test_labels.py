@@ -141,3 +141,14 @@ def test_model_labels_average_success_over_the_goal():
   out = labels.model_labels(probs, goal, mask)
   np.testing.assert_array_equal(out["success"], [[0, 0, 1, -1]])  # goal 0: mean p = 0.45
   np.testing.assert_allclose(out["success_confidence"][0, :3], [0.55, 0.55, 0.7])
+
+
+def test_committed_results_rerender_from_their_json():
+  import json
+  import pathlib
+
+  root = pathlib.Path(__file__).resolve().parents[2] / "selflearn" / "results"
+  for name in ("labels", "labels_minilm"):
+    if (root / name / "results.json").exists():
+      results = json.loads((root / name / "results.json").read_text())
+      assert labels.render(results) == (root / name / "results.md").read_text()
