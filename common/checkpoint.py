@@ -40,6 +40,7 @@ import zlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -115,6 +116,32 @@ def _mismatches(target: PyTree, stored: Any) -> list[str]:
 
 def _is_prng_key(x: Any) -> bool:
   return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _is_empty(x: Any) -> bool:
+  """A zero-size array leaf (e.g. MJX's `act` of a model without activations)."""
+  shape = getattr(x, "shape", None)
+  return shape is not None and hasattr(x, "dtype") and int(np.prod(shape)) == 0
+
+
+def _without_empty(tree: PyTree) -> PyTree:
+  """`tree` with zero-size leaves replaced by None: orbax cannot save them, and they hold no data."""
+  return jax.tree.map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def _with_empty(target: PyTree, restored: PyTree) -> PyTree:
+  """Puts `target`'s zero-size leaves back (as zeros of its shape, dtype and sharding) into `restored`."""
+
+  def fill(t, r):
+    if not _is_empty(t):
+      return r
+    if _is_prng_key(t):
+      return jax.random.wrap_key_data(jnp.zeros(jax.eval_shape(jax.random.key_data, t).shape, jnp.uint32))
+    zeros = np.zeros(t.shape, t.dtype)
+    sharding = getattr(t, "sharding", None)
+    return jax.device_put(zeros, sharding) if isinstance(t, (jax.Array, jax.ShapeDtypeStruct)) and sharding else zeros
+
+  return jax.tree.map(fill, target, restored, is_leaf=lambda x: x is None)
 
 
 def _to_abstract(x: Any) -> Any:
@@ -284,6 +311,7 @@ class Checkpointer:
       return False
     if not force and not self._manager.should_save(step):
       return False
+    state = _without_empty(state)
     meta = {
       "step": step,
       "checksum": _CHECKSUM_ALGORITHM,
@@ -333,7 +361,7 @@ class Checkpointer:
     steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       return None, None
-    abstract = jax.tree.map(_to_abstract, target)
+    abstract = jax.tree.map(_to_abstract, _without_empty(target))
     failed: list[tuple[int, Exception]] = []
     for step in steps:
       self._check_compatible(target, step)
@@ -349,6 +377,7 @@ class Checkpointer:
         )
         state = restored[_STATE]
         _verify(state, restored[_META], step)
+        state = _with_empty(target, state)
       except Exception as e:  # pylint: disable=broad-exception-caught
         logging.warning(
           "Checkpoint at step %d in %s cannot be restored (%s: %s); %s",
@@ -383,7 +412,7 @@ class Checkpointer:
       return
     if stored is None:
       return
-    problems = _mismatches(target, stored)
+    problems = _mismatches(_without_empty(target), stored)
     if problems:
       more = len(problems) - _MAX_LISTED
       listed = "; ".join(problems[:_MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")

@@ -371,3 +371,15 @@ def test_incompatible_checkpoint_names_the_leaf_and_both_shapes(tmp_path):
     assert not (tmp_path / "corrupt").exists()
     state, step = ckpt.restore_latest({"w": jnp.ones((256,)), "b": jnp.ones((), jnp.int32)})
     assert step == 2 and float(state["w"].sum()) == 0.0
+
+
+def test_zero_size_leaves_round_trip(tmp_path):
+  """MJX states hold zero-size arrays (e.g. `act` without actuator activations); orbax cannot write them."""
+  state = {"w": jnp.arange(3.0), "empty": jnp.zeros((4, 0), jnp.float32), "nested": {"e": np.zeros((0,), np.int32)}}
+  with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
+    assert ckpt.save(1, state, force=True)
+    restored, step = ckpt.restore_latest(state)
+  assert step == 1
+  np.testing.assert_array_equal(restored["w"], state["w"])
+  assert restored["empty"].shape == (4, 0) and restored["empty"].dtype == jnp.float32
+  assert restored["nested"]["e"].shape == (0,) and restored["nested"]["e"].dtype == np.int32
