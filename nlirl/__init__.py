@@ -1,7 +1,9 @@
-"""Inverse RL with natural-language goals (language-conditioned AIRL, goal generator, adaptation).
+"""Inverse RL with natural-language goals: LangGoalIRL (language-conditioned AIRL + variational goal generator).
 
-So far: `nlirl.envs`, the R2R-lite benchmark (procedural houses as navigation graphs, 4-7 edge expert paths
-with three template instructions each, a tokenizer, `load_split` for train / val_seen / val_unseen / test, and a
-pure-JAX env with R2R metrics plus a plain-Python reference).  No IRL method yet.  It may import `common` and
-`schedulers`, never another method package.
+* `envs`: R2R-lite, the pure-JAX navigation benchmark (houses, instructions, splits, env, Python reference).
+* `networks`, `losses`, `rollouts`: the method's (init, apply) networks, losses and trajectory handling.
+* `train`, `main`, `configs/default.py`: the resumable binary (LangGoalIRL, BC, GAIL, AIRL, ablations, adaptation).
+* `benchmark`, `report`: env / training throughput and the results table.
+
+It may import `common` and `schedulers`, never another method package.  See `nlirl/README.md`.
 """
