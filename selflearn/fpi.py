@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from selflearn import annotators, evaluation, features, losses, networks
-from selflearn import train as train_lib
+from selflearn import training as train_lib
 
 CLASSES = features.FAILURE_POINTS
 HEADS = (("fpi", len(CLASSES), networks.TURN),)
