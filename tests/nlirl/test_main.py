@@ -126,7 +126,7 @@ def test_eight_devices_match_one(tmp_path):
   """
   sizes = [f"--config.{f}=32" for f in ("num_envs", "disc.batch_size", "sac.batch_size", "gen.batch_size")]
   sizes += ["--config.bc.batch_size=32", "--config.num_iterations=2", "--config.eval_every=2"]
-  sizes += ["--config.adapt.iterations=0"]
+  sizes += ["--config.adapt.iterations=0", "--config.adapt.num_demos=32"]
   env8 = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   env1 = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   p1 = _run(tmp_path / "one", "smoke", *sizes, env=env1)
