@@ -41,6 +41,7 @@ def _adapter(**overrides):
   )
 
 
+@pytest.mark.slow  # compiles the vmapped and the per-task programs
 def test_vmapped_adaptation_equals_per_task_program():
   state = _meta_state()[0]
   adapter = _adapter()

@@ -51,6 +51,7 @@ def test_smoke_binary_writes_results_plots_and_tasks(tmp_path):
   assert (workdir / "tensorboard").is_dir() and any((workdir / "checkpoints").iterdir())
 
 
+@pytest.mark.slow  # three in-process runs (one compile)
 def test_killed_run_resumes_and_ends_identically(tmp_path):
   """2 iterations (a run stopped after its checkpoint at 2), then resumed to 4 == 4 straight."""
   config = default_config.get_config("smoke")
@@ -88,7 +89,7 @@ def test_task_counts_and_device_divisibility_are_checked(tmp_path):
   proc = _run(tmp_path / "a", "--config.num_train_tasks=5", variant="cheetah-dir-smoke")
   assert proc.returncode == 2 and "config.num_train_tasks" in proc.stderr, proc.stderr[-2000:]
   eight = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  proc = _run(tmp_path / "b", "--config.td3.batch_size=36", env_extra=eight)
+  proc = _run(tmp_path / "b", "--config.num_envs=8", "--config.td3.batch_size=36", env_extra=eight)
   assert proc.returncode == 2 and "config.td3.batch_size" in proc.stderr and "(8)" in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
