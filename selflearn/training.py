@@ -40,6 +40,7 @@ from common import data as data_lib
 from common import metrics as metrics_lib
 from schedulers import optimizers
 from selflearn import annotators, features, networks, schema, simulator, text_features
+from selflearn import world as world_lib
 
 TASKS = ("fpi", "labels")
 TRAIN_LABELS = ("truth", "annotator")
@@ -56,38 +57,30 @@ def _reference_config(task: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises `common.app.ConfigError` naming the first bad field (or ValueError naming a bad log row)."""
-  app.check(config, "task", lambda v: v in TASKS, f"must be one of {TASKS}")
-  app.check_known_fields(config, _reference_config(config.task))
-  pos = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
+def _pos(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dialogues") -> int:
+  """Checks the fields every task has (`configs.base.common_config`); returns the training-split size.
+
+  Raises `common.app.ConfigError` naming the first bad field, or ValueError
+  naming a bad log row (`data.log_path` is read and validated here, before
+  anything compiles).
+  """
   for field in ("batch_size", "num_epochs", "eval_every", "checkpoint_every", "keep_checkpoints"):
-    app.check(config, field, pos, "must be an integer >= 1")
+    app.check(config, field, _pos, "must be an integer >= 1")
   devices = jax.device_count()
   app.check(config, "batch_size", lambda v: v % devices == 0, f"must split evenly over the {devices} devices")
   app.check(
-    config, "turn_encoder", lambda v: v in text_features.TURN_ENCODERS, f"must be one of {text_features.TURN_ENCODERS}"
-  )
-  app.check(config, "train_labels", lambda v: v in TRAIN_LABELS, f"must be one of {TRAIN_LABELS}")
-  app.check(
     config, "nonfinite", lambda v: v in trainer.NONFINITE_POLICIES, f"must be one of {trainer.NONFINITE_POLICIES}"
   )
-  for field in ("data.max_turns", "data.max_tokens", "model.token_dim", "model.model_dim", "model.num_heads"):
-    app.check(config, field, pos, "must be an integer >= 1")
+  for field in ("data.max_turns", "data.max_tokens"):
+    app.check(config, field, _pos, "must be an integer >= 1")
   app.check(config, "data.max_turns", lambda v: v >= 2, "must be >= 2")
   app.check(config, "data.vocab_size", lambda v: isinstance(v, int) and v >= 10, "must be an integer >= 10")
-  for field in ("model.token_layers", "model.num_layers"):
-    app.check(config, field, lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1")
-  for field in ("model.token_dim", "model.model_dim"):
-    app.check(config, field, lambda v: v % config.model.num_heads == 0, "must be a multiple of model.num_heads")
-  app.check(config, "model.dropout_rate", lambda v: 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "data.val_fraction", lambda v: 0 < v < 0.5, "must be in (0, 0.5)")
   app.check(config, "data.test_fraction", lambda v: 0 < v < 0.5, "must be in (0, 0.5)")
-  try:
-    annotator_noise(config)
-  except ValueError as e:
-    name = str(e).split(" ", 1)[0]
-    raise app.ConfigError(f"annotator.{name}" if name in config.annotator else "annotator", str(e)) from None
   optimizers.check_optimizer_config(config, "optimizer")
   if config.data.log_path:
     path = pathlib.Path(config.data.log_path)
@@ -101,19 +94,46 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
     count = stats.rows - stats.skipped
   else:
-    app.check(config, "data.num_dialogues", pos, "must be an integer >= 1")
+    app.check(config, "data.num_dialogues", _pos, "must be an integer >= 1")
     try:
       _sim_config(config)
     except ValueError as e:
       raise app.ConfigError(f"data.{str(e).split(' ', 1)[0]}", str(e)) from None
     count = config.data.num_dialogues
   train_count = count - int(count * config.data.val_fraction) - int(count * config.data.test_fraction)
+  if batch_unit == "dialogues":
+    app.check(
+      config,
+      "batch_size",
+      lambda v: v <= train_count and int(count * config.data.test_fraction) >= 1,
+      f"must be <= the {train_count} training dialogues (and the test split non-empty)",
+    )
+  else:
+    app.check(config, "data.test_fraction", lambda v: int(count * v) >= 1, f"leaves no test dialogue of the {count}")
+  return train_count
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Validates an `fpi` / `labels` config: the common fields, then the dialogue model's and annotators'."""
+  app.check(config, "task", lambda v: v in TASKS, f"must be one of {TASKS}")
+  app.check_known_fields(config, _reference_config(config.task))
   app.check(
-    config,
-    "batch_size",
-    lambda v: v <= train_count and int(count * config.data.test_fraction) >= 1,
-    f"must be <= the {train_count} training dialogues (and the test split non-empty)",
+    config, "turn_encoder", lambda v: v in text_features.TURN_ENCODERS, f"must be one of {text_features.TURN_ENCODERS}"
   )
+  app.check(config, "train_labels", lambda v: v in TRAIN_LABELS, f"must be one of {TRAIN_LABELS}")
+  for field in ("model.token_dim", "model.model_dim", "model.num_heads"):
+    app.check(config, field, _pos, "must be an integer >= 1")
+  for field in ("model.token_layers", "model.num_layers"):
+    app.check(config, field, lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1")
+  for field in ("model.token_dim", "model.model_dim"):
+    app.check(config, field, lambda v: v % config.model.num_heads == 0, "must be a multiple of model.num_heads")
+  app.check(config, "model.dropout_rate", lambda v: 0 <= v < 1, "must be in [0, 1)")
+  try:
+    annotator_noise(config)
+  except ValueError as e:
+    name = str(e).split(" ", 1)[0]
+    raise app.ConfigError(f"annotator.{name}" if name in config.annotator else "annotator", str(e)) from None
+  validate_common(config)
 
 
 def annotator_noise(config: ml_collections.ConfigDict) -> annotators.Noise:
@@ -146,8 +166,25 @@ class Data:
   text_dim: int
 
 
-def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Data:
-  """Simulates (once) or reads the logs, splits, encodes; see the module docstring."""
+@dataclasses.dataclass
+class Dialogues:
+  """The raw log rows of one run, split by dialogue (train / validation / test), plus their source."""
+
+  train: list
+  val: list
+  test: list
+  log_path: pathlib.Path
+  skipped: int
+  skipped_errors: list
+
+
+def world_of(config: ml_collections.ConfigDict):
+  """The simulated world the logs come from (`data.sim_seed`, `data.num_users`)."""
+  return world_lib.make_world(config.data.sim_seed, config.data.num_users)
+
+
+def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Dialogues:
+  """Simulates (once, into `workdir/data/logs.jsonl`) or reads the logs and splits them by dialogue."""
   d = config.data
   data_dir = workdir / "data"
   if d.log_path:
@@ -165,11 +202,16 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Data:
     print(f"warning: skipped {stats.skipped} invalid rows of {path} (first: {stats.errors[0]})", flush=True)
   n = len(rows)
   n_val, n_test = int(n * d.val_fraction), int(n * d.test_fraction)
-  train_rows, val_rows, test_rows = (
-    rows[: n - n_val - n_test],
-    rows[n - n_val - n_test : n - n_test],
-    rows[n - n_test :],
-  )
+  cut = n - n_val - n_test
+  return Dialogues(rows[:cut], rows[cut : n - n_test], rows[n - n_test :], path, stats.skipped, stats.errors)
+
+
+def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Data:
+  """Simulates (once) or reads the logs, splits, encodes; see the module docstring."""
+  d = config.data
+  data_dir = workdir / "data"
+  raw = load_dialogues(config, workdir)
+  train_rows, val_rows, test_rows, path, stats = raw.train, raw.val, raw.test, raw.log_path, raw
   vocab = features.Vocab.build(
     (t[k]["text"] for r in train_rows for t in r["turns"] for k in ("asr", "response")), max_size=d.vocab_size
   )
@@ -182,7 +224,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Data:
       for name, texts in (("utt_emb", s.utt_texts), ("resp_emb", s.resp_texts)):
         s.inputs[name] = text_features.dialogue_embeddings(config.turn_encoder, texts, d.max_turns, cache_dir=data_dir)
     text_dim = int(splits[0].inputs["utt_emb"].shape[-1])
-  return Data(*splits, vocab, values, path, stats.skipped, stats.errors, text_dim)
+  return Data(*splits, vocab, values, path, stats.skipped, stats.skipped_errors, text_dim)
 
 
 def training_labels(config: ml_collections.ConfigDict, split: features.Dataset, *, offset: int = 0) -> dict:

@@ -1,13 +1,18 @@
-"""Fields shared by the selflearn binary's configs (`fpi.py`, `labels.py`); not a config file itself."""
+"""Fields shared by the selflearn binary's configs; not a config file itself.
+
+`common_config(task)`: what every task has (task, seed, the log block, the
+optimizer and training-loop fields); `base_config(task)` adds the dialogue
+model and simulated-annotator blocks of `fpi.py` and `labels.py`.
+"""
 
 import ml_collections
 
 from schedulers import optimizers
 
 
-def base_config(task: str) -> ml_collections.ConfigDict:
+def common_config(task: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.task = task  # fpi | labels (fixed by the config file)
+  config.task = task  # fpi | labels | rephrase | amc | online | teach (fixed by the config file)
   config.seed = 0  # model init, data order, pretraining swaps
 
   config.data = ml_collections.ConfigDict()
@@ -23,6 +28,22 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.data.max_tokens = 12  # words per text kept
   config.data.vocab_size = 4000  # word vocabulary of the token encoder (training split)
 
+  config.optimizer = optimizers.optimizer_config(
+    name="adamw", learning_rate=2e-3, weight_decay=0.01
+  )  # schedulers.make_optimizer block
+  config.batch_size = 32  # dialogues per step
+  config.num_epochs = 6  # supervised epochs (may grow on resume)
+  config.eval_every = 1  # epochs between validation losses
+  config.checkpoint_every = 1  # epochs between checkpoints
+  config.keep_checkpoints = 2  # newest checkpoints kept per stage
+  config.nonfinite = "skip"  # skip | stop on a NaN/Inf update
+
+  return config
+
+
+def base_config(task: str) -> ml_collections.ConfigDict:
+  """`common_config` plus the dialogue model and annotator blocks (fpi, labels)."""
+  config = common_config(task)
   config.turn_encoder = "tokens"  # tokens (in-package word Transformer) | random | minilm (+ frozen embeddings)
   config.model = ml_collections.ConfigDict()
   config.model.token_dim = 64  # word Transformer width
@@ -34,16 +55,6 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.model.use_audio = True  # feed the summary audio features
   config.model.dropout_rate = 0.1  # dropout in both Transformers (training only)
   config.baseline = False  # also train the no-context baseline (each turn alone)
-
-  config.optimizer = optimizers.optimizer_config(
-    name="adamw", learning_rate=2e-3, weight_decay=0.01
-  )  # schedulers.make_optimizer block
-  config.batch_size = 32  # dialogues per step
-  config.num_epochs = 6  # supervised epochs (may grow on resume)
-  config.eval_every = 1  # epochs between validation losses
-  config.checkpoint_every = 1  # epochs between checkpoints
-  config.keep_checkpoints = 2  # newest checkpoints kept per stage
-  config.nonfinite = "skip"  # skip | stop on a NaN/Inf update
 
   config.train_labels = "annotator"  # annotator (one simulated single-pass annotator) | truth
   config.annotator_seed = 17  # seeds of the simulated annotators (training pass; test panel = seed + 100..103)
@@ -58,12 +69,17 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   return config
 
 
-def smoke(config: ml_collections.ConfigDict) -> None:
-  """Shrinks `config` in place to a seconds-long run."""
+def smoke_data(config: ml_collections.ConfigDict) -> None:
+  """Shrinks the log block in place (every task's smoke variant)."""
   config.data.num_dialogues = 120
   config.data.num_users = 20
   config.data.max_turns = 8
   config.data.max_tokens = 8
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+  """Shrinks a `base_config` in place to a seconds-long run."""
+  smoke_data(config)
   config.turn_encoder = "random"
   config.model.token_dim = 16
   config.model.model_dim = 16
