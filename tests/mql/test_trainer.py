@@ -26,7 +26,9 @@ def _setup(use_context, num_envs=E, hidden=(32, 32), **settings):
   return trainer, nets
 
 
-@pytest.mark.parametrize("use_context", [False, True])
+# The context variant compiles the GRU for actor, critic and both targets (~40 s): slow tier; the smoke
+# binary test covers it in the default tier.
+@pytest.mark.parametrize("use_context", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_iteration_shapes_finite_and_counters(use_context):
   trainer, nets = _setup(use_context)
   state = trainer.init(jax.random.key(0))
