@@ -1,0 +1,314 @@
+"""Dense retrieval of rewrite candidates: a dual encoder trained DPR-style and exact top-k search.
+
+* `featurize(texts)`: each text as a bag of hashed ids: character 3-grams of
+  the padded text (ASR errors are phonetic and local: "dun" vs "dune",
+  "poet malone" vs "post malone") plus whole words, hashed with CRC32 into
+  `num_buckets` (0 is padding).
+* `make_encoder(...)`: a siamese tower (one set of weights for queries and
+  candidates): mean of the bag's embeddings, optionally concatenated with a
+  frozen `common.text` sentence embedding, an MLP with a linear skip, L2
+  normalised.  A `common.encoders.Network` (`init(key)`, `apply(params, ids,
+  emb)`), Flax Linen behind the functional boundary.
+* `dpr_loss`: Karpukhin et al. (EMNLP 2020) in-batch negatives: query i's
+  positive is candidate i, every other candidate of the batch (and every
+  hard negative) is a negative; softmax over `scale * q . c` (the outputs are
+  unit vectors, so a temperature is needed).  Candidates that are the same
+  text as query i's positive are masked (not false negatives).
+* `build_index` / `search`: exact top-k by inner product, a jitted scan over
+  fixed-size row chunks (matmul + `jax.lax.top_k`, merged with the running
+  best), optionally restricted to rows of the query's group (a per-user
+  index); with several devices the rows are sharded over a `jax.sharding`
+  mesh (`shard_map`: local top-k, all-gather, final top-k).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import zlib
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from common import encoders
+
+ROWS_AXIS = "rows"
+
+
+# --- text features ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _hash(token: str, num_buckets: int) -> int:
+  return 1 + zlib.crc32(token.encode()) % (num_buckets - 1)
+
+
+def ngrams(text: str, n: int = 3) -> list[str]:
+  """Character n-grams of " text " plus the words ("w:" prefix), in order."""
+  padded = f" {text.lower().strip()} "
+  grams = [padded[i : i + n] for i in range(len(padded) - n + 1)]
+  return grams + [f"w:{w}" for w in text.lower().split()]
+
+
+def featurize(texts: Sequence[str], *, num_buckets: int, max_ngrams: int) -> np.ndarray:
+  """`[len(texts), max_ngrams]` int32 hashed n-gram ids (0 = padding; longer bags are truncated)."""
+  out = np.zeros((len(texts), max_ngrams), np.int32)
+  for r, t in enumerate(texts):
+    ids = [_hash(g, num_buckets) for g in ngrams(t)][:max_ngrams]
+    out[r, : len(ids)] = ids
+  return out
+
+
+# --- the dual encoder -------------------------------------------------------------------
+
+
+class Tower(nn.Module):
+  """Bag of hashed n-grams (+ optional frozen sentence embedding) -> unit vector."""
+
+  num_buckets: int
+  embed_dim: int = 64
+  hidden_dim: int = 128
+  out_dim: int = 64
+
+  @nn.compact
+  def __call__(self, ids: jax.Array, emb: Optional[jax.Array] = None) -> jax.Array:
+    mask = (ids > 0).astype(jnp.float32)[..., None]
+    x = nn.Embed(self.num_buckets, self.embed_dim, embedding_init=nn.initializers.normal(0.1))(ids)
+    bag = (x * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
+    if emb is not None:
+      bag = jnp.concatenate([bag, nn.Dense(self.embed_dim)(emb)], -1)
+    h = nn.gelu(nn.Dense(self.hidden_dim)(bag))
+    out = nn.Dense(self.out_dim)(h) + nn.Dense(self.out_dim, use_bias=False)(bag)
+    return out / jnp.maximum(jnp.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+
+
+def make_encoder(
+  *, num_buckets: int, max_ngrams: int, text_dim: int = 0, embed_dim: int = 64, hidden_dim: int = 128, out_dim: int = 64
+) -> encoders.Network:
+  """The siamese tower as a `Network`: `apply(params, ids, emb=None) -> [N, out_dim]` unit vectors."""
+  module = Tower(num_buckets, embed_dim, hidden_dim, out_dim)
+  dummy_ids = jnp.ones((1, max_ngrams), jnp.int32)
+  dummy_emb = jnp.zeros((1, text_dim), jnp.float32) if text_dim else None
+
+  def init(key):
+    return module.init(key, dummy_ids, dummy_emb)
+
+  def apply(params, ids, emb=None):
+    return module.apply(params, ids, emb)
+
+  return encoders.Network(init, apply)
+
+
+def dpr_loss(
+  q: jax.Array,
+  c: jax.Array,
+  *,
+  scale: float,
+  target_ids: Optional[jax.Array] = None,
+  hard: Optional[jax.Array] = None,
+  hard_ids: Optional[jax.Array] = None,
+) -> tuple[jax.Array, dict]:
+  """In-batch-negative NLL (DPR): `-log softmax_j(scale q_i . c_j)[i]` averaged over the batch.
+
+  Args:
+    q: `[B, D]` query embeddings.
+    c: `[B, D]` their positive candidates (row i is query i's positive).
+    scale: Inverse temperature on the inner products.
+    target_ids: `[B]` ids of the positive texts; a column whose text equals
+      query i's positive (other than i itself) is left out of i's softmax.
+    hard: `[H, D]` hard negatives, shared by the whole batch (as in DPR).
+    hard_ids: `[H]` their text ids (masked like `target_ids`).
+
+  Returns:
+    `(loss, {"accuracy": in-batch top-1 accuracy})`.
+  """
+  b = q.shape[0]
+  ctx = c if hard is None else jnp.concatenate([c, hard], 0)
+  scores = scale * q @ ctx.T
+  if target_ids is not None:
+    ctx_ids = target_ids if hard is None else jnp.concatenate([target_ids, hard_ids], 0)
+    same = (target_ids[:, None] == ctx_ids[None, :]) & (jnp.arange(ctx.shape[0])[None, :] != jnp.arange(b)[:, None])
+    scores = jnp.where(same, -jnp.inf, scores)
+  logp = jax.nn.log_softmax(scores, -1)
+  diag = jnp.arange(b)
+  loss = -logp[diag, diag].mean()
+  accuracy = (jnp.argmax(scores, -1) == diag).mean()
+  return loss, {"accuracy": accuracy}
+
+
+def make_loss(network: encoders.Network, *, scale: float, use_hard: bool):
+  """`loss_fn(params, batch, rng)` for `training.fit` over a batch of mined pairs."""
+
+  def loss_fn(params, batch, rng):
+    del rng
+    q = network.apply(params, batch["q_ids"], batch.get("q_emb"))
+    c = network.apply(params, batch["c_ids"], batch.get("c_emb"))
+    hard = network.apply(params, batch["h_ids"], batch.get("h_emb")) if use_hard else None
+    return dpr_loss(
+      q, c, scale=scale, target_ids=batch["c_tid"], hard=hard, hard_ids=batch["h_tid"] if use_hard else None
+    )
+
+  return loss_fn
+
+
+def encode(network, params, ids: np.ndarray, emb: Optional[np.ndarray] = None, *, chunk: int = 1024) -> np.ndarray:
+  """Embeds featurized texts in fixed-size chunks (one compilation); `[N, out_dim]` float32."""
+  n = ids.shape[0]
+  apply = _jitted_apply(network)
+  outs = []
+  for start in range(0, max(n, 1), chunk):
+    idx = np.minimum(np.arange(start, start + chunk), max(n - 1, 0))
+    part = apply(params, jnp.asarray(ids[idx]), None if emb is None else jnp.asarray(emb[idx]))
+    outs.append(np.asarray(part)[: max(0, min(chunk, n - start))])
+  return np.concatenate(outs) if n else np.zeros((0, outs[0].shape[-1]), np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(network):
+  return jax.jit(network.apply)
+
+
+# --- exact top-k search ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+  """Row vectors padded to a multiple of `chunk` (device array), their count and optional row groups."""
+
+  vectors: jax.Array  # [num_chunks * chunk, D]
+  size: int
+  chunk: int
+  groups: Optional[jax.Array] = None  # [num_chunks * chunk] int32 (padding rows: -1)
+  mesh: Optional[Mesh] = None
+
+
+def build_index(
+  vectors: np.ndarray, *, groups: Optional[np.ndarray] = None, chunk: int = 8192, mesh: Optional[Mesh] = None
+) -> Index:
+  """An `Index` over `[N, D]` vectors (`groups`: `[N]` ints, e.g. user ids, for a per-group search).
+
+  With a `mesh` (1-D, axis `rows`) of more than one device the rows are
+  sharded over it; the padded size is a multiple of `chunk * mesh.size`.
+  """
+  vectors = np.asarray(vectors, np.float32)
+  n, d = vectors.shape
+  shards = 1 if mesh is None else mesh.size
+  chunk = max(1, min(chunk, -(-max(n, 1) // shards)))
+  rows = -(-max(n, 1) // (chunk * shards)) * chunk * shards
+  padded = np.zeros((rows, d), np.float32)
+  padded[:n] = vectors
+  g = None
+  if groups is not None:
+    g = np.full((rows,), -1, np.int32)
+    g[:n] = np.asarray(groups, np.int32)
+  if mesh is not None and mesh.size > 1:
+    spec = NamedSharding(mesh, P(ROWS_AXIS))
+    return Index(jax.device_put(padded, spec), n, chunk, None if g is None else jax.device_put(g, spec), mesh)
+  return Index(jnp.asarray(padded), n, chunk, None if g is None else jnp.asarray(g), None)
+
+
+def rows_mesh() -> Optional[Mesh]:
+  """A 1-D `rows` mesh over all devices, or None on one device."""
+  return Mesh(np.asarray(jax.devices()), (ROWS_AXIS,)) if jax.device_count() > 1 else None
+
+
+def _local_topk(vectors, groups, queries, qgroups, offset, size, *, k: int, chunk: int):
+  """Top-k of `queries @ vectors.T` over rows `< size` (global row = offset + local), scanning chunks."""
+  num_chunks = vectors.shape[0] // chunk
+  kc = min(k, chunk)
+  blocks = vectors.reshape(num_chunks, chunk, -1)
+  gblocks = None if groups is None else groups.reshape(num_chunks, chunk)
+  starts = offset + jnp.arange(num_chunks, dtype=jnp.int32) * chunk
+  nq = queries.shape[0]
+
+  def body(carry, inp):
+    best_s, best_i = carry
+    block, start = inp[0], inp[1]
+    scores = queries @ block.T
+    row = start + jnp.arange(chunk, dtype=jnp.int32)
+    valid = (row < size)[None, :]
+    if len(inp) == 3:
+      valid = valid & (inp[2][None, :] == qgroups[:, None])
+    scores = jnp.where(valid, scores, -jnp.inf)
+    s, i = jax.lax.top_k(scores, kc)
+    merged_s = jnp.concatenate([best_s, s], 1)
+    merged_i = jnp.concatenate([best_i, start + i], 1)
+    top_s, pos = jax.lax.top_k(merged_s, k)
+    return (top_s, jnp.take_along_axis(merged_i, pos, 1)), None
+
+  init = (jnp.full((nq, k), -jnp.inf, queries.dtype), jnp.full((nq, k), -1, jnp.int32))
+  xs = (blocks, starts) if gblocks is None else (blocks, starts, gblocks)
+  (s, i), _ = jax.lax.scan(body, init, xs)
+  return s, jnp.where(jnp.isfinite(s), i, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "size", "mesh"))
+def _search(vectors, groups, queries, qgroups, *, k: int, chunk: int, size: int, mesh: Optional[Mesh]):
+  if mesh is None:
+    return _local_topk(vectors, groups, queries, qgroups, 0, size, k=k, chunk=chunk)
+  per_shard = vectors.shape[0] // mesh.size
+
+  def shard(v, g, q, qg):
+    offset = jax.lax.axis_index(ROWS_AXIS) * per_shard
+    s, i = _local_topk(v, g, q, qg, offset, size, k=k, chunk=chunk)
+    s_all = jax.lax.all_gather(s, ROWS_AXIS, axis=1, tiled=True)
+    i_all = jax.lax.all_gather(i, ROWS_AXIS, axis=1, tiled=True)
+    top, pos = jax.lax.top_k(s_all, k)
+    return top, jnp.take_along_axis(i_all, pos, 1)
+
+  row_spec = P(ROWS_AXIS)
+  if groups is None:
+    fn = jax.shard_map(
+      lambda v, q, qg: shard(v, None, q, qg),
+      mesh=mesh,
+      in_specs=(row_spec, P(), P()),
+      out_specs=(P(), P()),
+      check_vma=False,
+    )
+    return fn(vectors, queries, qgroups)
+  fn = jax.shard_map(shard, mesh=mesh, in_specs=(row_spec, row_spec, P(), P()), out_specs=(P(), P()), check_vma=False)
+  return fn(vectors, groups, queries, qgroups)
+
+
+def search(
+  index: Index, queries: np.ndarray, k: int, *, query_groups: Optional[np.ndarray] = None, query_chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+  """Exact top-k rows of `index` by inner product with each query.
+
+  Queries go in fixed blocks of `query_chunk` (the last padded: one
+  compilation).  With `query_groups` only rows of the same group count.
+
+  Returns:
+    `(scores [Q, k] float32, rows [Q, k] int32)`, best first; a query with
+    fewer than k eligible rows gets -inf / -1 in the remaining slots.
+  """
+  queries = np.asarray(queries, np.float32)
+  nq = queries.shape[0]
+  if index.groups is not None and query_groups is None:
+    raise ValueError("a grouped index needs query_groups")
+  block = max(1, min(query_chunk, nq))
+  out_s, out_i = [], []
+  for start in range(0, nq, block):
+    idx = np.minimum(np.arange(start, start + block), nq - 1)
+    qg = None if query_groups is None else jnp.asarray(np.asarray(query_groups, np.int32)[idx])
+    s, i = _search(
+      index.vectors, index.groups, jnp.asarray(queries[idx]), qg,
+      k=k, chunk=index.chunk, size=index.size, mesh=index.mesh,
+    )  # fmt: skip
+    keep = min(block, nq - start)
+    out_s.append(np.asarray(s)[:keep])
+    out_i.append(np.asarray(i)[:keep])
+  if not out_s:
+    return np.zeros((0, k), np.float32), np.zeros((0, k), np.int32)
+  return np.concatenate(out_s), np.concatenate(out_i)
+
+
+def recall_at_k(rows: np.ndarray, targets: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+  """Share of queries whose target row is among their first k retrieved rows (target -1: a miss)."""
+  hits = (rows == np.asarray(targets)[:, None]) & (np.asarray(targets)[:, None] >= 0)
+  return {f"recall@{k}": float(hits[:, :k].any(1).mean()) if len(rows) else float("nan") for k in ks}
