@@ -1,0 +1,48 @@
+"""Config of `python -m selflearn.main` for precomputed (absorbing-Markov-chain) query rewriting.
+
+Variants: `--config=selflearn/configs/amc.py:<variant>`, see `VARIANTS`.  The
+training fields of `base.common_config` (optimizer, batch_size, epochs) are
+unused: the chain is counted, not fitted.
+"""
+
+import ml_collections
+
+from selflearn.configs import base
+
+VARIANTS = {
+  "": "the full run: 12000 simulated dialogues, chain from the training split, rewrites judged on the test split",
+  "smoke": "a tiny run for tests (seconds): 120 dialogues, small sweep and bootstrap",
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = base.common_config("amc")
+  config.data.num_dialogues = 12000  # ~8 s of simulation; 8,400 training dialogues feed the chain
+
+  config.states = "text"  # text (normalised recognised utterance) | interpretation (interpret.resolve of the text)
+  config.pairs_source = "gap"  # gap (observable time-gap sessions) | truth (simulator's rephrase pairs: upper bound)
+  config.rephrase_gap = 15.0  # s: a request within this of a request with friction continues its session
+  config.stop_gap = 8.0  # s: "stop" / negative feedback within this marks friction
+  config.alpha = 0.0  # add-alpha smoothing of the observed edges and both absorbing columns
+  config.max_source_success = 0.5  # sources: states whose success absorption B[s, S] is below this
+  config.min_source_support = 2  # sources: observed at least this many times in training traffic
+  config.min_support = 3  # guardrail: the rewrite state was observed at least this many times
+  config.min_gain = 0.2  # guardrail: B[rewrite, S] - B[source, S] >= this
+  config.min_visits = 0.05  # guardrail: expected visits N[source, rewrite] >= this (0: reachability only)
+  config.tol = 1e-10  # max-abs error bound of the absorption solve (amc.absorption_probabilities)
+  config.bootstrap = 1000  # bootstrap resamples of test dialogues for the win/loss CI
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.min_support = [1, 3, 10]  # guardrail table: min_support values (other guardrails as configured)
+  config.sweep.min_gain = [0.0, 0.2, 0.4]  # guardrail table: min_gain values
+  config.sweep.min_visits = [0.0, 0.05, 0.2]  # guardrail table: min_visits values (at the configured support/gain)
+  if arg == "smoke":
+    base.smoke_data(config)
+    config.min_source_support = 1
+    config.min_support = 1
+    config.bootstrap = 50
+    config.sweep.min_support = [1, 2]
+    config.sweep.min_gain = [0.0, 0.2]
+    config.sweep.min_visits = [0.0, 0.05]
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config variant {arg!r}.")
+  return config
