@@ -32,7 +32,7 @@ the iteration is row-local, so block structure costs nothing.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -328,6 +328,7 @@ def select_rewrites(
   min_gain: float = 0.0,
   min_visits: float = 0.0,
   visit_rows: Optional[sp.spmatrix] = None,
+  allowed: Optional[Callable[[int, np.ndarray], np.ndarray]] = None,
 ) -> dict[int, int]:
   """For each failing source s, the state j != s reachable from s through Q with the highest B[j, success].
 
@@ -335,7 +336,8 @@ def select_rewrites(
     > 0) and, when min_visits > 0, N[s, j] >= min_visits (j is actually visited
     from s; `visit_rows` may pass `visits(Q, sources)`, one row per source).  Ties
     go to the larger support, then the smaller index.  Sources without a
-    qualifying state are left out.  Success values equal to 8 decimals count as
+    qualifying state are left out.  `allowed(s, candidates)` -> bool mask is an
+  extra guardrail (e.g. same domain family).  Success values equal to 8 decimals count as
   tied (so that the choice does not depend on solver round-off).  Returns
   {source: rewrite}.
   """
@@ -354,6 +356,8 @@ def select_rewrites(
     ok = (support[reach] >= min_support) & (gain >= min_gain) & (gain > 0)
     if min_visits > 0:
       ok &= visit_rows[k].toarray().ravel()[reach] >= min_visits
+    if allowed is not None:
+      ok &= np.asarray(allowed(s, reach), dtype=bool)
     cand = reach[ok]
     if cand.size:
       order = np.lexsort((cand, -support[cand], -np.round(B[cand, success], 8)))  # equal within the solve's tol

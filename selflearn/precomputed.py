@@ -65,6 +65,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     app.check(config, field, _count, "must be an integer >= 1")
   app.check(config, "min_gain", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "min_visits", lambda v: _number(v) and v >= 0, "must be a number >= 0")
+  app.check(config, "same_family", lambda v: isinstance(v, bool), "must be True or False")
   app.check(config, "tol", lambda v: _number(v) and 0 < v < 1e-3, "must be in (0, 1e-3)")
   app.check(config, "sweep.min_support", lambda v: len(v) >= 1 and all(_count(x) for x in v), "must list integers >= 1")
   app.check(
@@ -129,6 +130,7 @@ class Chain:
   surface: list
   num_sessions: int
   num_transitions: int
+  family: list  # each state's most frequent observed NLU domain family (`domain_family`)
 
 
 def build_chain(dialogues: Sequence[Mapping], world, *, states: str, pairs_source: str, rephrase_gap: float,
@@ -137,6 +139,7 @@ def build_chain(dialogues: Sequence[Mapping], world, *, states: str, pairs_sourc
   edges: collections.Counter = collections.Counter()
   absorb: collections.Counter = collections.Counter()
   texts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  families: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
   num_sessions = 0
   for d in dialogues:
     for turns, success in episodes(d, pairs_source=pairs_source, rephrase_gap=rephrase_gap, stop_gap=stop_gap):
@@ -145,6 +148,7 @@ def build_chain(dialogues: Sequence[Mapping], world, *, states: str, pairs_sourc
         text = normalise(d["turns"][i]["asr"]["text"])
         keys.append(state_key(world, text, states))
         texts[keys[-1]][text] += 1
+        families[keys[-1]][domain_family(d["turns"][i]["nlu"]["domain"])] += 1
       for a, b in zip(keys, keys[1:]):
         edges[a, b] += 1
       absorb[keys[-1], SUCCESS if success else FAILURE] += 1
@@ -163,16 +167,35 @@ def build_chain(dialogues: Sequence[Mapping], world, *, states: str, pairs_sourc
   B = amc.absorption_probabilities(Q, R, tol=tol)
   support = np.array([sum(texts[k].values()) for k in keys])
   surface = [min(texts[k].items(), key=lambda kv: (-kv[1], kv[0]))[0] for k in keys]
-  return Chain(keys, index, Q, R, B, support, surface, num_sessions, int(sum(edges.values())))
+  family = [min(families[k].items(), key=lambda kv: (-kv[1], kv[0]))[0] for k in keys]
+  return Chain(keys, index, Q, R, B, support, surface, num_sessions, int(sum(edges.values())), family)
+
+
+# Domain families of the same-family guardrail: media requests misrouted between music, video and
+# books, and temperature questions between the weather and the oven, stay rewritable.
+FAMILIES = {"music": "media", "video": "media", "books": "media", "weather": "temperature", "appliance": "temperature"}
+
+
+def domain_family(domain: str) -> str:
+  """The guardrail's family of an NLU domain (observed, not the truth)."""
+  return FAMILIES.get(domain, domain)
 
 
 def rewrite_table(chain: Chain, *, max_source_success: float, min_source_support: int, min_support: int,
-                  min_gain: float, min_visits: float, visit_rows: Optional[sp.spmatrix] = None) -> list:  # fmt: skip
-  """The rewrite table (one row per source with a rewrite), sorted by source."""
+                  min_gain: float, min_visits: float, visit_rows: Optional[sp.spmatrix] = None,
+                  same_family: bool = False) -> list:  # fmt: skip
+  """The rewrite table (one row per source with a rewrite), sorted by source.
+
+  `same_family`: a rewrite must stay in the source's observed NLU domain family
+  (the paper's same-domain guardrail; it stops sessions that chained two goals
+  from pointing a request at an unrelated one).
+  """
+  fam = np.array(chain.family)
+  allowed = (lambda s, cand: fam[cand] == fam[s]) if same_family else None
   sources = candidate_sources(chain, max_source_success=max_source_success, min_source_support=min_source_support)
   chosen = amc.select_rewrites(
     chain.B, chain.support, sources, Q=chain.Q, success=SUCCESS, min_support=min_support, min_gain=min_gain,
-    min_visits=min_visits, visit_rows=visit_rows,
+    min_visits=min_visits, visit_rows=visit_rows, allowed=allowed,
   )  # fmt: skip
   rows = []
   for s, j in sorted(chosen.items()):
@@ -296,6 +319,7 @@ def _guardrails(config, **override) -> dict:
     min_support=config.min_support,
     min_gain=config.min_gain,
     min_visits=config.min_visits,
+    same_family=config.same_family,
   )
   g.update(override)
   return g

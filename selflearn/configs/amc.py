@@ -29,6 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.min_support = 3  # guardrail: the rewrite state was observed at least this many times
   config.min_gain = 0.2  # guardrail: B[rewrite, S] - B[source, S] >= this
   config.min_visits = 0.05  # guardrail: expected visits N[source, rewrite] >= this (0: reachability only)
+  config.same_family = True  # guardrail: the rewrite stays in the source's observed NLU domain family
   config.tol = 1e-10  # max-abs error bound of the absorption solve (amc.absorption_probabilities)
   config.bootstrap = 1000  # bootstrap resamples of test dialogues for the win/loss CI
   config.sweep = ml_collections.ConfigDict()

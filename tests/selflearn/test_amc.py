@@ -157,3 +157,14 @@ def test_select_rewrites_breaks_ties_by_support_then_index():
   R = np.array([[0.0, 0.4], [1.0, 0], [1.0, 0], [1.0, 0]])
   B = amc.absorption_probabilities(Q, R)
   assert amc.select_rewrites(B, np.array([1, 5, 9, 9]), [0], Q=Q) == {0: 2}
+
+
+def test_select_rewrites_allowed_mask_is_an_extra_guardrail():
+  # 0 -> 1 -> 2, 0 -> 2: state 2 succeeds best but is masked out for source 0.
+  Q = sp.csr_matrix(np.array([[0.0, 0.4, 0.4], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]]))
+  R = np.array([[0.0, 0.2], [0.4, 0.1], [0.9, 0.1]])
+  B = amc.absorption_probabilities(Q, R)
+  support = np.array([5, 5, 5])
+  assert amc.select_rewrites(B, support, [0], Q=Q, success=0) == {0: 2}
+  masked = amc.select_rewrites(B, support, [0], Q=Q, success=0, allowed=lambda s, cand: cand != 2)
+  assert masked == {0: 1}

@@ -24,7 +24,7 @@ def _turn(k, text, t, *, status="ok", barge=False, intent="play_song"):
     "timestamp": float(t),
     "utterance_duration": 1.0,
     "asr": {"text": text},
-    "nlu": {"intent": intent},
+    "nlu": {"intent": intent, "domain": "music"},
     "result": {"status": status},
     "response": {"duration": 2.0},
     "signals": {"barge_in": barge, "barge_in_time": 0.5 if barge else None},
