@@ -24,8 +24,19 @@ busy machine).  The peer needs the `bench` extra (`pip install -e
 '.[bench]'`); when torch or sentence-transformers is missing the benchmark
 says so and exits 2.
 
-Sections are entries of `SECTIONS` (name -> function, and whether it needs
-torch); retrieval and absorption benchmarks are to be added there.
+* retrieval: exact top-10 queries per second of `selflearn.retrieval.search`
+  (jitted chunked matmul + `lax.top_k`) against NumPy (matmul +
+  `argpartition`) and faiss-cpu `IndexFlatIP` (the peer; optional, in the
+  `bench` extra) on the same 100k x 384 L2-normalised index; goals >= 0.5x
+  faiss, >= 2x NumPy (`selflearn.bench_retrieval`).
+* absorption: the absorbing-Markov-chain solve `selflearn.amc.
+  absorption_probabilities` on a 100k-state chain shaped like a rewrite graph
+  (power-law out-degree, mostly local edges) against scipy.sparse.linalg
+  (`spsolve` under a time limit, else `bicgstab` per absorbing column at the
+  same guaranteed error); goal >= 1.0x (`selflearn.bench_absorption`).
+
+`--sections=encoder,retrieval,absorption` runs all three.  Sections are
+entries of `SECTIONS` (name -> function, and whether it needs torch).
 """
 
 from __future__ import annotations
@@ -169,8 +180,26 @@ class Section:
   needs_torch: bool
 
 
+def bench_retrieval(threads: int) -> None:
+  del threads  # the process is already pinned
+  from selflearn import bench_retrieval as lib  # pylint: disable=g-import-not-at-top
+
+  print("\n== retrieval: exact top-10 over 100k x 384 (ours vs NumPy vs faiss IndexFlatIP) ==")
+  lib.main(["bench_retrieval"])
+
+
+def bench_absorption(threads: int) -> None:
+  del threads
+  from selflearn import bench_absorption as lib  # pylint: disable=g-import-not-at-top
+
+  print("\n== absorption: B = (I - Q)^-1 R on a 100k-state rewrite-shaped chain (ours vs scipy.sparse) ==")
+  lib.run()
+
+
 SECTIONS = {
   "encoder": Section(bench_encoder, needs_torch=True),
+  "retrieval": Section(bench_retrieval, needs_torch=False),
+  "absorption": Section(bench_absorption, needs_torch=False),
 }
 
 
