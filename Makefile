@@ -30,11 +30,16 @@ demo: $(VENV)/.installed-test
 	$(BIN)/python -m nlirl.main --config=nlirl/configs/default.py:bc_smoke --workdir=$(DEMO_DIR)/nlirl_bc_smoke
 	$(BIN)/python -m selflearn.simulate --out=$(DEMO_DIR)/selflearn_logs.jsonl --num_dialogues=2000
 	$(BIN)/python -m selflearn.main --config=selflearn/configs/fpi.py:smoke --workdir=$(DEMO_DIR)/selflearn_fpi_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn/configs/rephrase.py:smoke --workdir=$(DEMO_DIR)/selflearn_rephrase_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn/configs/amc.py:smoke --workdir=$(DEMO_DIR)/selflearn_amc_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn/configs/online.py:smoke --workdir=$(DEMO_DIR)/selflearn_online_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn/configs/teach.py:smoke --workdir=$(DEMO_DIR)/selflearn_teach_smoke
 	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run: metrics.jsonl, final_metrics.json, plots/, tensorboard/, checkpoints/)"
 	@echo "              $(DEMO_DIR)/study_smoke (study smoke: report.md, results.json, curves.npz, plots/)"
 	@echo "              $(DEMO_DIR)/learned_dnn_smoke, learned_nmf_smoke (RL-learned schedules, smoke: results.md, results.json, plots/, policy/ or checkpoints/)"
 	@echo "              $(DEMO_DIR)/nlirl_bc_smoke (language-goal navigation, behaviour-cloning smoke on R2R-lite: results.json, metrics.jsonl)"
 	@echo "              $(DEMO_DIR)/selflearn_logs.jsonl, selflearn_fpi_smoke (simulated dialogue logs; failure-point isolation smoke: results.md, results.json)"
+	@echo "              $(DEMO_DIR)/selflearn_{rephrase,amc,online,teach}_smoke (rephrase detection, absorbing-Markov-chain and online rewriting, teachable preferences: results.md, results.json)"
 	@echo "              $(DEMO_DIR)/mql_point_robot_smoke (Meta-Q-Learning smoke: results.json, plots/, metrics.jsonl, tasks.json, checkpoints/)"
 
 test: $(VENV)/.installed-test

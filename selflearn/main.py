@@ -1,7 +1,11 @@
-"""Self-learning models on simulated dialogue logs: failure-point isolation or label generation.
+"""Self-learning tasks on simulated dialogue logs (`selflearn.train.TASKS`).
 
-  python -m selflearn.main --config=selflearn/configs/fpi.py[:smoke] --workdir=DIR
-  python -m selflearn.main --config=selflearn/configs/labels.py[:smoke] --workdir=DIR
+  python -m selflearn.main --config=selflearn/configs/fpi.py[:smoke] --workdir=DIR       # failure points
+  python -m selflearn.main --config=selflearn/configs/labels.py[:smoke] --workdir=DIR    # label generation
+  python -m selflearn.main --config=selflearn/configs/rephrase.py[:smoke] --workdir=DIR  # rephrase detection
+  python -m selflearn.main --config=selflearn/configs/amc.py[:smoke] --workdir=DIR       # AMC rewriting
+  python -m selflearn.main --config=selflearn/configs/online.py[:smoke] --workdir=DIR    # online rewriting A/B
+  python -m selflearn.main --config=selflearn/configs/teach.py[:smoke] --workdir=DIR     # teachable preferences
 
 The binary simulates its logs into DIR/data (or reads --config.data.log_path,
 validated row by row), trains, and writes DIR/results.{json,md}.  Re-running
