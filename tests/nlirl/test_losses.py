@@ -30,10 +30,10 @@ def test_airl_identity_logit_is_f_minus_log_pi(setup):
   key = jax.random.PRNGKey(0)
   rp, pp = nets.reward.init(key), nets.policy.init(jax.random.fold_in(key, 1))
   ls = losses.make_losses(nets, gamma=0.95, gradient_penalty=0.0)
-  logits = ls.discriminator_logits(rp, pp, batch)
+  logits = jax.jit(ls.discriminator_logits)(rp, pp, batch)  # jitted: eager op-by-op dispatch is slow
   one = jax.tree.map(lambda x: x[0], batch)
-  f, _, _ = nets.reward.apply(rp, one.tokens, one.obs, one.actions, one.terminal)
-  log_pi = jax.nn.log_softmax(jnp.where(one.masks, nets.policy.apply(pp, one.tokens, one.obs), -1e9))
+  f, _, _ = jax.jit(nets.reward.apply)(rp, one.tokens, one.obs, one.actions, one.terminal)
+  log_pi = jax.nn.log_softmax(jnp.where(one.masks, jax.jit(nets.policy.apply)(pp, one.tokens, one.obs), -1e9))
   expected = f - log_pi[np.arange(10), one.actions]
   np.testing.assert_allclose(logits[0], expected, rtol=1e-5, atol=1e-5)
   # D = exp f / (exp f + pi): its log-odds are the logit.
@@ -41,7 +41,7 @@ def test_airl_identity_logit_is_f_minus_log_pi(setup):
   np.testing.assert_allclose(jnp.log(d) - jnp.log1p(-d), expected, rtol=1e-3, atol=1e-3)
   # GAIL drops the -log pi term.
   gail = losses.make_losses(nets, gamma=0.95, discriminator="gail")
-  np.testing.assert_allclose(gail.discriminator_logits(rp, pp, batch)[0], f, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(gail.discriminator_logits)(rp, pp, batch)[0], f, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -83,7 +83,19 @@ def _check_smoke_outputs(workdir, stdout):
   assert [r["step"] for r in metrics_lib.read_metrics(workdir)] == [2, 4]
 
 
-def test_smoke_run_resume_and_rerun(tmp_path):
+def test_smoke_run_and_rerun(tmp_path):
+  smoke = tmp_path / "smoke"
+  out, err = _finish(_popen(smoke))
+  assert err == ""
+  _check_smoke_outputs(smoke, out)
+  before = (smoke / "results.json").read_bytes()
+  out, err = run_main(smoke)
+  assert "is up to date" in out and err == ""
+  assert (smoke / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow  # two more smoke-sized runs (the kill/resume contract; the default tier runs the smoke once)
+def test_killed_run_resumes_to_the_same_results(tmp_path):
   smoke, split = tmp_path / "smoke", tmp_path / "split"
   full = _popen(smoke)
   part = _popen(split, "--config.num_iterations=2", merge_stderr=True)
@@ -97,20 +109,11 @@ def test_smoke_run_resume_and_rerun(tmp_path):
   assert seen and seen[-1].startswith("evaluating on"), "".join(seen)[-3000:]
   assert not (split / "results.json").exists()
   resumed = _popen(split)  # the smoke's 4 iterations: resumes from iteration 2, then evaluates
-
-  out, err = _finish(full)
-  assert err == ""
-  _check_smoke_outputs(smoke, out)
-
+  _finish(full)
   out, _ = _finish(resumed)
   assert "resuming the agent from iteration 2 of 4" in out
   assert json.loads((split / "results.json").read_text()) == json.loads((smoke / "results.json").read_text())
   assert metrics_lib.read_metrics(split) == metrics_lib.read_metrics(smoke)
-
-  before = (smoke / "results.json").read_bytes()
-  out, err = run_main(smoke)
-  assert "is up to date" in out and err == ""
-  assert (smoke / "results.json").read_bytes() == before
 
 
 def test_bad_config_exits_2_naming_the_field(tmp_path):
