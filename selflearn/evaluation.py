@@ -4,7 +4,8 @@ Conventions follow scikit-learn: `macro_f1` averages over the classes that
 occur in `y_true` or `y_pred` (unless `labels` is given), a class with no
 predicted or no true examples has precision/recall 0 (`zero_division=0`).
 `span_f1` is conlleval's micro-averaged F1 over exactly matching
-(slot, start, end) spans.
+(slot, start, end) spans.  `bootstrap_rates` is the paired dialogue-level
+bootstrap the A/B evaluations (online rewriting, teachable preferences) share.
 """
 
 from __future__ import annotations
@@ -82,3 +83,25 @@ def majority(votes: np.ndarray) -> np.ndarray:
   counts = np.stack([(votes == votes[i]).sum(axis=0) for i in range(k)])  # [k, ...] support of each voter's label
   best = np.argmax(counts, axis=0)  # first voter among the most supported
   return np.take_along_axis(votes, best[None], axis=0)[0]
+
+
+def bootstrap_rates(
+  groups, flags: Sequence[np.ndarray], *, num_groups: int, samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Per-turn rates of each flag array and their paired bootstrap, resampling groups (dialogues).
+
+  `groups[i]` in [0, num_groups) is turn i's dialogue.  Every arm uses the
+  same resample of dialogues (paired).  Returns `(rates [k], resampled
+  [samples, k])`: the rate of each flag over all turns, and over the turns of
+  each resample.
+  """
+  groups = np.asarray(groups)
+  n = np.bincount(groups, minlength=num_groups).astype(np.float64)
+  sums = np.stack(
+    [np.bincount(groups, weights=np.asarray(f, np.float64), minlength=num_groups) for f in flags], axis=-1
+  )
+  rng = np.random.default_rng(seed)
+  draws = (rng.integers(0, num_groups, num_groups) for _ in range(samples))
+  counts = np.stack([np.bincount(d, minlength=num_groups) for d in draws]).astype(np.float64)
+  resampled = (counts @ sums) / np.maximum(counts @ n, 1.0)[:, None]
+  return sums.sum(0) / max(n.sum(), 1.0), resampled

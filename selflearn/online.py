@@ -50,7 +50,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from common import app
-from selflearn import interpret, ranker, retrieval, sessions, text_features
+from selflearn import evaluation, interpret, ranker, retrieval, sessions, text_features
 from selflearn import training as train_lib
 
 KEYNOTE = {"global_relative_change": -0.13, "personal_further_relative_change": -0.04}
@@ -414,14 +414,10 @@ def paired_bootstrap(
 ) -> dict[str, float]:
   """Rates of arms a and b, b - a and (b - a) / a with 95% percentile CIs, resampling dialogues."""
   dialogues, inverse = np.unique(dialogue_of, return_inverse=True)
-  m = len(dialogues)
-  turns = np.bincount(inverse, minlength=m).astype(np.float64)
-  da = np.bincount(inverse, weights=defect_a.astype(np.float64), minlength=m)
-  db = np.bincount(inverse, weights=defect_b.astype(np.float64), minlength=m)
-  rng = np.random.default_rng(seed)
-  w = np.stack([np.bincount(rng.integers(0, m, m), minlength=m) for _ in range(num)]).astype(np.float64)
-  ra, rb = (w @ da) / (w @ turns), (w @ db) / (w @ turns)
-  rate_a, rate_b = da.sum() / turns.sum(), db.sum() / turns.sum()
+  (rate_a, rate_b), resampled = evaluation.bootstrap_rates(
+    inverse, [defect_a, defect_b], num_groups=len(dialogues), samples=num, seed=seed
+  )
+  ra, rb = resampled[:, 0], resampled[:, 1]
   diff, rel = rb - ra, (rb - ra) / np.where(ra > 0, ra, np.nan)
   return {
     "rate_a": float(rate_a),

@@ -52,7 +52,7 @@ import optax
 from rapidfuzz import fuzz, process
 
 from common import app, encoders
-from selflearn import features, interpret, preferences
+from selflearn import evaluation, features, interpret, preferences
 from selflearn import training as train_lib
 from selflearn import world as world_lib
 
@@ -616,20 +616,14 @@ def paired_bootstrap(
   Resamples dialogues with replacement (`groups`: each turn's dialogue
   index); both systems use the same resample (paired).
   """
-  n = np.bincount(groups, minlength=num_dialogues).astype(np.float64)
-  b = np.bincount(groups, weights=base.astype(np.float64), minlength=num_dialogues)
-  w = np.bincount(groups, weights=new.astype(np.float64), minlength=num_dialogues)
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, num_dialogues, size=(samples, num_dialogues))
-  counts = np.stack([np.bincount(r, minlength=num_dialogues) for r in idx]).astype(np.float64)
-  tot = np.maximum(counts @ n, 1.0)
-  rb, rw = counts @ b / tot, counts @ w / tot
-  total = max(n.sum(), 1.0)
-  point_b, point_w = b.sum() / total, w.sum() / total
+  (point_b, point_w), resampled = evaluation.bootstrap_rates(
+    groups, [base, new], num_groups=num_dialogues, samples=samples, seed=seed
+  )
+  rb, rw = resampled[:, 0], resampled[:, 1]
   rel = np.where(rb > 0, (rb - rw) / np.where(rb > 0, rb, 1.0), 0.0)
   ci = lambda x: [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))]
   return {
-    "turns": int(n.sum()),
+    "turns": int(len(groups)),
     "defect_rate_without": float(point_b),
     "defect_rate_with": float(point_w),
     "ci_without": ci(rb),
