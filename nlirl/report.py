@@ -62,12 +62,22 @@ def table(runs: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> None:
-  runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in argv[1:]]
-  if not runs:
-    sys.exit("usage: python -m nlirl.report DIR [DIR ...]")
-  print(table(runs), end="")
+USAGE = "usage: python -m nlirl.report DIR [DIR ...]  (each DIR holds a finished nlirl.main run's results.json)"
+
+
+def main(argv: list[str]) -> int:
+  """Prints the table; a missing argument or results file is one line on stderr and exit 2."""
+  dirs = argv[1:]
+  if not dirs or any(d in ("-h", "--help", "-help", "--helpfull") for d in dirs):
+    print(__doc__ if dirs else USAGE, file=sys.stderr if not dirs else sys.stdout)
+    return 0 if dirs else 2
+  missing = [d for d in dirs if not (pathlib.Path(d) / "results.json").is_file()]
+  if missing:
+    print(f"no results.json in {', '.join(missing)} (is the run finished?); {USAGE}", file=sys.stderr)
+    return 2
+  print(table([json.loads((pathlib.Path(d) / "results.json").read_text()) for d in dirs]), end="")
+  return 0
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  sys.exit(main(sys.argv))
