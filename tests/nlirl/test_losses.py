@@ -107,13 +107,14 @@ def test_elbo_is_finite_and_decreases(setup):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-  strict=True,
-  reason="known failure: after 150 steps the reward ranks the true goal above a shuffled one on ~55% of held-out "
-  "paths (the test asks 75%); the discriminator is near chance on R2R-lite (see nlirl/README.md)",
-)
 def test_short_training_ranks_the_true_goal_above_a_shuffled_goal(setup):
-  """A discriminator trained on expert (tau, G) vs mismatched (tau, G') ranks held-out true goals higher."""
+  """A discriminator trained on expert (tau, G) vs mismatched (tau, G') ranks held-out true goals higher.
+
+  Trained on 2048 paths of houses 0-40 (400 steps of 64, ~20 s); tested on 64 paths of houses 55-56, which it
+  never saw, against another path's instruction of (mostly) the same house, so landmarks must be grounded
+  rather than memorised.  Measured 0.89 (0.72 after 200 steps, 0.95 after 1000).  With 256 training paths and
+  150 steps (an earlier version of this test) it memorises them: 0.55 held out.
+  """
   del setup  # full-length instructions here: cut to 40 tokens, a step-by-step one loses its goal clause
   full = 96
   nets = networks.make_networks(vocab_size=envs.Vocabulary().size, max_tokens=full, embed_dim=8, hidden=16)
@@ -124,7 +125,9 @@ def test_short_training_ranks_the_true_goal_above_a_shuffled_goal(setup):
     states, actions = jax.vmap(functools.partial(rollouts.expert_rollout, horizon=10), (None, 0))(houses, eps)
     return jax.vmap(rollouts.to_trajectory, (None, 0, 0, 0))(houses, states, actions, eps.instructions[:, 0, :full])
 
-  train_b, test_b = batch_of(jnp.arange(0, 256)), batch_of(jnp.arange(2800, 2864))
+  num_train = 2048
+  train_b, test_b = batch_of(jnp.arange(0, num_train)), batch_of(jnp.arange(2800, 2864))
+  assert int(episodes.house[num_train - 1]) < int(episodes.house[2800])  # held-out houses
   ls = losses.make_losses(nets, gamma=0.95, gradient_penalty=0.0)
   key = jax.random.PRNGKey(0)
   rp, pp = nets.reward.init(key), nets.policy.init(key)
@@ -133,14 +136,14 @@ def test_short_training_ranks_the_true_goal_above_a_shuffled_goal(setup):
 
   @jax.jit
   def step(rp, s, k):
-    idx = jax.random.choice(k, 256, (64,), replace=False)
+    idx = jax.random.choice(k, num_train, (64,), replace=False)
     pos = jax.tree.map(lambda x: x[idx], train_b)
     neg = pos._replace(tokens=jnp.roll(pos.tokens, 1, axis=0))
     loss, g = jax.value_and_grad(lambda p: ls.discriminator(p, pp, pos, jnp.ones(64), neg, jnp.ones(64), k)[0])(rp)
     u, s = opt.update(g, s, rp)
     return optax.apply_updates(rp, u), s, loss
 
-  for i in range(150):
+  for i in range(400):
     rp, s, _ = step(rp, s, jax.random.fold_in(key, i))
   true = ls.discriminator_logits(rp, pp, test_b).sum(-1)
   shuffled = ls.discriminator_logits(rp, pp, test_b._replace(tokens=jnp.roll(test_b.tokens, 7, axis=0))).sum(-1)
