@@ -28,7 +28,9 @@ every `--jax_*` flag), then, before anything compiles or is written:
 
 Then it calls `train_fn(config, workdir)`.  Bad input exits with status 2 and
 one message naming the flag or config field, the config file and the line;
-a rejected run leaves no workdir behind.  A checkpoint that does not match the
+a rejected run leaves no workdir behind.  A `ConfigError` raised by `train_fn`
+itself (a check that needs the loaded data, before anything compiles) is
+reported the same way, and a fresh run's workdir is removed again.  A checkpoint that does not match the
 state (`common.checkpoint.CheckpointRestoreError`) also exits 2 with one line.
 
 Output: a binary prints its own progress and summary lines, and warnings;
@@ -47,6 +49,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import sys
 import traceback
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -356,6 +359,15 @@ def _check_workdir(workdir: str) -> pathlib.Path:
   return path
 
 
+def _discard_fresh_run(workdir: pathlib.Path, existed: bool) -> None:
+  """Undoes a rejected fresh run: its workdir (made by this run) or the identity files it wrote there."""
+  if not existed:
+    shutil.rmtree(workdir, ignore_errors=True)
+    return
+  for name in (CONFIG_FILE, CONFIG_HISTORY_FILE):
+    (workdir / name).unlink(missing_ok=True)
+
+
 def _to_jsonable(config: ml_collections.ConfigDict) -> Mapping[str, Any]:
   return json.loads(config.to_json_best_effort())
 
@@ -487,6 +499,7 @@ def run(
     workdir = _check_workdir(flags.FLAGS.workdir)
     resolved = _to_jsonable(config)
     fresh = not (workdir / CONFIG_FILE).is_file()
+    existed = workdir.exists()
     changes = _check_identity(workdir, resolved, resumable, flags.FLAGS.workdir)
     if jax.process_index() == 0:
       _record_config(workdir, resolved, changes, fresh)
@@ -499,6 +512,10 @@ def run(
     logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
     try:
       metrics = train_fn(config, str(workdir))
+    except ConfigError as e:  # a check that needs the data (e.g. batch_size <= the examples loaded)
+      if fresh and jax.process_index() == 0:
+        _discard_fresh_run(workdir, existed)
+      _fail(f"invalid config ({locate_field(config_arg, e.field, sys.argv)}): {e}")
     except checkpoint.CheckpointRestoreError as e:
       _fail(f"cannot resume --workdir={flags.FLAGS.workdir}: {e}")
     except FloatingPointError as e:  # e.g. trainer.NonFiniteError under nonfinite='stop'

@@ -234,3 +234,31 @@ def test_multihost_flags_are_checked():
   assert proc.returncode == 2 and "--num_processes" in proc.stderr
   proc = run_main(f"--config={SMOKE}", "--workdir=/tmp/unused", "--process_id=1")
   assert proc.returncode == 2 and "--coordinator_address" in proc.stderr
+
+
+@pytest.mark.parametrize("workdir_existed", [False, True])
+def test_config_error_from_train_fn_is_one_line_exit_2_and_undoes_the_fresh_run(tmp_path, workdir_existed):
+  """A check that needs the data (raised inside train_fn) is reported like validate's, not as a traceback."""
+  binary = ROOT / "tests/common/fixtures/data_check_binary.py"
+  workdir = tmp_path / "run"
+  if workdir_existed:
+    workdir.mkdir()
+    (workdir / "keep.txt").write_text("user file\n")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  run = lambda *a: subprocess.run(
+    [sys.executable, str(binary), f"--config={binary}", f"--workdir={workdir}", *a],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  proc = run("--config.batch_size=64")
+  assert proc.returncode == 2, proc.stderr
+  assert len(_stderr_lines(proc)) == 1 and "Traceback" not in proc.stderr, proc.stderr
+  assert "config.batch_size" in proc.stderr and "--config.batch_size" in proc.stderr and "<= the 10" in proc.stderr
+  if workdir_existed:
+    assert sorted(p.name for p in workdir.iterdir()) == ["keep.txt", "partial_output.txt"]
+  else:
+    assert not workdir.exists()
+  assert run("--config.batch_size=8").returncode == 0  # the same workdir then takes a valid run
