@@ -14,8 +14,13 @@ positives and negatives.  `kind='gail'` drops the -log pi term (logit = f = g, n
 
 Policy reward, recomputed from the current discriminator whenever SAC samples a batch (never stored):
 
-* 'airl': r = f(s, a, s', G).  AIRL's reward is f - log pi; discrete SAC adds -alpha log pi itself (its
-  entropy bonus), so the -log pi is not counted twice (alpha = 1 recovers AIRL's reward exactly).
+* 'airl', `airl_reward='logit'` (default): r = f(s, a, s', G) - log pi(a | s, G), the discriminator's
+  log-odds log D - log(1 - D): AIRL's reward (Fu et al. 2018; the `imitation` library's AIRL reward too),
+  log pi of the current policy under `stop_gradient`; SAC's entropy bonus comes on top.
+* 'airl', `airl_reward='f'`: r = f, leaving the -log pi to SAC's -alpha log pi.  Exact only at alpha = 1;
+  at the small alphas the temperature tuning settles on (~0.1) every step that has a choice pays
+  ~(1 - alpha) log pi < 0 while absorbing steps (one action, log pi = 0) do not, so the policy learns to
+  STOP at once (measured on R2R-lite: greedy SR 0, P(STOP) 0.6 at t = 0).  Kept for that comparison.
 * 'gail': r = -log(1 - D) = softplus(f).
 
 Both are clipped to [-max_reward, max_reward].  Fixed horizon: every trajectory has T steps; after STOP the
@@ -35,6 +40,7 @@ from nlirl import envs
 from nlirl import networks as networks_lib
 
 DISCRIMINATORS = ("airl", "gail")
+AIRL_REWARDS = ("logit", "f")
 
 
 class Trajectory(NamedTuple):
@@ -111,6 +117,7 @@ def make_losses(
   discriminator: str = "airl",
   gradient_penalty: float = 1.0,
   max_reward: float = 10.0,
+  airl_reward: str = "logit",
   target_entropy_scale: float = 0.5,
   word_dropout: float = 0.25,
 ) -> Losses:
@@ -122,12 +129,15 @@ def make_losses(
     discriminator: 'airl' (logit f - log pi, reward f) or 'gail' (logit f, reward -log(1 - D)).
     gradient_penalty: weight of the zero-centred penalty |d logit / d obs|^2 on interpolated observations.
     max_reward: |reward| clip.
+    airl_reward: 'logit' (r = f - log pi, AIRL's reward) or 'f' (r = f); 'airl' only (module docstring).
     target_entropy_scale: SAC target entropy per state = scale x log(number of valid actions).
     word_dropout: probability of replacing a decoder input token by UNK in the ELBO (against posterior
       collapse: the decoder must lean on z).
   """
   if discriminator not in DISCRIMINATORS:
     raise ValueError(f"discriminator must be one of {DISCRIMINATORS}, got {discriminator!r}")
+  if airl_reward not in AIRL_REWARDS:
+    raise ValueError(f"airl_reward must be one of {AIRL_REWARDS}, got {airl_reward!r}")
   vocab = envs.Vocabulary()
 
   def log_probs_one(policy_params, traj: Trajectory) -> jax.Array:
@@ -142,9 +152,14 @@ def make_losses(
     log_pi = jax.lax.stop_gradient(taken_log_prob(log_probs_one(policy_params, traj)[:-1], traj.actions))
     return airl_logit(f, log_pi)
 
-  def reward_one(reward_params, traj: Trajectory) -> jax.Array:
-    f, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
-    r = f if discriminator == "airl" else jax.nn.softplus(f)
+  def reward_one(reward_params, policy_params, traj: Trajectory) -> jax.Array:
+    if discriminator == "gail":
+      f, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
+      r = jax.nn.softplus(f)
+    elif airl_reward == "logit":
+      r = logits_one(reward_params, policy_params, traj)
+    else:
+      r, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
     return jnp.clip(jax.lax.stop_gradient(r), -max_reward, max_reward)
 
   def penalty_one(reward_params, policy_params, pos: Trajectory, neg: Trajectory, key) -> jax.Array:
@@ -276,7 +291,7 @@ def make_losses(
   return Losses(
     policy_log_probs=jax.vmap(log_probs_one, (None, 0)),
     discriminator_logits=jax.vmap(logits_one, (None, None, 0)),
-    reward=jax.vmap(reward_one, (None, 0)),
+    reward=jax.vmap(reward_one, (None, None, 0)),
     discriminator=discriminator_loss,
     critic=critic_loss,
     actor=actor_loss,

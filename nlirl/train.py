@@ -132,6 +132,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "rl.initial_alpha", lambda v: v > 0, "must be > 0")
   app.check(config, "rl.target_entropy_scale", lambda v: 0 <= v <= 1, "must be in [0, 1]")
   app.check(config, "rl.max_reward", lambda v: v > 0, "must be > 0")
+  app.check(
+    config, "rl.airl_reward", lambda v: v in losses_lib.AIRL_REWARDS, f"must be one of {losses_lib.AIRL_REWARDS}"
+  )
   app.check(config, "disc.gradient_penalty", lambda v: v >= 0, "must be >= 0")
   app.check(config, "gen.word_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "gen.kl_anneal_iterations", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0")
@@ -320,6 +323,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     discriminator="gail" if config.algorithm == "gail" else "airl",
     gradient_penalty=config.disc.gradient_penalty,
     max_reward=config.rl.max_reward,
+    airl_reward=config.rl.airl_reward,
     target_entropy_scale=config.rl.target_entropy_scale,
     word_dropout=config.gen.word_dropout,
   )
@@ -444,7 +448,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       warm = iteration >= config.gen.warmup_iterations
       groups.append(trajectories(data.houses, rec, jnp.where(warm, rec.relabel, rec.tokens)))
     batch = _concat(*groups)
-    rewards = losses.reward(params["reward"], batch)  # from the current discriminator, never stored
+    rewards = losses.reward(params["reward"], params["policy"], batch)  # from the current discriminator, never stored
     (c_loss, cm), c_grads = jax.value_and_grad(losses.critic, has_aux=True)(
       params["critic"], params["target_critic"], params["policy"], params["log_alpha"], batch, rewards
     )

@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rl.initial_alpha = 0.1  # SAC temperature at init
   config.rl.target_entropy_scale = 0.3  # target entropy = scale x log(number of valid actions)
   config.rl.max_reward = 10.0  # |reward| clip
+  config.rl.airl_reward = "logit"  # airl rewards: logit (f - log pi, AIRL's) | f (SAC's alpha log pi stands in)
 
   config.num_envs = 64  # rollouts per iteration (vmapped, sharded over the data mesh)
   config.replay_capacity = 4096  # rollouts kept (compact: env states + actions + goals)

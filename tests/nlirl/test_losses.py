@@ -69,11 +69,28 @@ def test_sigmoid_cross_entropy_and_kl_match_numpy():
 def test_rewards_are_recomputed_from_the_reward_params(setup):
   nets, batch = setup
   ls = losses.make_losses(nets, gamma=0.95, max_reward=10.0)
-  r1 = ls.reward(nets.reward.init(jax.random.PRNGKey(0)), batch)
-  r2 = ls.reward(nets.reward.init(jax.random.PRNGKey(1)), batch)
+  pp = nets.policy.init(jax.random.PRNGKey(2))
+  r1 = ls.reward(nets.reward.init(jax.random.PRNGKey(0)), pp, batch)
+  r2 = ls.reward(nets.reward.init(jax.random.PRNGKey(1)), pp, batch)
   assert r1.shape == (8, 10) and not np.allclose(r1, r2)
   gail = losses.make_losses(nets, gamma=0.95, discriminator="gail")
-  assert float(gail.reward(nets.reward.init(jax.random.PRNGKey(0)), batch).min()) >= 0.0  # softplus
+  assert float(gail.reward(nets.reward.init(jax.random.PRNGKey(0)), pp, batch).min()) >= 0.0  # softplus
+
+
+def test_airl_reward_is_the_log_odds_or_f(setup):
+  """'logit': r = f - log pi (the discriminator's log-odds); 'f': r = f alone (the policy does not enter)."""
+  nets, batch = setup
+  rp, pp = nets.reward.init(jax.random.PRNGKey(0)), nets.policy.init(jax.random.PRNGKey(1))
+  logit = losses.make_losses(nets, gamma=0.95, max_reward=100.0)
+  np.testing.assert_allclose(
+    jax.jit(logit.reward)(rp, pp, batch), jax.jit(logit.discriminator_logits)(rp, pp, batch), rtol=1e-6
+  )
+  plain = losses.make_losses(nets, gamma=0.95, max_reward=100.0, airl_reward="f")
+  f = jax.jit(jax.vmap(lambda t: nets.reward.apply(rp, t.tokens, t.obs, t.actions, t.terminal)[0]))(batch)
+  other_policy = nets.policy.init(jax.random.PRNGKey(3))
+  np.testing.assert_allclose(jax.jit(plain.reward)(rp, other_policy, batch), f, rtol=1e-6)
+  with pytest.raises(ValueError, match="airl_reward"):
+    losses.make_losses(nets, gamma=0.95, airl_reward="log_pi")
 
 
 def test_temperature_gradient_sign():
