@@ -153,13 +153,11 @@ def make_losses(
     return airl_logit(f, log_pi)
 
   def reward_one(reward_params, policy_params, traj: Trajectory) -> jax.Array:
-    if discriminator == "gail":
-      f, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
-      r = jax.nn.softplus(f)
-    elif airl_reward == "logit":
-      r = logits_one(reward_params, policy_params, traj)
+    if discriminator == "airl" and airl_reward == "logit":
+      r = logits_one(reward_params, policy_params, traj)  # f - log pi
     else:
-      r, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
+      f, _, _ = nets.reward.apply(reward_params, traj.tokens, traj.obs, traj.actions, traj.terminal)
+      r = jax.nn.softplus(f) if discriminator == "gail" else f
     return jnp.clip(jax.lax.stop_gradient(r), -max_reward, max_reward)
 
   def penalty_one(reward_params, policy_params, pos: Trajectory, neg: Trajectory, key) -> jax.Array:
