@@ -14,7 +14,8 @@ are `jax.vmap`ped by the caller.
   shaping, `shaping=True`) or f = g (`shaping=False`).  g and h share one instruction encoding.
 * `GoalGenerator`: q(G | tau), a conditional VAE "speaker".  A GRU encodes the trajectory's steps
   (observation + one-hot action, absorbing steps masked); the posterior q(z | G, tau) encodes the instruction
-  too; the decoder is an autoregressive GRU over tokens conditioned on [z, trajectory code].  Sampling draws
+  too; the decoder is an autoregressive GRU over tokens conditioned on [z, trajectory code] that attends over
+  the trajectory's per-step states at every token (`TrajectoryCode`).  Sampling draws
   z ~ N(0, I), so the same trajectory gets different phrasings (paraphrases) and an unlabelled trajectory gets
   a goal that describes it (relabelling).  The ELBO (with the KL weight annealed by the caller and word
   dropout on the decoder inputs) is in `nlirl.losses`.
@@ -23,7 +24,7 @@ are `jax.vmap`ped by the caller.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import chex
 import flax.linen as nn
@@ -208,14 +209,32 @@ class RewardNet(nn.Module):
     return f, g, h
 
 
+class TrajectoryCode(NamedTuple):
+  """The generator's encoding of one trajectory.
+
+  Attributes:
+    summary: [C] the trajectory GRU's final state (feeds the posterior and the decoder's initial state).
+    memory: [T, C] its state after every step, which the decoder attends over (Speaker-Follower's speaker).
+    mask: [T] bool, the steps that exist (active, before the episode ended).
+  """
+
+  summary: jax.Array
+  memory: jax.Array
+  mask: jax.Array
+
+
 class GoalGenerator(nn.Module):
-  """Variational goal generator q(G | tau): trajectory encoder, posterior, autoregressive GRU decoder.
+  """Variational goal generator q(G | tau): trajectory encoder, posterior, attentive autoregressive GRU decoder.
+
+  Each decoder step attends over the trajectory's per-step states (dot-product attention from the decoder
+  state), so the room and object words it emits can come from the step that shows them rather than from
+  one summary vector; without it samples are fluent but name landmarks the path never passes.
 
   Methods (call through `apply(params, ..., method=...)`, see `GeneratorNetwork`):
-    encode_trajectory(obs [T, OBS], actions [T], step_mask [T]) -> code [C]
-    posterior(tokens [L], code [C]) -> (mean [Z], log_std [Z])
-    initial_state(z [Z], code [C]) -> h [H]
-    decode_step(h [H], token [], z [Z], code [C]) -> (logits [V], h [H])
+    encode_trajectory(obs [T, OBS], actions [T], step_mask [T]) -> `TrajectoryCode`
+    posterior(tokens [L], code) -> (mean [Z], log_std [Z])
+    initial_state(z [Z], code) -> h [H]
+    decode_step(h [H], token [], z [Z], code) -> (logits [V], h [H])
   """
 
   vocab_size: int
@@ -233,27 +252,31 @@ class GoalGenerator(nn.Module):
     self.init_dense = nn.Dense(self.hidden)
     self.decoder_embed = nn.Embed(self.vocab_size, self.embed_dim)
     self.cell = nn.GRUCell(self.hidden)
+    self.query = nn.Dense(self.trajectory_hidden, use_bias=False)
+    self.combine = nn.Dense(self.hidden)
     self.out = nn.Dense(self.vocab_size)
 
   def encode_trajectory(self, obs, actions, step_mask):
     chex.assert_rank([obs, actions, step_mask], [2, 1, 1])
     x = jnp.concatenate([obs, jax.nn.one_hot(actions, NUM_ACTIONS, dtype=obs.dtype)], axis=-1)
-    return self.trajectory_gru(nn.relu(self.step_in(x)), step_mask)
+    summary, memory = self.trajectory_gru(nn.relu(self.step_in(x)), step_mask, return_all_states=True)
+    return TrajectoryCode(summary, memory, step_mask.astype(bool))
 
-  def posterior(self, tokens, code):
+  def posterior(self, tokens, code: TrajectoryCode):
     mask = tokens != envs.Vocabulary().pad_id
     final = self.goal_gru(self.goal_embed(tokens), mask)
-    stats = self.post(jnp.concatenate([final, code], axis=-1))
+    stats = self.post(jnp.concatenate([final, code.summary], axis=-1))
     mean, log_std = jnp.split(stats, 2, axis=-1)
     return mean, jnp.clip(log_std, -5.0, 2.0)
 
-  def initial_state(self, z, code):
-    return jnp.tanh(self.init_dense(jnp.concatenate([z, code], axis=-1)))
+  def initial_state(self, z, code: TrajectoryCode):
+    return jnp.tanh(self.init_dense(jnp.concatenate([z, code.summary], axis=-1)))
 
-  def decode_step(self, h, token, z, code):
-    x = jnp.concatenate([self.decoder_embed(token), z, code], axis=-1)
+  def decode_step(self, h, token, z, code: TrajectoryCode):
+    x = jnp.concatenate([self.decoder_embed(token), z, code.summary], axis=-1)
     h, y = self.cell(h, x)
-    return self.out(y), h
+    context = attend(self.query(y), code.memory, code.mask)
+    return self.out(nn.relu(self.combine(jnp.concatenate([y, context], axis=-1)))), h
 
   def init_all(self, obs, actions, step_mask, tokens):
     code = self.encode_trajectory(obs, actions, step_mask)
@@ -311,6 +334,7 @@ def make_networks(
   latent: int = 16,
   trajectory_hidden: int = 64,
   horizon: int = envs.HORIZON,
+  generator_hidden: int | None = None,
 ) -> Networks:
   """Builds the four networks.
 
@@ -326,6 +350,8 @@ def make_networks(
     latent: generator latent size.
     trajectory_hidden: generator trajectory-encoder size.
     horizon: trajectory length T (dummy inputs only; params do not depend on it).
+    generator_hidden: the generator decoder's hidden size (None: `hidden`); a speaker that names the right
+      rooms needs more width than a policy that follows it.
   """
   if encoder not in ENCODERS:
     raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -338,7 +364,7 @@ def make_networks(
   policy = _wrap(GoalScorer(**common), tokens, obs)
   critic = _wrap(GoalScorer(**common, num_heads_out=2), tokens, obs)
   reward = _wrap(RewardNet(**common, gamma=gamma, shaping=shaping), tokens, obs, actions, terminal)
-  gen = GoalGenerator(vocab_size, embed_dim, hidden, latent, trajectory_hidden)
+  gen = GoalGenerator(vocab_size, embed_dim, generator_hidden or hidden, latent, trajectory_hidden)
   step_mask = jnp.ones((horizon,), bool)
   generator = GeneratorNetwork(
     init=lambda key: gen.init(key, obs[:-1], actions, step_mask, tokens, method=GoalGenerator.init_all),

@@ -4,22 +4,24 @@
 
 1. builds the R2R-lite splits, the expert demonstrations (shortest paths, all instructions), the networks
    (`nlirl.networks`) and the losses (`nlirl.losses`);
-2. trains `config.num_seeds` seeds vmapped in one program.  One iteration (`make_iteration`) is:
+2. LangGoalIRL variants: pretrains the goal generator on the demonstrations (`gen.pretrain_steps` ELBO steps,
+   checkpointed as step 0), so its relabels and paraphrases describe trajectories before they are used;
+3. trains `config.num_seeds` seeds vmapped in one program.  One iteration (`make_iteration`) is:
    `num_envs` vmapped policy rollouts in train houses (lax.scan over the horizon, goals = expert
    instructions), hindsight labels for them from the goal generator, a replay-buffer write, generator ELBO
    steps, discriminator steps, then discrete-SAC steps whose rewards are recomputed from the current
    discriminator.  `iterations_per_chunk` iterations are one `lax.scan` inside one `jit`; the state (params,
    optimizer states, replay, RNG key, iteration counter) is checkpointed after every chunk and metrics are
    flushed first, so a killed run resumes and ends identically, metrics included;
-3. evaluates the greedy policy on `val_seen` / `val_unseen` (every instruction of every path: SR, SPL, NE,
+4. evaluates the greedy policy on `val_seen` / `val_unseen` (every instruction of every path: SR, SPL, NE,
    oracle SR) every `eval_every` iterations and at the end;
-4. LangGoalIRL variants only: unseen-house adaptation (`adapt`): a goal-agnostic exploration policy (the
+5. LangGoalIRL variants only: unseen-house adaptation (`adapt`): a goal-agnostic exploration policy (the
    policy network with an empty instruction, behaviour-cloned on the training demonstrations) walks from
    random viewpoints of the unseen houses, the generator labels its trajectories, these pseudo-demonstrations
    adapt the reward and SAC fine-tunes the policy on them; SR on `val_unseen` before and after is reported.
    No instruction or goal of the unseen houses is used.  The adaptation is a deterministic function of the
    trained state and is recomputed (not checkpointed) when a finished run is re-run;
-5. writes `results.json` (per-seed metrics) and prints a summary.
+6. writes `results.json` (per-seed metrics) and prints a summary.
 
 Algorithms (`config.algorithm`): 'langgoalirl' (AIRL logit + generator: paraphrase positives, relabelled
 positives, mismatched-goal negatives, each switchable for ablations), 'airl' and 'gail' (language-conditioned,
@@ -95,7 +97,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     "net.latent",
   ):
     app.check(config, field, positive_int, "must be an integer >= 1")
-  for field in ("disc.steps", "sac.steps", "gen.steps", "bc.steps", "bc.warmstart_iterations", "gen.warmup_iterations"):
+  for field in (
+    "disc.steps",
+    "sac.steps",
+    "gen.steps",
+    "gen.pretrain_steps",
+    "bc.steps",
+    "bc.warmstart_iterations",
+    "gen.warmup_iterations",
+    "net.gen_hidden",
+  ):
     app.check(config, field, nonneg_int, "must be an integer >= 0")
   for field in ("data.max_train_episodes", "data.max_eval_episodes", "adapt.iterations", "adapt.explore_bc_steps"):
     app.check(config, field, nonneg_int, "must be an integer >= 0 (0: all / off)")
@@ -137,6 +148,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   )
   app.check(config, "disc.gradient_penalty", lambda v: v >= 0, "must be >= 0")
   app.check(config, "gen.word_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)")
+  app.check(config, "gen.gate_nll_per_token", lambda v: v >= 0, "must be >= 0 (0: no likelihood gate)")
   app.check(config, "gen.kl_anneal_iterations", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0")
   app.check(config, "adapt.num_demos", positive_int, "must be an integer >= 1")
   app.check(config, "replay_capacity", lambda v: v >= config.num_envs, f"must be >= num_envs ({config.num_envs})")
@@ -250,6 +262,8 @@ class Program(NamedTuple):
   evaluate: Any
   explore: Any
   explorer_bc: Any
+  pretrain_generator: Any
+  use_generator: bool
 
 
 def _optimizer(config, name):
@@ -302,6 +316,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
   irl = config.algorithm == "langgoalirl"
   use_generator = irl and (config.relabel or config.paraphrase or config.adapt.iterations > 0)
   horizon, max_tokens = config.env.horizon, config.data.max_tokens
+  gen_hidden = config.net.gen_hidden or config.net.hidden
+  gate = irl and config.gen.steps > 0 and config.gen.gate_nll_per_token > 0
   vocab = envs.Vocabulary()
   nets = networks_lib.make_networks(
     vocab_size=vocab.size,
@@ -314,8 +330,9 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     gamma=config.rl.gamma,
     shaping=config.net.shaping and config.algorithm != "gail",
     latent=config.net.latent,
-    trajectory_hidden=config.net.hidden,
+    trajectory_hidden=gen_hidden,
     horizon=horizon,
+    generator_hidden=gen_hidden,
   )
   losses = losses_lib.make_losses(
     nets,
@@ -394,12 +411,10 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     m = jax.vmap(envs.metrics, (None, 0))(data.houses, jax.tree.map(lambda x: x[:, -1], states))
     return record, {f"rollout/{k}": jnp.mean(v) for k, v in m.items() if k in METRIC_NAMES}
 
-  def generator_step(carry, key, data: Data):
+  def generator_step(carry, key, data: Data, beta):
     params, opt_states, iteration = carry
     records, tokens = sample_expert(data, key, config.gen.batch_size)
     batch = trajectories(data.houses, records, tokens)
-    anneal = max(config.gen.kl_anneal_iterations, 1)
-    beta = jnp.minimum(1.0, (iteration.astype(jnp.float32) + 1.0) / anneal)
     (loss, m), grads = jax.value_and_grad(losses.generator, has_aux=True)(
       params["generator"], batch, jax.random.fold_in(key, 1), beta
     )
@@ -409,10 +424,9 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     opt = jax.tree.map(keep, opt, opt_states["generator"])
     return (dict(params, generator=new), dict(opt_states, generator=opt), iteration), m
 
-  def disc_step(carry, key, data: Data, buffer, paraphrases):
+  def disc_step(carry, key, data: Data, buffer, paraphrases, warm):
     params, opt_states, iteration = carry
     ks = jax.random.split(key, 5)
-    warm = (iteration >= config.gen.warmup_iterations).astype(jnp.float32)
     expert, expert_tokens = sample_expert(data, ks[0], sizes["pos_expert"])
     groups_pos, weights_pos = [trajectories(data.houses, expert, expert_tokens)], [jnp.ones(sizes["pos_expert"])]
     if sizes["pos_paraphrase"]:
@@ -436,7 +450,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     new, opt = apply_update("reward", params["reward"], opt_states["reward"], grads, loss)
     return (dict(params, reward=new), dict(opt_states, reward=opt), iteration), m
 
-  def sac_step(carry, key, data: Data, buffer):
+  def sac_step(carry, key, data: Data, buffer, warm):
     params, opt_states, iteration = carry
     ks = jax.random.split(key, 4)
     rec = sample_replay(buffer, ks[0], sizes["sac_rollout"])
@@ -445,8 +459,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     groups.append(trajectories(data.houses, expert, expert_tokens))
     if sizes["sac_relabel"]:
       rec = sample_replay(buffer, ks[2], sizes["sac_relabel"])
-      warm = iteration >= config.gen.warmup_iterations
-      groups.append(trajectories(data.houses, rec, jnp.where(warm, rec.relabel, rec.tokens)))
+      groups.append(trajectories(data.houses, rec, jnp.where(warm > 0, rec.relabel, rec.tokens)))
     batch = _concat(*groups)
     rewards = losses.reward(params["reward"], params["policy"], batch)  # from the current discriminator, never stored
     (c_loss, cm), c_grads = jax.value_and_grad(losses.critic, has_aux=True)(
@@ -480,6 +493,25 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     new, opt = apply_update("policy", params["policy"], opt_states["policy"], grads, loss)
     return (dict(params, policy=new), dict(opt_states, policy=opt), iteration), m
 
+  def loop_kl_weight(iteration):
+    """The ELBO's KL weight in training iterations: 1 after pretraining (annealed there), else annealed here."""
+    if config.gen.pretrain_steps > 0:
+      return jnp.ones((), jnp.float32)
+    return jnp.minimum(1.0, (iteration.astype(jnp.float32) + 1.0) / max(config.gen.kl_anneal_iterations, 1))
+
+  def pretrain_generator(state: TrainState, data: Data, steps: int):
+    """`steps` ELBO steps on the demonstrations, KL weight rising 0 -> 1 over the first half (one seed)."""
+    key, k_gen = jax.random.split(state.key)
+    half = max(steps // 2, 1)
+
+    def step(carry, xs):
+      k, i = xs
+      return generator_step(carry, k, data, jnp.minimum(1.0, (i + 1.0) / half))
+
+    carry = (state.params, state.opt_states, state.iteration)
+    carry, m = jax.lax.scan(step, carry, (jax.random.split(k_gen, steps), jnp.arange(steps, dtype=jnp.float32)))
+    return state.replace(params=carry[0], opt_states=carry[1], key=key), m
+
   def scan_steps(step, carry, key, steps):
     if steps == 0:
       return carry, {}
@@ -499,17 +531,25 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
         record, m = do_rollouts(state, data, k_roll)
         metrics.update(m)
         buffer = replay.add(buffer, record)
+        warm = state.iteration >= config.gen.warmup_iterations
         if use_generator:
-          carry, m = scan_steps(lambda c, k: generator_step(c, k, data), carry, k_gen, config.gen.steps)
+          beta = loop_kl_weight(state.iteration)
+          carry, m = scan_steps(lambda c, k: generator_step(c, k, data, beta), carry, k_gen, config.gen.steps)
           metrics.update(m)
+          if gate:  # generated goals count only while the generator models real instructions well enough
+            warm = warm & (m["gen/nll_per_token"] <= config.gen.gate_nll_per_token)
+        warm = warm.astype(jnp.float32)
+        metrics["gen/positives_on"] = warm
         paraphrases = None
         if sizes["pos_paraphrase"]:
           expert, _ = sample_expert(data, k_para, sizes["pos_paraphrase"])
           traj = trajectories(data.houses, expert, expert.tokens)
           paraphrases = traj._replace(tokens=label(carry[0]["generator"], traj, jax.random.fold_in(k_para, 1)))
-        carry, m = scan_steps(lambda c, k: disc_step(c, k, data, buffer, paraphrases), carry, k_disc, config.disc.steps)
+        carry, m = scan_steps(
+          lambda c, k: disc_step(c, k, data, buffer, paraphrases, warm), carry, k_disc, config.disc.steps
+        )
         metrics.update(m)
-        carry, m = scan_steps(lambda c, k: sac_step(c, k, data, buffer), carry, k_sac, config.sac.steps)
+        carry, m = scan_steps(lambda c, k: sac_step(c, k, data, buffer, warm), carry, k_sac, config.sac.steps)
         metrics.update(m)
       params, opt_states, _ = carry
       metrics["lr/policy"] = opts["policy"].learning_rate(opt_states["policy"])
@@ -569,7 +609,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     return state.replace(params=carry[0], opt_states=carry[1]), m
 
   explorer = jax.jit(jax.vmap(explorer_bc, (0, None, None)), static_argnums=2)
-  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer)
+  pretrain = jax.jit(jax.vmap(pretrain_generator, (0, None, None)), static_argnums=2, donate_argnums=0)
+  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer, pretrain, use_generator)
 
 
 def empty_goal(max_tokens: int) -> jax.Array:
@@ -722,6 +763,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
     ) as writer:
       start = time.perf_counter()
       elapsed = 0.0
+      if restored is None and program.use_generator and config.gen.pretrain_steps:
+        state, m = program.pretrain_generator(state, data, config.gen.pretrain_steps)
+        tail = {k: float(np.mean(np.asarray(jax.device_get(v))[:, -50:])) for k, v in m.items()}
+        writer.write(0, {f"pretrain/{k}": v for k, v in tail.items()})
+        writer.flush()
+        ckpt.save(0, state, force=True)
+        log(
+          f"generator pretrained for {config.gen.pretrain_steps} ELBO steps: "
+          f"{tail['gen/nll_per_token']:.3f} nats/token (mean of the last 50), KL {tail['gen/kl']:.2f}"
+        )
       while int(state.iteration[0]) < config.num_iterations:
         state, m = program.chunk(state, data, config.iterations_per_chunk)
         it = int(state.iteration[0])

@@ -52,6 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.net.num_layers = 1  # transformer layers
   config.net.num_heads = 2  # transformer heads
   config.net.latent = 16  # goal-generator latent z
+  config.net.gen_hidden = 0  # goal generator's decoder and trajectory-encoder size (0: net.hidden)
   config.net.shaping = True  # AIRL f = g + gamma h(s') - h(s) (gail never shapes)
 
   config.rl = ml_collections.ConfigDict()
@@ -79,7 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.gen.batch_size = 32  # expert trajectories per ELBO update
   config.gen.kl_anneal_iterations = 200  # KL weight rises linearly 0 -> 1 over these iterations
   config.gen.word_dropout = 0.25  # decoder inputs replaced by UNK
+  config.gen.pretrain_steps = 2000  # ELBO steps on the demonstrations before iteration 0 (KL weight 0 -> 1 over half)
   config.gen.warmup_iterations = 100  # relabel / paraphrase positives count only after this
+  config.gen.gate_nll_per_token = 1.5  # ... and only while the generator's nats/token are below this (0: no gate)
   config.gen.temperature = 1.0  # sampling temperature of generated goals
 
   config.bc = ml_collections.ConfigDict()
@@ -132,6 +135,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sac.steps = 1
     config.gen.batch_size = 8
     config.gen.warmup_iterations = 2
+    config.gen.pretrain_steps = 2
     config.gen.kl_anneal_iterations = 4
     config.bc.steps = 1
     config.bc.batch_size = 8

@@ -37,6 +37,9 @@ def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):
     ("policy_optimizer.name", "lion"),
     ("net.encoder", "lstm"),
     ("rl.gamma", 1.0),
+    ("gen.pretrain_steps", -1),
+    ("gen.gate_nll_per_token", -0.5),
+    ("net.gen_hidden", -8),
   ],
 )
 def test_bad_config_names_the_field(field, value):

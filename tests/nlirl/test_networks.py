@@ -88,3 +88,22 @@ def test_generator_samples_are_well_formed_and_vary_with_the_key(nets):
     if eos.size:  # after EOS only PAD
       assert (toks[eos[0] + 1 :] == vocab.pad_id).all()
       assert (toks[: eos[0]] != vocab.pad_id).all()
+
+
+def test_generator_decoder_attends_over_the_active_steps(nets):
+  """With the summary and z fixed, a decoder step's logits move with one active step's state, not a masked one's."""
+  key = jax.random.PRNGKey(6)
+  params = nets.generator.init(key)
+  obs, actions = _obs(key, 10), jnp.zeros((10,), jnp.int32)
+  mask = jnp.arange(10) < 6
+  code = nets.generator.encode_trajectory(params, obs, actions, mask)
+  c = code.summary.shape[0]
+  assert code.summary.shape == (c,) and code.memory.shape == (10, c) and code.mask.shape == (10,)
+  z = jnp.zeros((nets.generator.latent,))
+  h = nets.generator.initial_state(params, z, code)
+  step = jax.jit(lambda c: nets.generator.decode_step(params, h, jnp.asarray(5), z, c)[0])
+  base = np.asarray(step(code))
+  active = code._replace(memory=code.memory.at[2].add(3.0))
+  masked = code._replace(memory=code.memory.at[8].add(3.0))
+  assert np.abs(np.asarray(step(active)) - base).max() > 1e-4
+  np.testing.assert_allclose(np.asarray(step(masked)), base, rtol=0, atol=1e-6)

@@ -1,0 +1,67 @@
+"""nlirl.train: relabelling uses the goal generator; the likelihood gate; generator pretraining."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import sharding
+from nlirl import envs, train
+from nlirl.configs import default as default_config
+
+
+def _program(**overrides):
+  config = default_config.get_config("smoke")
+  config.gen.warmup_iterations = 0
+  for field, value in overrides.items():
+    block, name = config, field
+    if "." in field:
+      head, name = field.split(".")
+      block = config[head]
+    block[name] = value
+  mesh = sharding.data_mesh()
+  program = train.build_program(config, mesh)
+  return config, program, train.train_data(config), train.init_state(program, config, mesh)
+
+
+@pytest.mark.slow
+def test_relabels_come_from_the_generator_and_the_gate_switches_generated_positives():
+  config, program, data, state = _program(**{"gen.gate_nll_per_token": 0.0})
+  # The same state with another generator: rollouts (policy, keys) are identical, only the labels change.
+  other = jax.vmap(program.nets.generator.init)(jax.random.split(jax.random.PRNGKey(99), config.num_seeds))
+  state_b = state.replace(params=dict(state.params, generator=other))
+  a, ma = program.chunk(jax.tree.map(jnp.copy, state), data, 1)
+  b, _ = program.chunk(state_b, data, 1)
+  ra, rb = (jax.device_get(s.replay.data) for s in (a, b))
+  n = config.num_envs
+  np.testing.assert_array_equal(ra.tokens[:, :n], rb.tokens[:, :n])  # commanded goals
+  np.testing.assert_array_equal(ra.states.node[:, :n], rb.states.node[:, :n])  # the same walks
+  assert not np.array_equal(ra.relabel[:, :n], rb.relabel[:, :n])  # the labels are the generator's
+  assert not np.array_equal(ra.relabel[:, :n], ra.tokens[:, :n])
+  vocab = envs.Vocabulary()
+  assert vocab.bos_id not in ra.relabel and vocab.unk_id not in ra.relabel
+  assert float(np.asarray(ma["gen/positives_on"]).min()) == 1.0  # no gate, warm-up 0: generated positives on
+  # A gate far below what an untrained generator reaches keeps them off.
+  _, program, data, state = _program(**{"gen.gate_nll_per_token": 0.05})
+  _, m = program.chunk(state, data, 1)
+  assert float(np.asarray(m["gen/nll_per_token"]).min()) > 0.05
+  assert float(np.asarray(m["gen/positives_on"]).max()) == 0.0
+
+
+@pytest.mark.slow
+def test_generator_pretraining_lowers_the_elbo_and_leaves_the_rest():
+  config, program, data, state = _program(**{"gen.pretrain_steps": 60})
+  before = jax.tree.map(np.asarray, jax.device_get(state))
+  after, m = program.pretrain_generator(jax.tree.map(jnp.copy, state), data, 60)
+  nll = np.asarray(m["gen/nll_per_token"])[0]
+  assert nll[-10:].mean() < nll[:10].mean() - 0.3, (nll[:10].mean(), nll[-10:].mean())
+  beta = np.asarray(m["gen/beta"])[0]
+  assert beta[0] < 0.1 and beta[-1] == 1.0 and np.all(np.diff(beta) >= 0)  # KL weight 0 -> 1 over half
+  after = jax.device_get(after)
+  for name in ("policy", "critic", "reward"):
+    jax.tree.map(np.testing.assert_array_equal, after.params[name], before.params[name])
+  assert int(after.iteration[0]) == 0
+  changed = jax.tree.leaves(
+    jax.tree.map(lambda x, y: bool(np.any(x != y)), after.params["generator"], before.params["generator"])
+  )
+  assert all(changed)
