@@ -7,8 +7,9 @@
   reference env (`envs.ReferenceEnv`) stepping the same episodes with the same actions; the ratio is printed
   (the issue's goal: >= 1000x at 4096 envs) and plotted (`--out`/env_steps.png).  The Python peer is timed on
   min(N, 256) episodes and reported per step (its cost is linear in N).
-* train: training iterations per second of LangGoalIRL and each baseline on the `<variant>_smoke` configs
-  with `--train_envs` rollouts (median of `--repeats` compiled chunks after one warm-up chunk).
+* train: training iterations per second of LangGoalIRL, its ablations and each baseline on the
+  `<variant>_smoke` configs with `--train_envs` rollouts and batches (median of `--repeats` compiled chunks
+  after one warm-up chunk), and each one's ratio to AIRL (LangGoalIRL without the generator, the peer).
 
 Times are medians of `--repeats` calls after a warm-up (compile) call.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import time
 
 import jax
@@ -30,10 +32,15 @@ from nlirl.configs import default as default_config
 
 _ENVS = flags.DEFINE_list("envs", ["1", "64", "1024", "4096"], "Parallel env counts.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).")
-_SECTIONS = flags.DEFINE_list("sections", ["env", "train"], "Which benchmarks to run.")
+SECTIONS = ("env", "train")
+_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
 _OUT = flags.DEFINE_string("out", "runs/nlirl_benchmark", "Where benchmark.json and the PNG go.")
 _TRAIN_ENVS = flags.DEFINE_integer("train_envs", 32, "Rollouts (and batch sizes) per iteration in 'train'.")
-_VARIANTS = flags.DEFINE_list("variants", ["smoke", "bc_smoke", "gail_smoke", "airl_smoke"], "Train variants.")
+_VARIANTS = flags.DEFINE_list(
+  "variants",
+  ["smoke", "no_relabel_smoke", "no_paraphrase_smoke", "no_mismatch_smoke", "bc_smoke", "gail_smoke", "airl_smoke"],
+  "Train variants.",
+)
 
 
 def _median(fn, repeats):
@@ -110,6 +117,11 @@ def train_section(variants, n, repeats):
     seconds = _median(call, repeats)
     rows.append({"variant": variant, "algorithm": config.algorithm, "iterations_per_s": length / seconds, "envs": n})
     print(f"train: {variant:18s} ({config.algorithm:11s}) {length / seconds:7.2f} iterations/s ({n} rollouts each)")
+  peer = next((r for r in rows if r["algorithm"] == "airl"), None)
+  if peer:  # LangGoalIRL is AIRL plus the generator: the ratio is the generator's cost
+    for r in rows:
+      r["ratio_to_airl"] = r["iterations_per_s"] / peer["iterations_per_s"]
+      print(f"train: {r['variant']:18s} {r['ratio_to_airl']:6.2f}x airl ({peer['variant']})")
   return rows
 
 
@@ -134,17 +146,44 @@ def _plot(path, rows):
   plt.close(fig)
 
 
+def _usage(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(app.EXIT_BAD_INPUT)
+
+
+def _check_flags() -> None:
+  """Bad flag values exit 2 with one line naming the flag, before anything compiles."""
+  unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
+  if unknown:
+    _usage(f"--sections: unknown {unknown}; valid: {', '.join(SECTIONS)}")
+  if not all(n.isdigit() and int(n) > 0 for n in _ENVS.value):
+    _usage(f"--envs: expected positive integers, got {_ENVS.value}")
+  if _REPEATS.value < 1 or _TRAIN_ENVS.value < 1:
+    _usage(f"--repeats and --train_envs must be >= 1 (got {_REPEATS.value}, {_TRAIN_ENVS.value})")
+  for variant in _VARIANTS.value:
+    try:
+      default_config.get_config(variant)
+    except ValueError as e:
+      _usage(f"--variants: {e}")
+
+
 def main(argv):
   del argv
+  _check_flags()
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   results = {"platform": jax.devices()[0].platform, "devices": jax.device_count()}
+  path = out / "benchmark.json"
+  if path.is_file():  # keep the sections not run this time, if measured on the same devices
+    earlier = json.loads(path.read_text())
+    if all(earlier.get(k) == v for k, v in results.items()):
+      results = {**earlier, **results}
   if "env" in _SECTIONS.value:
     results["env"] = env_section([int(n) for n in _ENVS.value], _REPEATS.value)
     _plot(out / "env_steps.png", results["env"])
   if "train" in _SECTIONS.value:
     results["train"] = train_section(_VARIANTS.value, _TRAIN_ENVS.value, _REPEATS.value)
-  (out / "benchmark.json").write_text(json.dumps(results, indent=1) + "\n")
+  path.write_text(json.dumps(results, indent=1) + "\n")
   print(f"outputs in {out}: benchmark.json" + (", env_steps.png" if "env" in results else ""))
 
 

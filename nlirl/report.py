@@ -21,7 +21,8 @@ def _name(results: dict) -> str:
   if results["algorithm"] != "langgoalirl":
     return results["algorithm"]
   off = [k for k, v in sorted(results["variant_flags"].items()) if not v]
-  return "langgoalirl" + "".join(f" -{k}" for k in off)
+  shuffled = (results.get("adaptation") or {}).get("labels") == "shuffled"
+  return "langgoalirl" + "".join(f" -{k}" for k in off) + (", shuffled adaptation labels" if shuffled else "")
 
 
 def _cell(m: dict, pct: bool) -> str:

@@ -54,6 +54,7 @@ from schedulers import optimizers
 DEFAULT_CONFIG = default_config.__file__
 RESUMABLE_FIELDS = ("num_iterations", "iterations_per_chunk", "eval_every", "keep_checkpoints")
 ALGORITHMS = ("langgoalirl", "airl", "gail", "bc")
+ADAPT_LABELS = ("generator", "shuffled")  # adapt.labels
 OPTIMIZERS = (
   "policy_optimizer",
   "critic_optimizer",
@@ -111,6 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("data.max_train_episodes", "data.max_eval_episodes", "adapt.iterations", "adapt.explore_bc_steps"):
     app.check(config, field, nonneg_int, "must be an integer >= 0 (0: all / off)")
   app.check(config, "net.encoder", lambda v: v in networks_lib.ENCODERS, f"must be one of {networks_lib.ENCODERS}")
+  app.check(config, "adapt.labels", lambda v: v in ADAPT_LABELS, f"must be one of {ADAPT_LABELS}")
   app.check(
     config,
     "num_iterations",
@@ -661,6 +663,12 @@ def summarize(per_seed: dict[str, np.ndarray]) -> dict[str, Any]:
 # --- unseen-house adaptation ------------------------------------------------------------------------------
 
 
+def shuffle_labels(demos: rollouts.Record, labels: jax.Array, perm: np.ndarray):
+  """`adapt.labels=shuffled`: walk i gets walk perm[i]'s labels (seed axis first); the walks are unchanged."""
+  perm = jnp.asarray(perm)
+  return demos._replace(tokens=demos.tokens[:, perm], relabel=demos.relabel[:, perm]), labels[:, perm]
+
+
 def adaptation(program: Program, config, state: TrainState, log) -> dict[str, Any]:
   """Goal-agnostic exploration -> generator labels -> reward adaptation + SAC fine-tuning in unseen houses.
 
@@ -696,6 +704,8 @@ def adaptation(program: Program, config, state: TrainState, log) -> dict[str, An
   demos, labels = program.explore(
     explorer.params["policy"], state.params["generator"], houses, starts, keys, int(train.tokens.shape[1])
   )
+  if a.labels == "shuffled":  # the control: the same walks and label texts, paired at random
+    demos, labels = shuffle_labels(demos, labels, rng.permutation(n))
   moved = float(np.asarray(demos.states.node[:, :, -1] != demos.states.node[:, :, 0]).mean())
   before = eval_splits(program, config, state.params["policy"], (d.adapt_split,))[d.adapt_split]
   # 3 + 4. The pseudo-demonstrations are the expert data of further iterations of the same compiled chunk
@@ -728,6 +738,7 @@ def adaptation(program: Program, config, state: TrainState, log) -> dict[str, An
   return {
     "num_demos": n,
     "iterations": a.iterations,
+    "labels": a.labels,
     "explorer_bc_loss": float(np.asarray(jax.device_get(bc_metrics["bc/loss"]))[:, -1].mean())
     if a.explore_bc_steps
     else None,

@@ -94,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adapt.iterations = 60  # langgoalirl: adaptation iterations in the unseen houses (0: off)
   config.adapt.explore_bc_steps = 300  # BC steps of the goal-agnostic exploration policy
   config.adapt.num_demos = 512  # pseudo-demonstrations (exploration walks labelled by the generator)
+  config.adapt.labels = "generator"  # generator | shuffled (control: each walk gets another walk's labels)
 
   opt = lambda lr, greedy="per_step": optimizers.optimizer_config(
     name="adam", learning_rate=lr, greedy_mode=greedy, max_grad_norm=1.0

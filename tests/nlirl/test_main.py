@@ -40,6 +40,7 @@ def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):
     ("gen.pretrain_steps", -1),
     ("gen.gate_nll_per_token", -0.5),
     ("net.gen_hidden", -8),
+    ("adapt.labels", "random"),
   ],
 )
 def test_bad_config_names_the_field(field, value):

@@ -16,6 +16,12 @@ def test_committed_runs_render_the_committed_table(capsys):
     assert row in committed
 
 
+def test_committed_gen64_runs_render_their_table(capsys):
+  names = ("bc", "gail", "airl", "langgoalirl", "no_relabel", "no_paraphrase", "no_mismatch")
+  assert report.main(["report", *[str(RESULTS / "gen64" / m) for m in names]]) == 0
+  assert capsys.readouterr().out == (RESULTS / "gen64" / "results.md").read_text()
+
+
 def test_missing_arguments_and_results_exit_2_with_one_line(tmp_path, capsys):
   assert report.main(["report"]) == 2
   assert "usage" in capsys.readouterr().err

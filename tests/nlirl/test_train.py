@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common import sharding
-from nlirl import envs, train
+from nlirl import envs, rollouts, train
 from nlirl.configs import default as default_config
 
 
@@ -65,3 +65,17 @@ def test_generator_pretraining_lowers_the_elbo_and_leaves_the_rest():
     jax.tree.map(lambda x, y: bool(np.any(x != y)), after.params["generator"], before.params["generator"])
   )
   assert all(changed)
+
+
+def test_shuffled_adaptation_labels_keep_the_walks_and_re_pair_the_labels():
+  seeds, n, horizon, length, instructions = 2, 5, 3, 4, 3
+  states = envs.NavState(*[jnp.zeros((seeds, n, horizon + 1), jnp.int32)] * len(envs.NavState._fields))
+  labels = jnp.arange(seeds * n * instructions * length).reshape(seeds, n, instructions, length)
+  demos = rollouts.Record(states, jnp.ones((seeds, n, horizon), jnp.int32), labels[:, :, 0], labels[:, :, 0])
+  perm = np.array([3, 0, 4, 1, 2])
+  shuffled, new_labels = train.shuffle_labels(demos, labels, perm)
+  np.testing.assert_array_equal(new_labels, labels[:, perm])
+  np.testing.assert_array_equal(shuffled.tokens, new_labels[:, :, 0])  # the record's goal is the first label
+  np.testing.assert_array_equal(shuffled.relabel, new_labels[:, :, 0])
+  np.testing.assert_array_equal(shuffled.actions, demos.actions)  # the walks themselves are unchanged
+  assert not np.array_equal(new_labels[:, 0], labels[:, 0])
