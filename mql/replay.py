@@ -25,7 +25,7 @@ snapshots, against `original_bytes_per_transition` at the family's H: 0.022×
   newest `snapshot_size` steps: the original's per-task snapshot buffers
   without copying any transition.
 
-History rule (the brief of issue #9; `networks.history_features` order):
+History rule (`networks.history_features` order):
 `history[k]` for transition t is the step at `t − H + k` (k = 0 … H − 1) as
 `[a, r, s]`, valid iff it belongs to t's episode, i.e. `H − k <= step_t`;
 invalid steps are zero features with mask False (left padding), so t at an

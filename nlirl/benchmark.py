@@ -5,7 +5,7 @@
 * env: R2R-lite env steps per second with N parallel envs (vmapped `envs.step` inside one jitted
   `lax.scan` over the horizon, uniformly random valid actions drawn in the scan) against the plain-Python
   reference env (`envs.ReferenceEnv`) stepping the same episodes with the same actions; the ratio is printed
-  (the issue's goal: >= 1000x at 4096 envs) and plotted (`--out`/env_steps.png).  The Python peer is timed on
+  (the target: >= 1000x at 4096 envs) and plotted (`--out`/env_steps.png).  The Python peer is timed on
   min(N, 256) episodes and reported per step (its cost is linear in N).
 * train: training iterations per second of LangGoalIRL, its ablations and each baseline on the
   `<variant>_smoke` configs with `--train_envs` rollouts and batches (median of `--repeats` compiled chunks

@@ -171,7 +171,11 @@ def make_losses(
     return jnp.mean(jnp.sum(grad**2, axis=-1))
 
   def discriminator_loss(reward_params, policy_params, positives, pos_weight, negatives, neg_weight, key):
-    """Weighted BCE over every step of every trajectory; weights [B] switch groups on and off."""
+    """Weighted BCE over every step of every trajectory; weights [B] switch groups on and off.
+
+    Besides scalars, the metrics hold each row's fraction of correctly classified steps
+    (`disc/row_correct_positive`, `disc/row_correct_negative`, [B]) for per-group accuracies.
+    """
     pos_logits = jax.vmap(logits_one, (None, None, 0))(reward_params, policy_params, positives)  # [B, T]
     neg_logits = jax.vmap(logits_one, (None, None, 0))(reward_params, policy_params, negatives)
     chex.assert_equal_shape([pos_logits[:, 0], pos_weight])
@@ -193,6 +197,8 @@ def make_losses(
       "disc/accuracy_negative": acc_neg,
       "disc/logit_positive": jnp.sum(pos_w * pos_logits) / jnp.maximum(pos_w.sum(), 1.0),
       "disc/logit_negative": jnp.sum(neg_w * neg_logits) / jnp.maximum(neg_w.sum(), 1.0),
+      "disc/row_correct_positive": jnp.mean(pos_logits > 0, axis=1),
+      "disc/row_correct_negative": jnp.mean(neg_logits < 0, axis=1),
     }
 
   def critic_one(critic_params, target_params, policy_params, log_alpha, traj: Trajectory, rewards):

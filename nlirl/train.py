@@ -450,6 +450,15 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       params["reward"], params["policy"], pos, jnp.concatenate(weights_pos), neg, jnp.concatenate(weights_neg), ks[4]
     )
     new, opt = apply_update("reward", params["reward"], opt_states["reward"], grads, loss)
+    m = dict(m)
+    # Accuracy per data group (positives: expert, paraphrase, relabel; negatives: rollout, mismatch).
+    for sign, names in (("positive", ("expert", "paraphrase", "relabel")), ("negative", ("rollout", "mismatch"))):
+      rows, start = m.pop(f"disc/row_correct_{sign}"), 0
+      for name in names:
+        size = sizes[f"{sign[:3]}_{name}"]
+        if size:
+          m[f"disc/accuracy/{name}"] = jnp.mean(rows[start : start + size])
+          start += size
     return (dict(params, reward=new), dict(opt_states, reward=opt), iteration), m
 
   def sac_step(carry, key, data: Data, buffer, warm):

@@ -46,6 +46,11 @@ def test_relabels_come_from_the_generator_and_the_gate_switches_generated_positi
   _, m = program.chunk(state, data, 1)
   assert float(np.asarray(m["gen/nll_per_token"]).min()) > 0.05
   assert float(np.asarray(m["gen/positives_on"]).max()) == 0.0
+  # Per-group discriminator accuracies: with the generated groups weighted 0, the positive accuracy is the
+  # expert group's; every group of LangGoalIRL is reported.
+  groups = ("expert", "paraphrase", "relabel", "rollout", "mismatch")
+  assert all(f"disc/accuracy/{g}" in m for g in groups)
+  np.testing.assert_allclose(m["disc/accuracy/expert"], m["disc/accuracy_positive"], rtol=1e-6)
 
 
 @pytest.mark.slow
