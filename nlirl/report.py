@@ -1,6 +1,9 @@
 """Results table of several `nlirl.main` runs: SR / SPL / NE / oracle SR with 95% CIs over seeds.
 
-  python -m nlirl.report DIR [DIR ...] > results.md   # each DIR holds a finished run's results.json
+  python -m nlirl.report DIR [DIR ...] [--plot=FILE.png] > results.md   # each DIR holds a finished run
+
+`--plot` also draws the learning curves of the runs (from their metrics.jsonl): the training rollouts'
+success rate (mean over seeds, 10-iteration moving average) and the greedy SR of every evaluation.
 
 Each cell is the mean over seeds of the per-seed mean over (path, instruction) pairs, with the half-width of
 a 95% t-interval over seeds.  The last lines compare LangGoalIRL with the best baseline (relative SR change,
@@ -12,6 +15,8 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+
+import numpy as np
 
 BASELINES = ("bc", "gail", "airl")
 COLUMNS = (("success", "SR"), ("spl", "SPL"), ("navigation_error", "NE (m)"), ("oracle_success", "oracle SR"))
@@ -63,12 +68,54 @@ def table(runs: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-USAGE = "usage: python -m nlirl.report DIR [DIR ...]  (each DIR holds a finished nlirl.main run's results.json)"
+def _metrics(run_dir: pathlib.Path) -> list[dict]:
+  path = run_dir / "metrics.jsonl"
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def plot(dirs: list[str], path: str, window: int = 10) -> None:
+  """Learning curves of the runs in `dirs`, one colour per run, written to the PNG `path`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for i, d in enumerate(dirs):
+    run = pathlib.Path(d)
+    name, colour = _name(json.loads((run / "results.json").read_text())), f"C{i % 10}"
+    rows = _metrics(run)
+    train = sorted((r["step"], r["rollout/success"]) for r in rows if "rollout/success" in r)
+    if train:
+      steps, sr = np.asarray(train).T
+      k = min(window, len(sr))
+      axes[0].plot(steps[k - 1 :], 100 * np.convolve(sr, np.ones(k) / k, mode="valid"), color=colour, label=name)
+    for ax, split in zip(axes[1:], ("val_seen", "val_unseen")):
+      pts = sorted((r["step"], r[f"eval/{split}/success"]) for r in rows if f"eval/{split}/success" in r)
+      if pts:
+        steps, sr = np.asarray(pts).T
+        ax.plot(steps, 100 * sr, "o-", color=colour, label=name)
+  titles = ("training rollouts (sampled policy)", "val_seen (greedy)", "val_unseen (greedy)")
+  for ax, title in zip(axes, titles):
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("success rate (%)")
+    ax.set_title(title)
+  axes[1].legend(fontsize=7)  # every run is evaluated; BC has no training rollouts
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+USAGE = (
+  "usage: python -m nlirl.report DIR [DIR ...] [--plot=FILE.png]  (each DIR holds a finished nlirl.main run's "
+  "results.json)"
+)
 
 
 def main(argv: list[str]) -> int:
   """Prints the table; a missing argument or results file is one line on stderr and exit 2."""
-  dirs = argv[1:]
+  plots = [a.removeprefix("--plot=") for a in argv[1:] if a.startswith("--plot=")]
+  dirs = [a for a in argv[1:] if not a.startswith("--plot=")]
   if not dirs or any(d in ("-h", "--help", "-help", "--helpfull") for d in dirs):
     print(__doc__ if dirs else USAGE, file=sys.stderr if not dirs else sys.stdout)
     return 0 if dirs else 2
@@ -77,6 +124,9 @@ def main(argv: list[str]) -> int:
     print(f"no results.json in {', '.join(missing)} (is the run finished?); {USAGE}", file=sys.stderr)
     return 2
   print(table([json.loads((pathlib.Path(d) / "results.json").read_text()) for d in dirs]), end="")
+  for path in plots:
+    plot(dirs, path)
+    print(f"curves in {path}", file=sys.stderr)
   return 0
 
 

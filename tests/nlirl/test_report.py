@@ -16,10 +16,12 @@ def test_committed_runs_render_the_committed_table(capsys):
     assert row in committed
 
 
-def test_committed_gen64_runs_render_their_table(capsys):
+def test_committed_gen64_runs_render_their_table_and_curves(capsys, tmp_path):
   names = ("bc", "gail", "airl", "langgoalirl", "no_relabel", "no_paraphrase", "no_mismatch")
-  assert report.main(["report", *[str(RESULTS / "gen64" / m) for m in names]]) == 0
+  png = tmp_path / "curves.png"
+  assert report.main(["report", *[str(RESULTS / "gen64" / m) for m in names], f"--plot={png}"]) == 0
   assert capsys.readouterr().out == (RESULTS / "gen64" / "results.md").read_text()
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_missing_arguments_and_results_exit_2_with_one_line(tmp_path, capsys):
