@@ -37,7 +37,8 @@ def test_bad_flags_exit_2_naming_the_flag(tmp_path, args, flag):
 def test_both_sections_print_ratios_and_merge_into_benchmark_json(tmp_path):
   proc = _run("--sections=env", "--envs=1,8", "--repeats=1", f"--out={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count("ratio") == 2 and (tmp_path / "env_steps.png").is_file()
+  assert [line.startswith("env:") and "ratio" in line for line in proc.stdout.splitlines()].count(True) == 2
+  assert (tmp_path / "env_steps.png").is_file()
   proc = _run("--sections=train", "--variants=smoke,airl_smoke", "--train_envs=8", "--repeats=1", f"--out={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "1.00x airl" in proc.stdout
