@@ -139,9 +139,13 @@ def locate_field(config_arg: str, field: str, argv: Iterable[str] = ()) -> str:
   return str(path)
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+  """Bad input: one line `error: <message>` on stderr and exit 2 (for tools' own flag checks too)."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(EXIT_BAD_INPUT)
+
+
+_fail = fail
 
 
 # --- config files -------------------------------------------------------------

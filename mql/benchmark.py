@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import statistics
-import sys
 import time
 
 import jax
@@ -215,17 +214,12 @@ def main(argv) -> None:
   del argv
   unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
   if unknown:
-    _usage(f"--sections: unknown {unknown}; valid: {', '.join(SECTIONS)}")
+    app.fail(f"--sections: unknown {unknown}; valid: {', '.join(SECTIONS)}")
   if _FAMILY.value not in envs.FAMILIES:
-    _usage(f"--family: unknown {_FAMILY.value!r}; valid: {', '.join(envs.FAMILIES)}")
+    app.fail(f"--family: unknown {_FAMILY.value!r}; valid: {', '.join(envs.FAMILIES)}")
   print(f"devices: {jax.devices()}")
   for name in _SECTIONS.value:
     SECTIONS[name]()
-
-
-def _usage(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(app.EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -146,25 +145,20 @@ def _plot(path, rows):
   plt.close(fig)
 
 
-def _usage(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(app.EXIT_BAD_INPUT)
-
-
 def _check_flags() -> None:
   """Bad flag values exit 2 with one line naming the flag, before anything compiles."""
   unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
   if unknown:
-    _usage(f"--sections: unknown {unknown}; valid: {', '.join(SECTIONS)}")
+    app.fail(f"--sections: unknown {unknown}; valid: {', '.join(SECTIONS)}")
   if not all(n.isdigit() and int(n) > 0 for n in _ENVS.value):
-    _usage(f"--envs: expected positive integers, got {_ENVS.value}")
+    app.fail(f"--envs: expected positive integers, got {_ENVS.value}")
   if _REPEATS.value < 1 or _TRAIN_ENVS.value < 1:
-    _usage(f"--repeats and --train_envs must be >= 1 (got {_REPEATS.value}, {_TRAIN_ENVS.value})")
+    app.fail(f"--repeats and --train_envs must be >= 1 (got {_REPEATS.value}, {_TRAIN_ENVS.value})")
   for variant in _VARIANTS.value:
     try:
       default_config.get_config(variant)
     except ValueError as e:
-      _usage(f"--variants: {e}")
+      app.fail(f"--variants: {e}")
 
 
 def main(argv):

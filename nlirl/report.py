@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from common import metrics as metrics_lib
+
 BASELINES = ("bc", "gail", "airl")
 COLUMNS = (("success", "SR"), ("spl", "SPL"), ("navigation_error", "NE (m)"), ("oracle_success", "oracle SR"))
 
@@ -68,30 +70,25 @@ def table(runs: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _metrics(run_dir: pathlib.Path) -> list[dict]:
-  path = run_dir / "metrics.jsonl"
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def plot(dirs: list[str], path: str, window: int = 10) -> None:
-  """Learning curves of the runs in `dirs`, one colour per run, written to the PNG `path`."""
+def plot(dirs: list[str], runs: list[dict], path: str, window: int = 10) -> None:
+  """Learning curves of the runs in `dirs` (their results `runs`), one colour per run, to the PNG `path`."""
   import matplotlib  # pylint: disable=g-import-not-at-top
 
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-  for i, d in enumerate(dirs):
-    run = pathlib.Path(d)
-    name, colour = _name(json.loads((run / "results.json").read_text())), f"C{i % 10}"
-    rows = _metrics(run)
-    train = sorted((r["step"], r["rollout/success"]) for r in rows if "rollout/success" in r)
+  for i, (d, results) in enumerate(zip(dirs, runs)):
+    name, colour = _name(results), f"C{i % 10}"
+    metrics_file = pathlib.Path(d) / "metrics.jsonl"
+    rows = metrics_lib.read_metrics(metrics_file) if metrics_file.is_file() else []
+    train = sorted((r["step"], r["rollout/success"]) for r in rows if r.get("rollout/success") is not None)
     if train:
       steps, sr = np.asarray(train).T
       k = min(window, len(sr))
       axes[0].plot(steps[k - 1 :], 100 * np.convolve(sr, np.ones(k) / k, mode="valid"), color=colour, label=name)
     for ax, split in zip(axes[1:], ("val_seen", "val_unseen")):
-      pts = sorted((r["step"], r[f"eval/{split}/success"]) for r in rows if f"eval/{split}/success" in r)
+      pts = sorted((r["step"], r[f"eval/{split}/success"]) for r in rows if r.get(f"eval/{split}/success") is not None)
       if pts:
         steps, sr = np.asarray(pts).T
         ax.plot(steps, 100 * sr, "o-", color=colour, label=name)
@@ -123,9 +120,10 @@ def main(argv: list[str]) -> int:
   if missing:
     print(f"no results.json in {', '.join(missing)} (is the run finished?); {USAGE}", file=sys.stderr)
     return 2
-  print(table([json.loads((pathlib.Path(d) / "results.json").read_text()) for d in dirs]), end="")
+  runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in dirs]
+  print(table(runs), end="")
   for path in plots:
-    plot(dirs, path)
+    plot(dirs, runs, path)
     print(f"curves in {path}", file=sys.stderr)
   return 0
 
