@@ -56,6 +56,12 @@ noisier; GreedyLR's smoothing window absorbs part of that.  The actor's
 optimizer sees `value=` only on actor updates (its state is untouched on the
 others).
 
+`greedy_mode='per_eval'` watches the agent's progress instead: after each
+iteration in which training episodes finished (and updates have started),
+both optimizers' GreedyLR take one decision on the negative mean return of
+those episodes, a signal that falls as the agent improves (the losses above
+rise as the values grow, so per step GreedyLR tends to sit at its floor).
+
 Example::
 
   env = envs.make("point-robot", task_set=tasks, batch_size=8)
@@ -509,15 +515,27 @@ def make_trainer(
     ok = jnp.isfinite(x)
     return jnp.where(ok.any(), jnp.sum(jnp.where(ok, x, 0.0)) / jnp.maximum(ok.sum(), 1), jnp.nan)
 
+  def observe_return(state: TrainState, episode_return: jax.Array) -> TrainState:
+    """Per-eval GreedyLR: one decision per iteration that finished episodes, on −(their mean return)."""
+    if actor_optimizer.greedy_mode != "per_eval" and critic_optimizer.greedy_mode != "per_eval":
+      return state
+    ok = jnp.isfinite(episode_return) & (state.env_steps > first_update)
+    value = -jnp.where(ok, episode_return, 0.0)
+    actor_state = _select(ok, actor_optimizer.observe(state.actor_opt_state, value), state.actor_opt_state)
+    critic_state = _select(ok, critic_optimizer.observe(state.critic_opt_state, value), state.critic_opt_state)
+    return state._replace(actor_opt_state=actor_state, critic_opt_state=critic_state)
+
   def iteration(state: TrainState) -> tuple[TrainState, dict]:
     state, m = jax.lax.scan(env_step, state, None, length=settings.steps_per_iteration)
     finished = jnp.sum(m["finished_episodes"])
+    episode_return = jnp.where(finished > 0, jnp.sum(m["finished_return_sum"]) / jnp.maximum(finished, 1), jnp.nan)
+    state = observe_return(state, episode_return)
     metrics = {
       "critic_loss": nanmean(m["critic_loss"]),
       "actor_loss": nanmean(m["actor_loss"]),
       "q1": nanmean(m["q1"]),
       "target_q": nanmean(m["target_q"]),
-      "episode_return": jnp.where(finished > 0, jnp.sum(m["finished_return_sum"]) / jnp.maximum(finished, 1), jnp.nan),
+      "episode_return": episode_return,
       "finished_episodes": finished,
       "env_steps": state.env_steps,
       "updates": state.updates,

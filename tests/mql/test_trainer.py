@@ -10,6 +10,8 @@ import pytest
 
 from mql import envs, networks, replay
 from mql import trainer as trainer_lib
+from schedulers import state_utils
+from schedulers.greedy_lr import GreedyLRState
 
 E, H = 4, 10  # env slots; history window (< the 20-step point-robot episodes)
 
@@ -106,6 +108,32 @@ def test_greedy_none_switch_and_settings_validation():
     trainer_lib.TD3Settings(policy_delay=0)
   with pytest.raises(ValueError, match="replay_size"):
     trainer_lib.make_trainer(env, nets, trainer_lib.TD3Settings(replay_size=4))
+
+
+def test_per_eval_greedy_decides_once_per_iteration_on_the_negative_episode_return():
+  """`greedy_mode='per_eval'`: no decision before an episode finishes, then one on −(mean return) per iteration."""
+  tasks = envs.sample_tasks("point-robot", 0, num_train=4, num_test=2)
+  env = envs.make("point-robot", task_set=tasks, batch_size=2, episode_length=10)
+  nets = networks.make_networks(2, 2, hidden_sizes=(8,), context_size=4, history_length=3, use_context=False)
+  greedy = dict(patience=0, smooth=False)
+  actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="per_eval", greedy=greedy)
+  settings = trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=5, replay_size=64)
+  trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)
+  state = trainer.init(jax.random.key(0))
+  state, metrics = trainer.iteration(state)  # 5 of 10 steps: no episode has finished
+  assert int(metrics["finished_episodes"]) == 0 and np.isnan(metrics["episode_return"])
+  assert float(metrics["actor_learning_rate"]) == pytest.approx(3e-4)  # 15 updates ran; the rate did not move
+  returns = []
+  for _ in range(4):  # every other iteration ends both slots' episodes
+    state, metrics = trainer.iteration(state)
+    if int(metrics["finished_episodes"]):
+      returns.append(float(metrics["episode_return"]))
+  assert len(returns) == 2
+  for opt_state in (state.actor_opt_state, state.critic_opt_state):
+    controller = state_utils.find_state(opt_state, GreedyLRState)
+    assert float(controller.best_value) == pytest.approx(-max(returns), rel=1e-6)
+  # The first decision is a new best: with patience 0 the scale rises by 1 / factor at once.
+  assert float(metrics["critic_learning_rate"]) > 3e-4
 
 
 @pytest.mark.slow
