@@ -516,9 +516,10 @@ def make_trainer(
     return jnp.where(ok.any(), jnp.sum(jnp.where(ok, x, 0.0)) / jnp.maximum(ok.sum(), 1), jnp.nan)
 
   def observe_return(state: TrainState, episode_return: jax.Array) -> TrainState:
-    """Per-eval GreedyLR: one decision per iteration that finished episodes, on −(their mean return)."""
-    if actor_optimizer.greedy_mode != "per_eval" and critic_optimizer.greedy_mode != "per_eval":
-      return state
+    """Per-eval GreedyLR: one decision per iteration that finished episodes, on −(their mean return).
+
+    `Optimizer.observe` leaves other modes' states unchanged, so this is the identity for them.
+    """
     ok = jnp.isfinite(episode_return) & (state.env_steps > first_update)
     value = -jnp.where(ok, episode_return, 0.0)
     actor_state = _select(ok, actor_optimizer.observe(state.actor_opt_state, value), state.actor_opt_state)
