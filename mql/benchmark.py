@@ -191,8 +191,9 @@ def adaptation_speed() -> None:
   )
   key = jax.random.key(1)
   keys = jax.random.split(key, _TEST_TASKS.value)
-  jax.block_until_ready(adapter.adapt_all(state, key))
-  jax.block_until_ready(adapter.adapt_one(state, keys[0], 0))
+  compile_all = _median_time(lambda: adapter.adapt_all(state, key), 1)  # first calls: compile + one run
+  compile_one = _median_time(lambda: adapter.adapt_one(state, keys[0], 0), 1)
+  print(f"first calls (compile + run): vmapped {compile_all:.1f} s, one task {compile_one:.1f} s", flush=True)
   vmapped = _median_time(lambda: adapter.adapt_all(state, key), _REPEATS.value)
   looped = _median_time(
     lambda: [adapter.adapt_one(state, keys[i], i) for i in range(_TEST_TASKS.value)], _REPEATS.value

@@ -117,7 +117,7 @@ class _TaskMixin:
   @functools.cached_property
   def _metric_spec(self) -> dict:
     def first_step(rng):
-      state = self._reset_physics(rng, jnp.ones(self.task_size, jnp.float32))
+      state = self._reset_physics(rng, jnp.ones(self.task_size, jnp.float32)).replace(metrics={})
       return self.step(state, jnp.zeros(self.action_size, jnp.float32)).metrics
 
     return jax.eval_shape(first_step, jax.random.PRNGKey(0))
@@ -176,7 +176,7 @@ class _CheetahBase(_TaskMixin, Halfcheetah):
       pipeline_state=pipeline_state,
       obs=self._get_obs(pipeline_state),
       reward=forward_reward - ctrl_cost,
-      metrics=metrics,
+      metrics={**state.metrics, **metrics},  # keep keys wrappers add (brax's EvalWrapper: 'reward')
     )
 
 
@@ -227,7 +227,7 @@ class _AntBase(_TaskMixin, Ant):
       obs=self._get_obs(pipeline_state),
       reward=task_reward - ctrl_cost,
       done=done,
-      metrics=metrics,
+      metrics={**state.metrics, **metrics},  # keep keys wrappers add (brax's EvalWrapper: 'reward')
     )
 
 
@@ -349,7 +349,7 @@ class HumanoidDir(_TaskMixin, Humanoid):
       obs=self._get_obs(pipeline_state, ctrl),
       reward=forward_reward + self._healthy_reward - ctrl_cost,
       done=1.0 - healthy.astype(jnp.float32),
-      metrics=metrics,
+      metrics={**state.metrics, **metrics},  # keep keys wrappers add (brax's EvalWrapper: 'reward')
     )
 
 

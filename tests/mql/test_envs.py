@@ -423,3 +423,22 @@ def test_make_rejects_bad_arguments():
     envs.TaskSet("point-robot", np.zeros((2, 2)), np.zeros((2, 3)))
   with pytest.raises(TypeError):
     VmapTaskWrapper(PointRobot(), 2)
+
+
+@pytest.mark.parametrize("name", FAMILY_PARAMS)
+def test_task_env_runs_under_brax_training_wrappers(name):
+  """brax.training's wrappers add metric keys (EvalWrapper: 'reward'); a step must keep them.
+
+  Traced only (`jax.eval_shape`): a mismatched carry fails at trace time, no compile needed.
+  """
+  from brax.envs.wrappers import training as brax_wrappers
+
+  env = brax_wrappers.EvalWrapper(brax_wrappers.wrap(envs.make_task_env(name), episode_length=4))
+  state = jax.eval_shape(env.reset, jax.random.split(jax.random.PRNGKey(0), 2))
+  action = jax.ShapeDtypeStruct((2, env.action_size), jnp.float32)
+
+  def unroll(state, action):
+    return jax.lax.scan(lambda s, _: (env.step(s, action), None), state, None, length=2)[0]
+
+  out = jax.eval_shape(unroll, state, action)
+  assert set(out.metrics) == set(state.metrics) and "reward" in out.metrics
