@@ -233,7 +233,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       config.checkpoint_every = 50
     else:
       config.num_envs = 16
-      config.num_iterations = 1000  # 3.2e5 env steps, ~17-21 min per seed on 2 cores (cheetah)
+      config.num_iterations = 1000  # 3.2e5 env steps, 20-35 min per cheetah seed on 2 cores
       config.td3.updates_per_step = 4
       config.td3.replay_size = 320_000
       config.td3.start_steps = 10_000
