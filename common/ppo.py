@@ -478,7 +478,12 @@ def _check_env(env: Env) -> None:
     raise ValueError("Env.reset and Env.step must be callables")
 
 
-def make_ppo(env: Env, config: PPOConfig, optimizer: optax.GradientTransformation) -> PPO:
+def make_ppo(
+  env: Env,
+  config: PPOConfig,
+  optimizer: optax.GradientTransformation,
+  observe: Callable[[Any, jax.Array], Any] | None = None,
+) -> PPO:
   """Builds the pure functions of a PPO agent for `env`.
 
   Args:
@@ -487,6 +492,10 @@ def make_ppo(env: Env, config: PPOConfig, optimizer: optax.GradientTransformatio
     optimizer: optax transform over `PPOParams`, built by the caller
       (gradient clipping included); it gets `value=`, `grad=` and `value_fn=`
       of each minibatch loss as extra arguments, which plain transforms ignore.
+    observe: optional `observe(opt_state, value) -> opt_state`, called after
+      every iteration in which episodes ended with `value` = minus their mean
+      return (a progress signal for a per-evaluation learning-rate
+      controller such as `schedulers.Optimizer.observe`); None: not called.
 
   Returns:
     A `PPO`.
@@ -639,6 +648,9 @@ def make_ppo(env: Env, config: PPOConfig, optimizer: optax.GradientTransformatio
     denominator = jnp.maximum(done_count, 1).astype(jnp.float32)
     mean_return = done_return / denominator
     mean_length = done_length.astype(jnp.float32) / denominator
+    if observe is not None:
+      observed = observe(opt_state, -mean_return)
+      opt_state = jax.tree.map(lambda new, old: jnp.where(done_count > 0, new, old), observed, opt_state)
     new_state = PPOState(
       params=params,
       opt_state=opt_state,

@@ -47,7 +47,7 @@ as the first, so it is episode index 1 (the third trajectory) of `after`
 """
 
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +69,12 @@ class AdaptationSettings:
   Attributes:
     learning_rate: Adam rate of both networks during adaptation (the original
       silently uses PyTorch's default 1e-3).
-    greedy_mode: GreedyLR mode of the adaptation optimizers (`per_step` or
-      `none`).
+    greedy_mode: GreedyLR mode of the adaptation optimizers (`none`,
+      `per_step`); the repository's rule for TD objectives decides per
+      evaluation on return, and adaptation has no evaluation inside its
+      updates, so its rate is constant by default.
+    greedy: `schedulers.greedy_lr` arguments of those optimizers (the
+      config's `optimizer.greedy` block); None: the rule's for TD objectives.
     stage1_iterations: TD3 updates on the new task's episode (`--snap_iter_nums`).
     stage2_iterations: β-weighted updates on the meta replay (`--main_snap_iter_nums`).
     stage2_batch_size: their batch (`--sample_mult × --batch_size`, 5 × 256).
@@ -84,7 +88,8 @@ class AdaptationSettings:
   """
 
   learning_rate: float = 1e-3
-  greedy_mode: str = "per_step"
+  greedy_mode: str = "none"
+  greedy: Optional[Mapping[str, Any]] = None
   stage1_iterations: int = 10
   stage2_iterations: int = 100
   stage2_batch_size: int = 1280
@@ -104,6 +109,10 @@ class AdaptationSettings:
       raise ValueError(f"stage2_batch_size must be a positive int, got {self.stage2_batch_size!r}.")
     if not isinstance(self.num_eval_episodes, int) or self.num_eval_episodes < 2:
       raise ValueError(f"num_eval_episodes must be an int >= 2 (PEARL's protocol), got {self.num_eval_episodes!r}.")
+    if self.greedy_mode not in ("none", "per_step"):
+      raise ValueError(
+        f"greedy_mode must be 'none' or 'per_step' (no evaluation inside adaptation), got {self.greedy_mode!r}."
+      )
     if self.prox not in PROX_MODES:
       raise ValueError(f"prox must be one of {PROX_MODES}, got {self.prox!r}.")
     for name in ("learning_rate", "C", "beta_clip"):
@@ -230,7 +239,13 @@ def make_adapter(
     networks, discount=td3.discount, policy_noise=td3.policy_noise, noise_clip=td3.noise_clip
   )
   make = lambda: (
-    optimizers.make_optimizer(name="adam", learning_rate=settings.learning_rate, greedy_mode=settings.greedy_mode).tx
+    optimizers.make_optimizer(
+      name="adam",
+      learning_rate=settings.learning_rate,
+      objective="td",
+      greedy_mode=settings.greedy_mode,
+      greedy=settings.greedy,
+    ).tx
   )
   actor_opt, critic_opt = make(), make()
   update = trainer_lib.make_td3_update(td3_losses, actor_opt, critic_opt, policy_delay=td3.policy_delay, tau=td3.tau)

@@ -234,7 +234,8 @@ def make_losses(
 
     `weights` `[B]` are per-transition importance weights (MQL's β, default
     1; gradients are not taken through them); `prox_coef` may be traced (e.g.
-    `1 − ESS`). Metrics: `critic_loss`, `td_loss`, `q1`, `q2`, `target_q`,
+    `1 − ESS`). Metrics: `critic_loss`, `td_loss`, `q1`, `q2`, `target_q`, `relative_td`
+    (`td_loss / (2 mean(w y²))`, scale-free),
     `critic_prox` (the unscaled squared distance, 0 without a reference) and
     `actor_loss`, `policy_q`, `actor_prox`.
   """
@@ -279,6 +280,7 @@ def make_losses(
       "q1": jnp.mean(q1),
       "q2": jnp.mean(q2),
       "target_q": jnp.mean(target),
+      "relative_td": td_loss / (2.0 * jnp.mean(w * jnp.square(target)) + 1e-8),
       "critic_prox": distance,
     }
     return loss, metrics

@@ -104,7 +104,7 @@ def _td3_settings(config) -> trainer.TD3Settings:
 
 
 def _adaptation_settings(config) -> adaptation.AdaptationSettings:
-  return adaptation.AdaptationSettings(**config.adaptation.to_dict())
+  return adaptation.AdaptationSettings(**config.adaptation.to_dict(), greedy=config.optimizer.greedy.to_dict())
 
 
 _BUILT: dict[str, tuple] = {}

@@ -90,6 +90,9 @@ from schedulers import optimizers
 PyTree = Any
 
 
+GREEDY_SIGNALS = ("loss", "relative_td")
+
+
 @dataclasses.dataclass(frozen=True)
 class TD3Settings:
   """TD3 meta-training settings; defaults are the original's (`main.py` argparse).
@@ -113,6 +116,10 @@ class TD3Settings:
       over the env slots.
     snapshot_size: per-task snapshot (`--snapshot_size` 2000); raised to E
       if smaller (one add may index E steps under one task).
+    greedy_signal: the `value=` a per-step GreedyLR sees: `'loss'` (each
+      network its own loss) or `'relative_td'` (both networks the critic's
+      relative TD error `td_loss / (2 mean(y²))`, free of the value scale
+      that grows as the agent improves).
   """
 
   batch_size: int = 256
@@ -128,8 +135,11 @@ class TD3Settings:
   updates_per_step: int = 1
   replay_size: int = 1_000_000
   snapshot_size: int = 2000
+  greedy_signal: str = "loss"
 
   def __post_init__(self):
+    if self.greedy_signal not in GREEDY_SIGNALS:
+      raise ValueError(f"greedy_signal must be one of {GREEDY_SIGNALS}, got {self.greedy_signal!r}.")
     for name in ("batch_size", "policy_delay", "steps_per_iteration", "updates_per_step", "replay_size"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -220,10 +230,12 @@ class Trainer(NamedTuple):
 
 
 def make_optimizers(
-  learning_rate: float = 3e-4, greedy_mode: str = "per_step", **kwargs: Any
+  learning_rate: float = 3e-4, greedy_mode: str | None = None, **kwargs: Any
 ) -> tuple[optimizers.Optimizer, optimizers.Optimizer]:
-  """Actor and critic optimizers: Adam (`--lr` 3e-4) + GreedyLR per step; `greedy_mode='none'`: constant rate."""
-  make = lambda: optimizers.make_optimizer(name="adam", learning_rate=learning_rate, greedy_mode=greedy_mode, **kwargs)
+  """Actor and critic optimizers: Adam (`--lr` 3e-4) + GreedyLR as the rule says for TD objectives."""
+  make = lambda: optimizers.make_optimizer(
+    name="adam", learning_rate=learning_rate, objective="td", greedy_mode=greedy_mode, **kwargs
+  )
   return make(), make()
 
 
@@ -294,6 +306,7 @@ def make_td3_update(
   *,
   policy_delay: int,
   tau: float,
+  greedy_signal: str = "loss",
 ) -> Callable[..., tuple[LearnerState, dict]]:
   """One TD3 update (critic; every `policy_delay`-th also actor and targets), NaN-guarded.
 
@@ -315,8 +328,9 @@ def make_td3_update(
     params, target = learner.params, learner.target_params
 
     (critic_loss, critic_metrics), grads = critic_grad(params, target, batch, key, **extra)
+    relative = critic_metrics["relative_td"] if greedy_signal == "relative_td" else None
     updates, critic_opt_state = critic_opt.update(
-      grads.critic, learner.critic_opt_state, params.critic, value=critic_loss
+      grads.critic, learner.critic_opt_state, params.critic, value=critic_loss if relative is None else relative
     )
     critic = optax.apply_updates(params.critic, updates)
     critic_finite = jnp.isfinite(critic_loss) & _all_finite(grads.critic) & _all_finite(critic)
@@ -329,7 +343,9 @@ def make_td3_update(
 
     def actor_update(params):
       (actor_loss, _), grads = actor_grad(params, batch, **extra)
-      updates, opt_state = actor_opt.update(grads.actor, learner.actor_opt_state, params.actor, value=actor_loss)
+      updates, opt_state = actor_opt.update(
+        grads.actor, learner.actor_opt_state, params.actor, value=actor_loss if relative is None else relative
+      )
       actor = optax.apply_updates(params.actor, updates)
       finite = jnp.isfinite(actor_loss) & _all_finite(grads.actor) & _all_finite(actor)
       return (
@@ -496,7 +512,14 @@ def make_trainer(
     )
     return state, metrics
 
-  td3_update = make_td3_update(td3, actor_opt, critic_opt, policy_delay=settings.policy_delay, tau=settings.tau)
+  td3_update = make_td3_update(
+    td3,
+    actor_opt,
+    critic_opt,
+    policy_delay=settings.policy_delay,
+    tau=settings.tau,
+    greedy_signal=settings.greedy_signal,
+  )
 
   def update(state: TrainState, _) -> tuple[TrainState, dict]:
     rng, batch_key, critic_key = jax.random.split(state.rng, 3)

@@ -562,8 +562,13 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
         metrics.update(m)
         carry, m = scan_steps(lambda c, k: sac_step(c, k, data, buffer, warm), carry, k_sac, config.sac.steps)
         metrics.update(m)
+        # Per-eval GreedyLR (the rule for TD and adversarial objectives) decides once per iteration on
+        # the progress of the training rollouts; other modes' states pass through unchanged.
+        progress = -metrics["rollout/success"]
+        carry = (carry[0], {name: opts[name].observe(s, progress) for name, s in carry[1].items()}, carry[2])
       params, opt_states, _ = carry
-      metrics["lr/policy"] = opts["policy"].learning_rate(opt_states["policy"])
+      for name in ("policy", "critic", "reward", "generator"):
+        metrics[f"lr/{name}"] = opts[name].learning_rate(opt_states[name])
       new = TrainState(params, opt_states, buffer, key, state.iteration + 1)
       return new, metrics
 

@@ -1,16 +1,19 @@
 """The one optimizer factory of the repository: a base optimizer + GreedyLR.
 
-Every trainer builds its optimizer here, so GreedyLR (on by default, per
-step) is one config switch away in every method::
+Every trainer builds its optimizer here and names the **objective class** of
+the network it trains; the class picks GreedyLR's mode and settings from
+`RULE` (measured: `schedulers/README.md`, "GreedyLR in reinforcement
+learning"), so no trainer silently gets GreedyLR per step on a TD or
+adversarial loss::
 
-  opt = schedulers.make_optimizer(name="adamw", learning_rate=1e-3)  # + greedy_lr per step
+  opt = schedulers.make_optimizer(name="adamw", learning_rate=1e-3, objective="supervised")
   state = opt.tx.init(params)
-  updates, state = opt.tx.update(grads, state, params, value=loss)
+  updates, state = opt.tx.update(grads, state, params, value=loss)  # per step on the loss
   opt.learning_rate(state)                    # base rate x the current GreedyLR scale
 
-  # per eval: a decision after each validation pass
-  opt = schedulers.make_optimizer(name="sgd", learning_rate=0.1, greedy_mode="per_eval")
-  state = opt.observe(state, val_loss)
+  # an RL objective: one decision per evaluation on a progress signal
+  opt = schedulers.make_optimizer(name="adam", learning_rate=3e-4, objective="td")
+  state = opt.observe(state, -mean_episode_return)
 
 Binaries keep the same fields in their configs with `optimizer_config()` and
 build from them with `from_config(config.optimizer)`;
@@ -34,6 +37,50 @@ from schedulers.learned import transform
 
 BASE_OPTIMIZERS = ("adamw", "adam", "sgd", "momentum")
 GREEDY_MODES = ("per_step", "per_eval", "none")
+
+# GreedyLR's settings for a loss on fixed data: the study's (HF-default) ones, smoothed.
+LOSS_GREEDY = {
+  "factor": 0.95,
+  "patience": 10,
+  "threshold": 1e-6,
+  "threshold_mode": "abs",
+  "min_scale": 0.1,
+  "max_scale": 10.0,
+  "smooth": True,
+  "window_size": 50,
+}
+# ... for a progress signal of a non-stationary objective (-return, -success): never above the
+# rate the original method tuned, a floor of 0.3 of it, slow to act, a 1% relative threshold.
+PROGRESS_GREEDY = {
+  "factor": 0.95,
+  "patience": 20,
+  "threshold": 0.01,
+  "threshold_mode": "rel",
+  "min_scale": 0.3,
+  "max_scale": 1.0,
+  "smooth": True,
+  "window_size": 20,
+}
+
+
+class Rule(NamedTuple):
+  """GreedyLR's default for one objective class: its mode, settings, and the signal it watches."""
+
+  greedy_mode: str
+  greedy: Mapping[str, Any]
+  signal: str
+
+
+# The repository's rule (objective class -> GreedyLR default), with the measurements behind
+# each row in schedulers/README.md, "GreedyLR in reinforcement learning".
+RULE = {
+  "supervised": Rule("per_step", LOSS_GREEDY, "the training loss, every step (value=)"),
+  "td": Rule("per_eval", PROGRESS_GREEDY, "-mean return of the training episodes, once per iteration"),
+  "adversarial": Rule("per_eval", PROGRESS_GREEDY, "-success of the training rollouts, once per iteration"),
+  "policy_gradient": Rule("per_eval", PROGRESS_GREEDY, "-mean return of the training episodes, once per iteration"),
+  "dual": Rule("none", LOSS_GREEDY, "none: a Lagrange multiplier's loss is linear, it has no plateau"),
+}
+OBJECTIVES = tuple(RULE)
 
 
 class Optimizer(NamedTuple):
@@ -64,10 +111,11 @@ def make_optimizer(
   *,
   name: str,
   learning_rate: float,
+  objective: str,
   weight_decay: float = 0.0,
   momentum: float = 0.9,
   max_grad_norm: float | None = None,
-  greedy_mode: str = "per_step",
+  greedy_mode: str | None = None,
   greedy: Mapping[str, Any] | None = None,
   schedule_policy: Any | None = None,
 ) -> Optimizer:
@@ -76,13 +124,16 @@ def make_optimizer(
   Args:
     name: 'adamw', 'adam', 'sgd' or 'momentum' (SGD with heavy-ball momentum).
     learning_rate: base rate; GreedyLR scales it.
+    objective: the objective class of the trained network, one of `OBJECTIVES`
+      ('supervised', 'td', 'adversarial', 'policy_gradient', 'dual'); it
+      picks the defaults of `greedy_mode` and `greedy` from `RULE`.
     weight_decay: decoupled weight decay (adamw only).
     momentum: momentum coefficient ('momentum' only).
     max_grad_norm: global-norm gradient clipping before the optimizer; None: none.
     greedy_mode: 'per_step' (GreedyLR on the training loss, passed as
       `value=`), 'per_eval' (stepped by `Optimizer.observe` on a validation
-      loss) or 'none'.
-    greedy: keyword arguments of `schedulers.greedy_lr`.
+      loss or a progress signal) or 'none'; None: the rule's mode for `objective`.
+    greedy: `schedulers.greedy_lr` arguments, over the rule's settings for `objective`.
     schedule_policy: a trained `schedulers.learned.policy.Policy`; its
       `learned_schedule` (stepped on `value=`, the training loss) replaces
       GreedyLR, so `greedy_mode` must then be 'none'.
@@ -92,6 +143,10 @@ def make_optimizer(
   """
   if name not in BASE_OPTIMIZERS:
     raise ValueError(f"optimizer name must be one of {BASE_OPTIMIZERS}, got {name!r}.")
+  if objective not in RULE:
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+  rule = RULE[objective]
+  greedy_mode = rule.greedy_mode if greedy_mode is None else greedy_mode
   if greedy_mode not in GREEDY_MODES:
     raise ValueError(f"greedy_mode must be one of {GREEDY_MODES}, got {greedy_mode!r}.")
   if not learning_rate > 0:
@@ -116,7 +171,7 @@ def make_optimizer(
   parts.append(base)
   controller = None
   if greedy_mode != "none":
-    controller = greedy_lr(**dict(greedy or {}))
+    controller = greedy_lr(**{**rule.greedy, **dict(greedy or {})})
     parts.append(controller if greedy_mode == "per_step" else per_eval.on_eval(controller))
   if schedule_policy is not None:
     parts.append(transform.learned_schedule(schedule_policy))
@@ -130,19 +185,26 @@ def make_optimizer(
 
 
 def optimizer_config(
-  *, name: str = "adamw", learning_rate: float = 1e-3, greedy_mode: str = "per_step", **overrides: Any
+  *,
+  objective: str,
+  name: str = "adamw",
+  learning_rate: float = 1e-3,
+  greedy_mode: str | None = None,
+  **overrides: Any,
 ) -> ml_collections.ConfigDict:
-  """The standard `config.optimizer` block of a binary (GreedyLR on, per step)."""
+  """The standard `config.optimizer` block of a binary: GreedyLR as `RULE[objective]` says."""
+  if objective not in RULE:
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+  rule = RULE[objective]
   config = ml_collections.ConfigDict()
   config.name = name  # adamw | adam | sgd | momentum
   config.learning_rate = learning_rate  # base rate; GreedyLR scales it
+  config.objective = objective  # supervised | td | adversarial | policy_gradient | dual: picks GreedyLR's defaults
   config.weight_decay = 1e-4 if name == "adamw" else 0.0  # adamw only
   config.momentum = 0.9  # momentum only
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)  # global-norm clipping; None: off
-  config.greedy_mode = greedy_mode  # per_step (training loss) | per_eval (validation loss) | none
-  config.greedy = ml_collections.ConfigDict(
-    {"factor": 0.95, "patience": 10, "min_scale": 0.1, "max_scale": 10.0, "smooth": True, "window_size": 50}
-  )  # schedulers.greedy_lr arguments
+  config.greedy_mode = rule.greedy_mode if greedy_mode is None else greedy_mode  # per_step | per_eval | none
+  config.greedy = ml_collections.ConfigDict(dict(rule.greedy))  # schedulers.greedy_lr arguments
   for key, value in overrides.items():
     config[key] = value
   return config
@@ -153,6 +215,7 @@ def from_config(config: ml_collections.ConfigDict) -> Optimizer:
   return make_optimizer(
     name=config.name,
     learning_rate=config.learning_rate,
+    objective=config.objective,
     weight_decay=config.weight_decay,
     momentum=config.momentum,
     max_grad_norm=config.max_grad_norm,
@@ -165,6 +228,7 @@ def check_optimizer_config(config: ml_collections.ConfigDict, field: str) -> Non
   """Raises `common.app.ConfigError` naming the first bad field of `config.<field>`."""
   app.check(config, f"{field}.name", lambda v: v in BASE_OPTIMIZERS, f"must be one of {BASE_OPTIMIZERS}")
   app.check(config, f"{field}.learning_rate", lambda v: v > 0, "must be > 0")
+  app.check(config, f"{field}.objective", lambda v: v in RULE, f"must be one of {OBJECTIVES}")
   app.check(config, f"{field}.weight_decay", lambda v: v >= 0, "must be >= 0")
   app.check(config, f"{field}.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
   app.check(config, f"{field}.max_grad_norm", lambda v: v is None or v > 0, "must be > 0, or None for no clipping")

@@ -83,6 +83,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   built = optimizers.make_optimizer(
     name=config.optimizer.name,
     learning_rate=config.optimizer.learning_rate,
+    objective="supervised",
     weight_decay=config.optimizer.weight_decay,
     momentum=config.optimizer.momentum,
     greedy_mode=config.greedy_mode,

@@ -200,12 +200,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.td3.updates_per_step = 32  # TD3 updates after each vmapped env step
   config.td3.replay_size = o["replay_size"]  # total replay capacity (transitions)
   config.td3.snapshot_size = o["snapshot"]  # per-task snapshot (the classifier's negatives)
+  config.td3.greedy_signal = "loss"  # value= of a per-step GreedyLR: loss (each network's) | relative_td (critic's)
 
-  config.optimizer = optimizers.optimizer_config(name="adam", learning_rate=o["lr"])  # actor and critic
+  config.optimizer = optimizers.optimizer_config(name="adam", learning_rate=o["lr"], objective="td")  # actor and critic
 
   config.adaptation = ml_collections.ConfigDict()  # mql.adaptation.AdaptationSettings
   config.adaptation.learning_rate = 1e-3  # Adam rate during adaptation (the original's implicit 1e-3)
-  config.adaptation.greedy_mode = "per_step"  # GreedyLR during adaptation: per_step | none
+  # GreedyLR during adaptation (settings: optimizer.greedy): none | per_step.  The TD rule decides per
+  # evaluation on return, and there is none inside adaptation's updates: constant rate.
+  config.adaptation.greedy_mode = "none"
   config.adaptation.stage1_iterations = o["stage1"]  # TD3 updates on the new task's episode
   config.adaptation.stage2_iterations = o["stage2"]  # beta-weighted updates on the meta replay
   config.adaptation.stage2_batch_size = o["sample_mult"] * 256  # their batch (sample_mult x batch_size)

@@ -96,15 +96,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adapt.num_demos = 512  # pseudo-demonstrations (exploration walks labelled by the generator)
   config.adapt.labels = "generator"  # generator | shuffled (control: each walk gets another walk's labels)
 
-  opt = lambda lr, greedy="per_step": optimizers.optimizer_config(
-    name="adam", learning_rate=lr, greedy_mode=greedy, max_grad_norm=1.0
+  # Each network names its objective class; the class sets GreedyLR's mode (schedulers.optimizers.RULE):
+  # per eval on the training rollouts' success for SAC and the discriminator, per step for the
+  # supervised generator (and the policy under bc), none for the temperature (a dual variable).
+  opt = lambda lr, objective: optimizers.optimizer_config(
+    name="adam", learning_rate=lr, objective=objective, max_grad_norm=1.0
   )
-  config.policy_optimizer = opt(3e-4)  # schedulers.make_optimizer block (GreedyLR per step on the loss)
-  config.critic_optimizer = opt(3e-4)  # schedulers.make_optimizer block
-  config.reward_optimizer = opt(1e-4)  # schedulers.make_optimizer block (small: a strong D saturates)
-  config.generator_optimizer = opt(1e-3)  # schedulers.make_optimizer block
-  # The temperature's loss is linear in log alpha (a dual variable, no plateau to detect): no GreedyLR.
-  config.temperature_optimizer = opt(3e-4, greedy="none")  # schedulers.make_optimizer block
+  config.policy_optimizer = opt(3e-4, "td")  # schedulers.make_optimizer block (bc: supervised)
+  config.critic_optimizer = opt(3e-4, "td")  # schedulers.make_optimizer block
+  config.reward_optimizer = opt(1e-4, "adversarial")  # schedulers.make_optimizer block (small: a strong D saturates)
+  config.generator_optimizer = opt(1e-3, "supervised")  # schedulers.make_optimizer block
+  config.temperature_optimizer = opt(3e-4, "dual")  # schedulers.make_optimizer block
 
   config.num_iterations = 600  # training iterations (may grow on resume)
   config.iterations_per_chunk = 20  # iterations per compiled call, between checkpoints
@@ -119,6 +121,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if name in ("bc", "gail", "airl"):
     config.algorithm = name
     config.adapt.iterations = 0
+    if name == "bc":  # the policy fits the demonstrations: a supervised loss
+      config.policy_optimizer = opt(3e-4, "supervised")
   elif name:
     setattr(config, name.removeprefix("no_"), False)
   if smoke:

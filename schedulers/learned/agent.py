@@ -11,7 +11,7 @@ with `schedulers.make_optimizer` (every optimizer of the repository is).
 from __future__ import annotations
 
 import pathlib
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -32,6 +32,7 @@ def train_agent(
   workdir: str | pathlib.Path,
   keep_checkpoints: int = 3,
   log: Callable[[str], None] = print,
+  observe: Callable[[Any, jax.Array], Any] | None = None,
 ) -> tuple[ppo.PPO, ppo.PPOState]:
   """Trains (or resumes) a PPO agent on `env`; returns the agent and final state.
 
@@ -45,13 +46,15 @@ def train_agent(
     workdir: run directory: `checkpoints/agent`, `metrics.jsonl`, `tensorboard/`.
     keep_checkpoints: newest checkpoints kept.
     log: where the resume line goes (process 0 prints).
+    observe: the optimizer's per-eval step (`schedulers.Optimizer.observe`),
+      given minus the mean return of each iteration's finished episodes.
   """
   if num_iterations % iterations_per_chunk:
     raise ValueError(
       f"num_iterations ({num_iterations}) must be a multiple of iterations_per_chunk ({iterations_per_chunk})."
     )
   workdir = pathlib.Path(workdir)
-  agent = ppo.make_ppo(env, ppo_config, optimizer)
+  agent = ppo.make_ppo(env, ppo_config, optimizer, observe=observe)
   state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
 
   @jax.jit

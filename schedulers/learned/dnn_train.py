@@ -118,7 +118,7 @@ def _schedule_tail(family: jax.Array, multiplier: jax.Array, total_steps: int, s
 
 def _greedy_block() -> dict[str, Any]:
   """The repository's default GreedyLR arguments (`optimizers.optimizer_config`)."""
-  return dict(optimizers.optimizer_config().greedy)
+  return dict(optimizers.optimizer_config(objective="supervised").greedy)
 
 
 def _keys(seed: int, n: int) -> jax.Array:
@@ -135,6 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     task.env,
     ppo_config=ppo_config,
     optimizer=agent_opt.tx,
+    observe=agent_opt.observe,
     num_iterations=config.num_iterations,
     iterations_per_chunk=config.iterations_per_chunk,
     seed=config.seed,

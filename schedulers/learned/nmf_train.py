@@ -477,10 +477,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   env = nmf_env.make_nmf_env(**env_settings(config))
   t0 = time.time()
+  agent_opt = optimizers.from_config(config.optimizer)
   agent, state = agent_lib.train_agent(
     env,
     ppo_config=ppo_config(config),
-    optimizer=optimizers.from_config(config.optimizer).tx,
+    optimizer=agent_opt.tx,
+    observe=agent_opt.observe,
     num_iterations=config.num_iterations,
     iterations_per_chunk=config.iterations_per_chunk,
     seed=config.seed,

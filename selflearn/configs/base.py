@@ -29,7 +29,7 @@ def common_config(task: str) -> ml_collections.ConfigDict:
   config.data.vocab_size = 4000  # word vocabulary of the token encoder (training split)
 
   config.optimizer = optimizers.optimizer_config(
-    name="adamw", learning_rate=2e-3, weight_decay=0.01
+    name="adamw", learning_rate=2e-3, objective="supervised", weight_decay=0.01
   )  # schedulers.make_optimizer block
   config.batch_size = 32  # dialogues per step
   config.num_epochs = 6  # supervised epochs (may grow on resume)

@@ -195,6 +195,10 @@ def test_critic_loss_against_numpy_reference(setup):
   # Terminal everywhere: the target is the reward (a truncation, discount 1, would bootstrap).
   _, metrics = plain(params, target, batch._replace(discount=np.zeros(B, np.float32)), jax.random.key(5))
   np.testing.assert_allclose(metrics["target_q"], np.mean(batch.reward), rtol=1e-5)
+  # The scale-free signal: the TD loss over twice the mean squared target (here the reward).
+  np.testing.assert_allclose(
+    metrics["relative_td"], metrics["td_loss"] / (2 * np.mean(np.square(batch.reward)) + 1e-8), rtol=1e-5
+  )
   # The default-argument path agrees with explicit unit weights and no proximal term.
   ((explicit, _), _), _ = setup.grads()
   default, _ = jax.jit(setup.losses.critic_loss)(params, target, batch, jax.random.key(0))
@@ -204,7 +208,7 @@ def test_critic_loss_against_numpy_reference(setup):
 def test_losses_finite_and_sgd_reduces_them(setup):
   ((loss0, metrics), grads), ((aloss0, ametrics), agrads) = setup.grads()
   assert np.isfinite(loss0) and all(np.isfinite(v) for v in metrics.values())
-  assert set(metrics) == {"critic_loss", "td_loss", "q1", "q2", "target_q", "critic_prox"}
+  assert set(metrics) == {"critic_loss", "td_loss", "q1", "q2", "target_q", "relative_td", "critic_prox"}
   # Only the critic (with its GRU) gets a critic gradient.
   assert all(np.all(g == 0) for g in jax.tree.leaves(grads.actor))
   assert any(np.any(g != 0) for g in jax.tree.leaves(grads.critic["context"]))

@@ -92,6 +92,7 @@ def test_greedy_none_switch_and_settings_validation():
   tasks = envs.sample_tasks("point-robot", 0, num_train=4, num_test=2)
   env = envs.make("point-robot", task_set=tasks, batch_size=2)
   nets = networks.make_networks(2, 2, hidden_sizes=(8,), context_size=4, history_length=3)
+  assert trainer_lib.make_optimizers()[0].greedy_mode == "per_eval"  # the rule for TD objectives
   actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="none")
   assert actor_opt.controller is None and critic_opt.greedy_mode == "none"
   trainer = trainer_lib.make_trainer(
@@ -115,7 +116,8 @@ def test_per_eval_greedy_decides_once_per_iteration_on_the_negative_episode_retu
   tasks = envs.sample_tasks("point-robot", 0, num_train=4, num_test=2)
   env = envs.make("point-robot", task_set=tasks, batch_size=2, episode_length=10)
   nets = networks.make_networks(2, 2, hidden_sizes=(8,), context_size=4, history_length=3, use_context=False)
-  greedy = dict(patience=0, smooth=False)
+  # Over the TD rule's settings: act on every decision, any improvement counts, room to rise.
+  greedy = dict(patience=0, smooth=False, threshold=0.0, max_scale=10.0)
   actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="per_eval", greedy=greedy)
   settings = trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=5, replay_size=64)
   trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the PPO loss is re-defined by every rollout, so its plateaus say nothing
   # about the rate (GreedyLR drives the schedules it is compared with below).
   config.agent_optimizer = optimizers.optimizer_config(
-    name="adam", learning_rate=3e-4, greedy_mode="none", max_grad_norm=0.5
+    name="adam", learning_rate=3e-4, objective="policy_gradient", greedy_mode="none", max_grad_norm=0.5
   )  # schedulers.make_optimizer block
 
   config.num_iterations = 200  # PPO iterations (may grow on resume)

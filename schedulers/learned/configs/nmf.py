@@ -64,6 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # and the mean episode return was 4.05 (4.18 without).
   config.optimizer = optimizers.optimizer_config(
     name="adam",  # adamw | adam | sgd | momentum: the agent's optimizer
+    objective="policy_gradient",
     learning_rate=3e-4,  # the agent's learning rate
     greedy_mode="none",  # per_step | per_eval | none: off on the PPO loss (why: see the config file)
   )

@@ -183,8 +183,12 @@ def test_saving_again_replaces_the_policy(tmp_path):
 def test_factory_builds_the_learned_schedule():
   policy = _random_policy()
   with pytest.raises(ValueError, match="greedy_mode='none'"):
-    schedulers.make_optimizer(name="momentum", learning_rate=0.1, schedule_policy=policy)
-  opt = schedulers.make_optimizer(name="momentum", learning_rate=0.1, greedy_mode="none", schedule_policy=policy)
+    schedulers.make_optimizer(
+      name="momentum", learning_rate=0.1, objective="supervised", greedy_mode="per_step", schedule_policy=policy
+    )
+  opt = schedulers.make_optimizer(
+    name="momentum", learning_rate=0.1, objective="supervised", greedy_mode="none", schedule_policy=policy
+  )
   params = jnp.ones(3)
   state = opt.tx.init(params)
   for i in range(SPEC.decision_interval * 3):
