@@ -425,3 +425,25 @@ def test_delayed_reward_chain_learns_through_bootstrapping():
   assert abs(v_right - 1.0) < 0.15 and abs(v_wrong) < 0.3, (v_wrong, v_right)
   v_start = np.asarray(agent.value(state.params, first_obs))
   assert np.all((v_start > 0.6) & (v_start < 1.0)), v_start
+
+
+class _ObservedState(NamedTuple):
+  calls: jax.Array
+  last: jax.Array
+
+
+def test_observe_gets_minus_the_mean_return_of_finished_episodes():
+  """`observe` (a per-eval learning-rate controller's step) runs only after iterations in which episodes ended."""
+  tx = optax.GradientTransformation(
+    lambda params: _ObservedState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)),
+    lambda updates, state, params=None: (updates, state),
+  )
+  observe = lambda state, value: _ObservedState(state.calls + 1, value)
+  config = ppo.PPOConfig(num_envs=2, unroll_length=1, num_minibatches=1, update_epochs=1, hidden_sizes=(4,))
+  agent = ppo.make_ppo(_chain_env(), config, tx, observe=observe)
+  step = jax.jit(agent.iteration)
+  state, metrics = step(jax.jit(agent.init)(jax.random.key(0)))  # every episode's first step: none ends
+  assert int(metrics["num_episodes"]) == 0 and int(state.opt_state.calls) == 0
+  state, metrics = step(state)  # the second step ends both
+  assert int(metrics["num_episodes"]) == 2 and int(state.opt_state.calls) == 1
+  assert float(state.opt_state.last) == pytest.approx(-float(metrics["mean_episode_return"]))

@@ -8,6 +8,8 @@ import pytest
 from common import sharding
 from nlirl import envs, rollouts, train
 from nlirl.configs import default as default_config
+from schedulers import per_eval, state_utils
+from schedulers.greedy_lr import GreedyLRState
 
 
 def _program(**overrides):
@@ -22,6 +24,23 @@ def _program(**overrides):
   mesh = sharding.data_mesh()
   program = train.build_program(config, mesh)
   return config, program, train.train_data(config), train.init_state(program, config, mesh)
+
+
+@pytest.mark.slow
+def test_rl_optimizers_decide_once_per_iteration_on_rollout_success():
+  """The rule's per-eval GreedyLR: SAC's and the discriminator's rates take one decision per iteration."""
+  config, program, data, state = _program()
+  assert all(config[f"{n}_optimizer"].greedy_mode == "per_eval" for n in ("policy", "critic", "reward"))
+  iterations = 3
+  new, m = program.chunk(state, data, iterations)
+  for name in ("policy", "critic", "reward"):
+    wrapped = state_utils.find_state(new.opt_states[name], per_eval.PerEvalState)
+    controller = state_utils.find_state(wrapped.controller, GreedyLRState)
+    assert int(np.asarray(controller.window_count).max()) == iterations, name
+    assert np.all(np.asarray(m[f"lr/{name}"]) <= config[f"{name}_optimizer"].learning_rate * (1 + 1e-6))
+  # The generator's loss is supervised: per step, one decision per ELBO update.
+  gen = state_utils.find_state(new.opt_states["generator"], GreedyLRState)
+  assert int(np.asarray(gen.window_count).max()) > 0
 
 
 @pytest.mark.slow
