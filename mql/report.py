@@ -8,9 +8,9 @@ with `--config.use_context=False`), each workdir's `results.json` (the final
 evaluation on the test tasks) and `metrics.jsonl` (return vs env steps).
 Writes `results.json`, `results.md` and `return.png` to `--out`.
 
-For cheetah-vel the small per-seed files (results.json, metrics.jsonl,
-config.json, tasks.json) are committed under `mql/results/runs/`, so
-`--runs=mql/results/runs` rebuilds its table without the checkpoints.
+Each run's small files (results.json, metrics.jsonl, config.json,
+tasks.json) are all it reads, so a directory holding only those rebuilds a
+table without the checkpoints.
 
 Intervals are 95% Student-t intervals over seeds (each seed's number is its
 mean over the test tasks); the adaptation gain also gets a paired interval
