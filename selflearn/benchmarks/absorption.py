@@ -1,6 +1,6 @@
 """Benchmark: `amc.absorption_probabilities` on a 100k-state rewrite-shaped chain against scipy.sparse.linalg.
 
-  python -m selflearn.bench_absorption [n] [seed]
+  python -m selflearn.benchmarks.absorption [n] [seed]
 
 The chain (`rewrite_chain`): power-law (Pareto, exponent 2) out-degree
 capped at 500, 90% of edges local (within 20 states, as reformulations of
@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from selflearn import amc
+from selflearn.rewriting.precomputed import amc
 
 
 def rewrite_chain(n: int = 100_000, seed: int = 0, *, local: float = 0.9, width: int = 20, max_degree: int = 500):

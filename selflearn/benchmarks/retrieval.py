@@ -1,6 +1,6 @@
 """Exact top-k retrieval throughput: our jitted chunked search vs NumPy and faiss-cpu `IndexFlatIP`.
 
-  python -m selflearn.bench_retrieval [n] [d] [k] [num_queries]
+  python -m selflearn.benchmarks.retrieval [n] [d] [k] [num_queries]
 
 `run(n=100_000, d=384, k=10, num_queries=1024, seed=0)` builds one
 L2-normalised random index and query set, times top-k queries per second
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from selflearn import retrieval
+from selflearn.rewriting.online import retrieval
 
 GOALS = {"vs_faiss": 0.5, "vs_numpy": 2.0}
 

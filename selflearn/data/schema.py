@@ -1,20 +1,18 @@
-"""The dialogue-log format (JSONL, one dialogue per line), its validation and loading.
+"""The dialogue-log format (JSONL, one dialogue per line) and its validation.
 
-Version `SCHEMA_VERSION` = 1.  A record is what `selflearn.simulator`
+Version `SCHEMA_VERSION` = 1.  A record is what `selflearn.sim.simulator`
 writes; the field-by-field description is in `selflearn/README.md` ("Log
 schema").  Fields outside `truth` are what a production log would hold
 (observations: ASR/NLU/ER outputs, confidences, responses, timestamps,
 barge-ins); `truth` blocks hold the simulator's ground truth and must never
 be model inputs.
 
-Loading validates every row, structurally (`DIALOGUE`: required keys, no
+`validate(record)` checks a row structurally (`DIALOGUE`: required keys, no
 unknown keys, types, ranges, enums) and semantically (`check_consistency`:
 consecutive turn ids, non-decreasing timestamps, one BIO tag per recognised
 word, goals and rephrase pairs pointing at real turns, the failure point
-being the first irrecoverable stage error).  A bad row raises
-`LogFormatError` naming `file:line` and the field; with
-`skip_invalid=True` it is skipped and counted in `LoadStats` instead.
-Nothing is dropped silently.
+being the first irrecoverable stage error) and raises ValueError naming the
+field.  Reading and writing files is `selflearn.data.logs`.
 """
 
 from __future__ import annotations
@@ -22,8 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 SCHEMA_VERSION = 1
 STAGES = ("wake", "asr", "nlu", "entity", "result")
@@ -34,14 +31,6 @@ REPHRASE_KINDS = ("repeat", "clearer", "paraphrase", "fuller")
 REWRITE_KINDS = ("global", "personal", "user_asr")
 GOAL_ENDS = ("success", "abandon", "stop")
 _POINT_OF_STAGE = dict(zip(STAGES, FAILURE_POINTS[:5]))
-
-
-class LogFormatError(ValueError):
-  """A log row that is not a valid record: `path:line: field: message`."""
-
-  def __init__(self, path: str, line: int, message: str):
-    self.path, self.line, self.message = str(path), int(line), message
-    super().__init__(f"{path}:{line}: {message}")
 
 
 class _Invalid(ValueError):
@@ -276,61 +265,3 @@ def validate(d: Any) -> None:
 def dumps(d: dict) -> str:
   """One JSONL line (compact, keys in writing order)."""
   return json.dumps(d, separators=(",", ":"), allow_nan=False)
-
-
-@dataclasses.dataclass
-class LoadStats:
-  """What a load saw: rows read, rows skipped as invalid, the first few errors."""
-
-  rows: int = 0
-  skipped: int = 0
-  errors: list = dataclasses.field(default_factory=list)  # up to `max_errors` LogFormatError messages
-
-  def record(self, error: LogFormatError, max_errors: int = 20) -> None:
-    self.skipped += 1
-    if len(self.errors) < max_errors:
-      self.errors.append(str(error))
-
-
-def iter_logs(
-  path: str | os.PathLike[str], *, skip_invalid: bool = False, stats: LoadStats | None = None
-) -> Iterator[dict]:
-  """Yields the valid dialogues of a JSONL log, streaming, in file order.
-
-  Args:
-    path: the log file.
-    skip_invalid: skip (and count in `stats`) invalid rows instead of raising.
-    stats: filled in as rows are read.
-
-  Raises:
-    LogFormatError: for the first invalid row (unless `skip_invalid`),
-      naming the file, the 1-based line and the field.
-    FileNotFoundError: if `path` does not exist.
-  """
-  stats = LoadStats() if stats is None else stats
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        error = LogFormatError(path, lineno, "empty line")
-      else:
-        try:
-          d = json.loads(line)
-          validate(d)
-        except json.JSONDecodeError as e:
-          error = LogFormatError(path, lineno, f"not JSON: {e.msg} (column {e.colno})")
-        except ValueError as e:
-          error = LogFormatError(path, lineno, str(e))
-        else:
-          stats.rows += 1
-          yield d
-          continue
-      if not skip_invalid:
-        raise error
-      stats.rows += 1
-      stats.record(error)
-
-
-def load_logs(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> tuple[list[dict], LoadStats]:
-  """All valid dialogues of a log and the `LoadStats` (see `iter_logs`)."""
-  stats = LoadStats()
-  return list(iter_logs(path, skip_invalid=skip_invalid, stats=stats)), stats

@@ -1,11 +1,12 @@
-"""Classification and tagging metrics (NumPy; checked against scikit-learn in the tests).
+"""Classification and tagging metrics: scikit-learn's where it has them, the rest here.
 
-Conventions follow scikit-learn: `macro_f1` averages over the classes that
-occur in `y_true` or `y_pred` (unless `labels` is given), a class with no
-predicted or no true examples has precision/recall 0 (`zero_division=0`).
-`span_f1` is conlleval's micro-averaged F1 over exactly matching
-(slot, start, end) spans.  `bootstrap_rates` is the paired dialogue-level
-bootstrap the A/B evaluations (online rewriting, teachable preferences) share.
+Conventions follow scikit-learn (it computes them): `macro_f1` averages over
+the classes that occur in `y_true` or `y_pred` (unless `labels` is given), a
+class with no predicted or no true examples has precision/recall 0
+(`zero_division=0`).  Here: `prf` (precision / recall / F1 from counts, for
+sets of pairs, spans or entries), `span_f1` (conlleval's micro-averaged F1
+over exactly matching (slot, start, end) spans) and `majority` (the
+element-wise vote of several annotators).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
-from selflearn import features
+from selflearn.signals import features
 
 
 def _flat(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -25,33 +27,31 @@ def _flat(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(y_true, y_pred) -> float:
+  """Share of equal labels (NaN for no labels)."""
   y_true, y_pred = _flat(y_true, y_pred)
-  return float(np.mean(y_true == y_pred)) if y_true.size else float("nan")
+  return float(skm.accuracy_score(y_true, y_pred)) if y_true.size else float("nan")
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
   """`[num_classes, num_classes]` counts: rows are true classes, columns predictions."""
   y_true, y_pred = _flat(y_true, y_pred)
-  m = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(m, (y_true, y_pred), 1)
-  return m
+  return skm.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def per_class(y_true, y_pred, labels: Sequence[int]) -> dict[str, np.ndarray]:
   """Precision, recall, F1 and support of each class in `labels`."""
   y_true, y_pred = _flat(y_true, y_pred)
-  labels = np.asarray(labels)
-  tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in labels], np.float64)
-  pred = np.array([np.sum(y_pred == c) for c in labels], np.float64)
-  true = np.array([np.sum(y_true == c) for c in labels], np.float64)
-  precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
-  recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
-  denom = precision + recall
-  f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-  return {"precision": precision, "recall": recall, "f1": f1, "support": true.astype(np.int64)}
+  if not y_true.size:
+    zeros = np.zeros(len(labels))
+    return {"precision": zeros, "recall": zeros.copy(), "f1": zeros.copy(), "support": np.zeros(len(labels), np.int64)}
+  precision, recall, f1, support = skm.precision_recall_fscore_support(
+    y_true, y_pred, labels=np.asarray(labels), average=None, zero_division=0
+  )
+  return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
 def macro_f1(y_true, y_pred, labels: Sequence[int] | None = None) -> float:
+  """Unweighted mean of the per-class F1 over `labels` (default: every class seen in either array)."""
   y_true, y_pred = _flat(y_true, y_pred)
   if labels is None:
     labels = np.union1d(y_true, y_pred)
@@ -59,7 +59,15 @@ def macro_f1(y_true, y_pred, labels: Sequence[int] | None = None) -> float:
 
 
 def binary_f1(y_true, y_pred, positive: int = 1) -> float:
+  """F1 of the class `positive`."""
   return float(per_class(y_true, y_pred, [positive])["f1"][0])
+
+
+def prf(tp: int, n_pred: int, n_true: int) -> dict[str, float]:
+  """Precision, recall and F1 from counts: true positives, predictions, true items (0 where undefined)."""
+  p = tp / n_pred if n_pred else 0.0
+  r = tp / n_true if n_true else 0.0
+  return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
 def span_f1(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -70,10 +78,7 @@ def span_f1(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str
     tp += len(ts & ps)
     n_true += len(ts)
     n_pred += len(ps)
-  precision = tp / n_pred if n_pred else 0.0
-  recall = tp / n_true if n_true else 0.0
-  f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-  return {"precision": precision, "recall": recall, "f1": f1}
+  return prf(tp, n_pred, n_true)
 
 
 def majority(votes: np.ndarray) -> np.ndarray:
@@ -83,25 +88,3 @@ def majority(votes: np.ndarray) -> np.ndarray:
   counts = np.stack([(votes == votes[i]).sum(axis=0) for i in range(k)])  # [k, ...] support of each voter's label
   best = np.argmax(counts, axis=0)  # first voter among the most supported
   return np.take_along_axis(votes, best[None], axis=0)[0]
-
-
-def bootstrap_rates(
-  groups, flags: Sequence[np.ndarray], *, num_groups: int, samples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-  """Per-turn rates of each flag array and their paired bootstrap, resampling groups (dialogues).
-
-  `groups[i]` in [0, num_groups) is turn i's dialogue.  Every arm uses the
-  same resample of dialogues (paired).  Returns `(rates [k], resampled
-  [samples, k])`: the rate of each flag over all turns, and over the turns of
-  each resample.
-  """
-  groups = np.asarray(groups)
-  n = np.bincount(groups, minlength=num_groups).astype(np.float64)
-  sums = np.stack(
-    [np.bincount(groups, weights=np.asarray(f, np.float64), minlength=num_groups) for f in flags], axis=-1
-  )
-  rng = np.random.default_rng(seed)
-  draws = (rng.integers(0, num_groups, num_groups) for _ in range(samples))
-  counts = np.stack([np.bincount(d, minlength=num_groups) for d in draws]).astype(np.float64)
-  resampled = (counts @ sums) / np.maximum(counts @ n, 1.0)[:, None]
-  return sums.sum(0) / max(n.sum(), 1.0), resampled

@@ -26,19 +26,20 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from selflearn import schema, world
+from selflearn.data import schema
+from selflearn.language import ontology
 
 SEGMENTS = schema.SEGMENTS
 FAILURE_POINTS = schema.FAILURE_POINTS
-INTENTS = world.INTENT_NAMES
-TAGS = ("O", *(f"{p}-{s}" for s in world.SLOT_NAMES for p in ("B", "I")))
+INTENTS = ontology.INTENT_NAMES
+TAGS = ("O", *(f"{p}-{s}" for s in ontology.SLOT_NAMES for p in ("B", "I")))
 CATEGORICAL = {
-  "nlu_domain": world.DOMAIN_NAMES,
+  "nlu_domain": ontology.DOMAIN_NAMES,
   "nlu_intent": INTENTS,
   "nlu_second_intent": INTENTS,
   "result_status": schema.STATUSES,
   "device_type": ("speaker", "screen"),
-  "time_of_day": world.TIME_OF_DAY,
+  "time_of_day": ontology.TIME_OF_DAY,
   "oven": ("off", "on"),
 }
 NUMERIC = (

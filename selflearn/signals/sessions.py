@@ -12,7 +12,7 @@ them from observations only:
   request that met friction within `rephrase_gap` seconds of its end (the
   keynote's "rephrase sequences"), ending in the first request without
   friction (success) or the last attempt (failure); or, given `pairs`
-  (e.g. from the rephrase detector, `selflearn.rephrase`), the chains those
+  (e.g. from the rephrase detector, `selflearn.rewriting.rephrase`), the chains those
   (source, target) pairs link.
 
 `truth` blocks are never read here (tests change them and check the output).

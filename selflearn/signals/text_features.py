@@ -26,7 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-TURN_ENCODERS = ("tokens", "random", "minilm")
+TURN_ENCODERS = ("tokens", "random", "minilm")  # the dialogue model's `turn_encoder`
+TEXT_ENCODERS = ("none", "random", "minilm")  # the rephrase and retrieval models' `text_encoder`
 
 
 def make_encoder(kind: str, *, seed: int = 0):

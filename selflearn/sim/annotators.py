@@ -30,7 +30,8 @@ from typing import Mapping
 
 import numpy as np
 
-from selflearn import evaluation, features
+from selflearn.evaluation import metrics
+from selflearn.signals import features
 
 NUM_INTENTS = len(features.INTENTS)
 
@@ -125,7 +126,7 @@ def panel(labels: Mapping[str, np.ndarray], turn_mask: np.ndarray, noise: Noise,
   """
   single = annotate(labels, turn_mask, noise, seed)
   three = [annotate(labels, turn_mask, noise, seed + k) for k in (1, 2, 3)]
-  majority = {k: evaluation.majority(np.stack([a[k] for a in three])) for k in labels}
+  majority = {k: metrics.majority(np.stack([a[k] for a in three])) for k in labels}
   # A voted tag sequence can hold an I- after an O; spans() reads it as a new span (conlleval).
   majority["goal"] = np.asarray(labels["goal"])
   single["goal"] = np.asarray(labels["goal"])

@@ -1,24 +1,28 @@
-"""The simulated assistant's interpretation of a clean text, and whether it serves a goal.
+"""The judge: the simulated assistant's interpretation of a clean text, and whether it serves a goal.
 
 Rewriting (precomputed or online) and teachable preferences change the
 *text* (or the entity resolution) a request is interpreted from, after ASR.
 To judge a rewrite on held-out simulated traffic we need what the simulated
-NLU and entity resolver (`selflearn.simulator`) do with that text, without
+NLU and entity resolver (`selflearn.sim.channel`) do with that text, without
 new recognition noise: `resolve` is that behaviour made deterministic.
 
-* NLU: the text is matched against every intent template of `world.INTENTS`
+* NLU: the text is matched against every intent template of `ontology.INTENTS`
   (slot spans must be catalogue values); where several intents share a
   template the assistant is context-blind, as in the simulator: a bare
   "play {title}" is a video, "what is the temperature" the weather.
 * Entity resolution: a bare ambiguous song title resolves to its globally
   most popular artist and a bare ambiguous city to its first state, unless
-  `preferences` (what a user taught, `selflearn.teaching`) name another;
+  `preferences` (what a user taught, `selflearn.teaching.preferences`) name
+  another;
   contacts resolve when they are the user's.
 
 `serves(interpretation, goal)` says whether the interpretation fulfils the
 goal (the simulator's `truth.goals[g]`), and `rewrite_succeeds` combines the
 two for a logged turn, counting a back-end (result-stage) failure of the
 original turn as a failure of any rewrite too: rewriting cannot fix it.
+Whether a turn served its goal as logged is `selflearn.data.truth.
+original_succeeds`.  Only task runners and evaluation import the judge:
+it knows the simulated users (their contacts), which models never see.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ import dataclasses
 import functools
 from typing import Mapping, Optional
 
-from selflearn import world as world_lib
-
-# What a user may have taught: {"song": {title: artist}, "city": {city: state}}.
-Preferences = Mapping[str, Mapping[str, str]]
+from selflearn.language import ontology
+from selflearn.sim import world as world_lib
+from selflearn.sim.users import User
+from selflearn.teaching.preferences import Preferences
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,29 +46,29 @@ class Interpretation:
 
 
 def _catalogue() -> dict[str, frozenset[str]]:
-  songs = {s for s, _, _ in world_lib.SONGS}
-  cities = set(world_lib.CITIES)
-  city_full = {f"{c} {s}" for c, states in world_lib.CITIES.items() for s in states}
+  songs = {s for s, _, _ in ontology.SONGS}
+  cities = set(ontology.CITIES)
+  city_full = {f"{c} {s}" for c, states in ontology.CITIES.items() for s in states}
   return {
     "song": frozenset(songs),
-    "artist": frozenset(world_lib.ARTISTS),
-    "station": frozenset(world_lib.STATIONS),
-    "title": frozenset(world_lib.TITLES),
-    "device": frozenset(world_lib.DEVICES),
-    "room": frozenset(world_lib.ROOMS),
-    "level": frozenset(world_lib.LEVELS),
+    "artist": frozenset(ontology.ARTISTS),
+    "station": frozenset(ontology.STATIONS),
+    "title": frozenset(ontology.TITLES),
+    "device": frozenset(ontology.DEVICES),
+    "room": frozenset(ontology.ROOMS),
+    "level": frozenset(ontology.LEVELS),
     "city": frozenset(cities | city_full),
     "city_full": frozenset(city_full),
-    "duration": frozenset(world_lib.DURATIONS),
-    "time": frozenset(world_lib.TIMES),
-    "item": frozenset(world_lib.ITEMS),
-    "contact": frozenset(world_lib.FIRST_NAMES),
+    "duration": frozenset(ontology.DURATIONS),
+    "time": frozenset(ontology.TIMES),
+    "item": frozenset(ontology.ITEMS),
+    "contact": frozenset(ontology.FIRST_NAMES),
   }
 
 
 def _templates() -> list[tuple[str, str]]:
   """(intent, template) pairs, including the fuller forms the simulator's rephrases and rewrites use."""
-  out = [(intent, t) for intent, (_, templates) in world_lib.INTENTS.items() for t in templates]
+  out = [(intent, t) for intent, (_, templates) in ontology.INTENTS.items() for t in templates]
   out.append(("get_weather", "weather in {city_full}"))
   out.append(("get_weather", "what is the weather in {city_full}"))
   out.append(("get_weather", "how is the weather in {city_full}"))
@@ -72,7 +76,7 @@ def _templates() -> list[tuple[str, str]]:
 
 
 def _content(words) -> tuple[str, ...]:
-  return tuple(w for w in words if w not in world_lib.FUNCTION_WORDS)
+  return tuple(w for w in words if w not in ontology.FUNCTION_WORDS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -124,7 +128,7 @@ def resolve(
   world: world_lib.World,
   text: str,
   *,
-  user: Optional[world_lib.User] = None,
+  user: Optional[User] = None,
   preferences: Optional[Preferences] = None,
 ) -> Optional[Interpretation]:
   """The assistant's interpretation of the clean `text` for `user`, or None when nothing parses."""
@@ -150,10 +154,10 @@ def resolve(
     elif slot == "artist" and intent == "play_song":
       values["artist"] = span
     elif slot == "city":
-      if " " in span and span.split(" ", 1)[0] in world_lib.CITIES and span not in world_lib.CITIES:
+      if " " in span and span.split(" ", 1)[0] in ontology.CITIES and span not in ontology.CITIES:
         values["city"] = span
       else:
-        states = world_lib.CITIES[span]
+        states = ontology.CITIES[span]
         state = prefs.get("city", {}).get(span)
         values["city"] = f"{span} {state if state in states else states[0]}"
     elif slot == "contact":
@@ -184,12 +188,8 @@ def serves(interpretation: Optional[Interpretation], goal: Mapping) -> bool:
 @functools.lru_cache(maxsize=None)
 def core_slots(intent: str) -> frozenset[str]:
   """The slots every template of `intent` names (a request without one of them cannot serve the goal)."""
-  sets = [{p[1:-1] for p in t.split() if p.startswith("{")} for t in world_lib.INTENTS[intent][1]]
+  sets = [{p[1:-1] for p in t.split() if p.startswith("{")} for t in ontology.INTENTS[intent][1]]
   return frozenset(set.intersection(*sets)) if sets else frozenset()
-
-
-def user_of(world: world_lib.World, user_id: str) -> world_lib.User:
-  return world.users[int(user_id.lstrip("u"))]
 
 
 def rewrite_succeeds(
@@ -209,11 +209,5 @@ def rewrite_succeeds(
   if truth["goal_id"] is None or truth["attempt"] is None or truth["failure_point"] == "result":
     return False
   goal = dialogue["truth"]["goals"][truth["goal_id"]]
-  user = user_of(world, dialogue["user_id"])
+  user = world_lib.user_of(world, dialogue["user_id"])
   return serves(resolve(world, text, user=user, preferences=preferences), goal)
-
-
-def original_succeeds(dialogue: Mapping, turn_index: int) -> bool:
-  """Whether the logged turn served its goal as it was (no rewrite)."""
-  truth = dialogue["turns"][turn_index]["truth"]
-  return truth["goal_id"] is not None and truth["attempt"] is not None and not truth["defect"]

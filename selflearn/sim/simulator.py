@@ -4,41 +4,24 @@
 on one device) at a time; dialogue `i` depends only on `(config, i)`
 (`numpy.random.default_rng([seed, 1, i])`), so any slice can be regenerated
 or produced in parallel, and nothing is kept between dialogues: a million
-dialogues stream to disk in constant memory (`write_logs`).  The record
-layout is `selflearn.schema` (version `SCHEMA_VERSION`).
+dialogues stream to disk in constant memory (`selflearn.data.logs.write_logs`).
+The record layout is `selflearn.data.schema` (version `SCHEMA_VERSION`).
 
-Each user request goes through the pipeline wake word -> ASR -> NLU ->
-entity resolution (ER) -> result, with injected errors:
-
-* **false wake**: background speech wakes the device (failure point
-  `false_wake`, no user goal);
-* **ASR**: shared systematic confusions of entity words (the world's
-  CMUdict-neighbour table, same for every user), random phonetic
-  substitutions scaled by the user's accent, dropped function words (always
-  recovered downstream);
-* **NLU**: context-blind routing of ambiguous requests ("play frozen" on a
-  speaker; "what is the temperature" with the oven on) and rare random
-  mis-routing; a carrier-word ASR error is recovered by the NLU 60% of the
-  time;
-* **ER**: an entity mangled by ASR is recovered by fuzzy matching 15%
-  (systematic) / 50% (random) of the time; bare ambiguous titles and cities
-  resolve to the globally most popular entity, which is wrong for users whose
-  habit differs; personal contacts with rare spellings are missed;
-* **result**: per-domain skill failures.
-
+Each user request goes through the assistant's pipeline with injected errors
+(`selflearn.sim.channel`: false wake, ASR, NLU, entity resolution, result).
 The **failure point** is the first stage whose error is not recovered
 downstream (the keynote's rule); later stages that fail because of it are
 also marked as errors (`stage_errors`), not as the failure point.  An
 unsupported request ("make me a sandwich") is processed correctly
 (`correct`) yet its goal fails, as in the keynote's example.
 
-User behaviour: after a defect the user may barge in (interrupting the
-response at a recorded time), say "stop", give explicit negative feedback,
-rephrase (`repeat`, `clearer`, `paraphrase`, `fuller`: a fuller entity such
-as "play hello by lionel richie"), or abandon; patience bounds the
-attempts.  Rephrases follow after short lognormal gaps (median 5 s), new
-goals after long ones (median 20 s).  Every defective request whose query
-could be fixed by rewriting carries the correct rewrite and its kind
+User behaviour (this module): after a defect the user may barge in
+(interrupting the response at a recorded time), say "stop", give explicit
+negative feedback, rephrase (`repeat`, `clearer`, `paraphrase`, `fuller`: a
+fuller entity such as "play hello by lionel richie"), or abandon; patience
+bounds the attempts.  Rephrases follow after short lognormal gaps (median
+5 s), new goals after long ones (median 20 s).  Every defective request whose
+query could be fixed by rewriting carries the correct rewrite and its kind
 (`global`: a shared pattern; `personal`: the user's habit; `user_asr`: a
 one-off recognition error).
 """
@@ -46,19 +29,18 @@ one-off recognition error).
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from selflearn import schema
-from selflearn import world as world_lib
-from selflearn.world import FUNCTION_WORDS, INTENTS, User, World
+from selflearn.data import schema
+from selflearn.language import ontology
+from selflearn.sim import channel as channel_lib
+from selflearn.sim import users as users_lib
+from selflearn.sim import world as world_lib
+from selflearn.sim.users import User
+from selflearn.sim.world import World
 
-STAGES = ("wake", "asr", "nlu", "entity", "result")
-FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity", "result", "correct")
-_STAGE_TO_POINT = {"wake": "false_wake", "asr": "asr", "nlu": "nlu", "entity": "entity", "result": "result"}
 BASE_TIME = 1767225600.0  # 2026-01-01T00:00:00Z
 BACKGROUND = (
   "and now the news at nine",
@@ -70,8 +52,6 @@ BACKGROUND = (
   "what a beautiful day",
   "the weather tonight is cold",
 )
-_TITLE_TEMPLATES = {"play_video": "play the movie {title}", "play_audiobook": "play the audiobook {title}"}
-_MEDIA = ("music", "video", "books")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,41 +98,11 @@ def generate(config: SimConfig, num_dialogues: int, *, start: int = 0, world: Wo
     yield simulate_dialogue(world, config, i)
 
 
-def write_logs(path: str, dialogues: Iterable[dict], *, total: int | None = None, progress: bool | None = None) -> int:
-  """Streams `dialogues` to a JSONL file, one line each; returns the count.
-
-  Progress: a tqdm bar when stderr is a terminal (or `progress=True`), else
-  about ten one-line reports on stdout when `total` is known.
-  """
-  use_bar = sys.stderr.isatty() if progress is None else progress
-  bar = None
-  if use_bar:
-    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-
-    bar = tqdm(total=total, unit="dialogue", desc="simulate")
-  every = max(1, (total or 0) // 10)
-  count = 0
-  started = None  # from the first dialogue on: the world is built lazily before it
-  with open(path, "w", encoding="utf-8") as f:
-    for d in dialogues:
-      started = time.monotonic() if started is None else started
-      f.write(schema.dumps(d) + "\n")
-      count += 1
-      if bar is not None:
-        bar.update(1)
-      elif total and progress is not False and count % every == 0:
-        rate = (count - 1) / max(time.monotonic() - started, 1e-9)
-        print(f"simulate: {count}/{total} dialogues ({rate:.0f}/s)", flush=True)
-  if bar is not None:
-    bar.close()
-  return count
-
-
 # --- one dialogue -----------------------------------------------------------------
 
 
 def _time_of_day(hour: int) -> str:
-  return world_lib.TIME_OF_DAY[hour // 6]
+  return ontology.TIME_OF_DAY[hour // 6]
 
 
 def simulate_dialogue(world: World, config: SimConfig, index: int) -> dict:
@@ -190,8 +140,8 @@ def simulate_dialogue(world: World, config: SimConfig, index: int) -> dict:
 
 
 def _sample_intent(rng: np.random.Generator, user: User, tod: str, device: dict) -> str:
-  w = world_lib.intent_weights(user, tod)
-  intents = list(world_lib.GOAL_INTENTS)
+  w = users_lib.intent_weights(user, tod)
+  intents = list(ontology.GOAL_INTENTS)
   if device["state"]["oven"] != "on":
     w[intents.index("oven_temperature")] = 0.0
   intent = intents[int(rng.choice(len(intents), p=w / w.sum()))]
@@ -200,15 +150,12 @@ def _sample_intent(rng: np.random.Generator, user: User, tod: str, device: dict)
   return intent
 
 
-def _beta(rng: np.random.Generator, a: float, b: float) -> float:
-  return round(float(rng.beta(a, b)), 4)
-
-
 class _Session:
   """Mutable builder of one dialogue's turns (host-side simulation only)."""
 
   def __init__(self, world: World, config: SimConfig, user: User, device: dict, rng: np.random.Generator, t0: float):
     self.world, self.config, self.user, self.device, self.rng = world, config, user, device, rng
+    self.channel = channel_lib.Channel(world, config, user, device, rng)
     self.t = t0
     self.turns: list[dict] = []
     self.goals: list[dict] = []
@@ -236,23 +183,23 @@ class _Session:
   def false_wake(self) -> None:
     rng = self.rng
     text = BACKGROUND[int(rng.integers(len(BACKGROUND)))]
-    intent = world_lib.GOAL_INTENTS[int(rng.integers(len(world_lib.GOAL_INTENTS)))]
+    intent = ontology.GOAL_INTENTS[int(rng.integers(len(ontology.GOAL_INTENTS)))]
     response = "Sorry, I'm not sure about that."
-    turn = self._observed(
+    turn = self.channel.observed(
       asr_text=text,
-      asr_conf=_beta(rng, 3, 3),
+      asr_conf=channel_lib.beta(rng, 3, 3),
       nbest=[],
-      wake_score=_beta(rng, 3, 2.5),
+      wake_score=channel_lib.beta(rng, 3, 2.5),
       pred_intent=intent,
-      nlu_conf=_beta(rng, 2, 4),
+      nlu_conf=channel_lib.beta(rng, 2, 4),
       slots={},
       resolved={},
-      er_score=_beta(rng, 1, 4),
+      er_score=channel_lib.beta(rng, 1, 4),
       status="no_match",
       response=response,
-      audio=self._audio(false_wake=True),
+      audio=self.channel.audio(false_wake=True),
     )
-    errors = {s: s == "wake" for s in STAGES}
+    errors = {s: s == "wake" for s in schema.STAGES}
     errors.update(nlu=True, entity=True, result=True)  # everything after a false wake acts on noise
     turn["signals"]["barge_in"] = bool(rng.random() < 0.3)
     turn["signals"]["barge_in_time"] = round(float(rng.uniform(0.3, 1.2)), 3) if turn["signals"]["barge_in"] else None
@@ -267,7 +214,7 @@ class _Session:
       "segment": "O",
       "attempt": 0,
       "stage_errors": errors,
-      "recovered": {s: False for s in STAGES},
+      "recovered": {s: False for s in schema.STAGES},
       "failure_point": "false_wake",
       "defect": True,
       "rephrase_of": None,
@@ -284,7 +231,7 @@ class _Session:
     values, spoken_full = self._goal_values(intent)
     goal = {
       "goal_id": goal_id,
-      "domain": INTENTS[intent][0],
+      "domain": ontology.INTENTS[intent][0],
       "intent": intent,
       "values": values,
       "canonical": None,
@@ -294,14 +241,14 @@ class _Session:
       "end": "abandon",
     }
     self.goals.append(goal)
-    templates = INTENTS[intent][1]
+    templates = ontology.INTENTS[intent][1]
     template = self._first_template(intent, templates)
-    goal["canonical"] = _text(self._fuller_template(intent, template), spoken_full)
+    goal["canonical"] = channel_lib.text(channel_lib.fuller_template(intent, template), spoken_full)
     kind, clarity, previous = None, 1.0, None
     attempt = 0
     gap = self._gap(20.0, 0.7)
     while True:
-      turn = self._request(intent, template, values, spoken_full, clarity, goal_id, attempt)
+      turn = self.channel.request(intent, template, values, spoken_full, clarity, goal_id, attempt)
       turn["truth"]["rephrase_of"] = previous
       turn["truth"]["rephrase_kind"] = kind
       self._append(turn, gap)
@@ -322,7 +269,7 @@ class _Session:
         if rng.random() < user.feedback and self._room():
           self._side_turn("feedback_positive", goal, self._gap(2.0))
         return
-      media = goal["domain"] in _MEDIA
+      media = goal["domain"] in channel_lib.MEDIA
       if rng.random() < min(0.95, user.barge_in * (1.5 if media else 1.0)):
         duration = turn["response"]["duration"]
         turn["signals"]["barge_in"] = True
@@ -359,7 +306,7 @@ class _Session:
           template = others[int(rng.integers(len(others)))]
         else:
           clarity = 0.8
-          template = self._fuller_template(intent, template)
+          template = channel_lib.fuller_template(intent, template)
 
   def _end_of(self, turn_id: int) -> float:
     t = self.turns[turn_id]
@@ -375,22 +322,10 @@ class _Session:
       return "play {song}"
     return templates[int(self.rng.integers(len(templates)))]
 
-  def _fuller_template(self, intent: str, template: str) -> str:
-    """The explicit form a rephrasing user (or a rewrite) would use."""
-    if intent in _TITLE_TEMPLATES:
-      return _TITLE_TEMPLATES[intent]
-    if intent == "oven_temperature":
-      return "what is the oven temperature"
-    if intent == "play_song":
-      return "play {song} by {artist}"
-    if intent == "get_weather":
-      return template.replace("{city}", "{city_full}")
-    return template
-
   def _goal_values(self, intent: str) -> tuple[dict, dict]:
     """(canonical entity per slot, spoken text per placeholder incl. fuller forms)."""
     rng, user, world = self.rng, self.user, self.world
-    slots = sorted({p[1:-1] for t in INTENTS[intent][1] for p in t.split() if p.startswith("{")})
+    slots = sorted({p[1:-1] for t in ontology.INTENTS[intent][1] for p in t.split() if p.startswith("{")})
     values, spoken = {}, {}
     for slot in slots:
       if slot == "artist" and intent == "play_artist":
@@ -399,7 +334,7 @@ class _Session:
       elif slot == "artist":
         continue  # play_song: the artist follows from the song and the user's habit
       elif slot == "city":
-        v = user.home_city if rng.random() < 0.6 else list(world_lib.CITIES)[int(rng.integers(len(world_lib.CITIES)))]
+        v = user.home_city if rng.random() < 0.6 else list(ontology.CITIES)[int(rng.integers(len(ontology.CITIES)))]
       else:
         options = world.slot_values(slot, user)
         v = options[int(rng.integers(len(options)))]
@@ -412,7 +347,7 @@ class _Session:
       values["song"] = f"{spoken['song']} by {artist}"
       values["artist"] = artist
     if "city" in spoken:
-      states = world_lib.CITIES[spoken["city"]]
+      states = ontology.CITIES[spoken["city"]]
       state = user.city_state.get(spoken["city"], states[0])
       values["city"] = f"{spoken['city']} {state}"
       spoken["city_full"] = values["city"]
@@ -421,22 +356,22 @@ class _Session:
   def _side_turn(self, intent: str, goal: dict, gap: float) -> None:
     """A stop / feedback turn inside a goal: processed correctly, no rewrite."""
     rng = self.rng
-    templates = INTENTS[intent][1]
+    templates = ontology.INTENTS[intent][1]
     text = templates[int(rng.integers(len(templates)))]
     response = {"stop": "", "feedback_positive": "You're welcome.", "feedback_negative": "Sorry about that."}[intent]
-    turn = self._observed(
+    turn = self.channel.observed(
       asr_text=text,
-      asr_conf=_beta(rng, 9, 1.5),
+      asr_conf=channel_lib.beta(rng, 9, 1.5),
       nbest=[],
-      wake_score=_beta(rng, 8, 1.5),
+      wake_score=channel_lib.beta(rng, 8, 1.5),
       pred_intent=intent,
-      nlu_conf=_beta(rng, 8, 2),
+      nlu_conf=channel_lib.beta(rng, 8, 2),
       slots={},
       resolved={},
       er_score=1.0,
       status="ok",
       response=response,
-      audio=self._audio(false_wake=False),
+      audio=self.channel.audio(false_wake=False),
     )
     turn["truth"] = {
       "utterance": text,
@@ -448,8 +383,8 @@ class _Session:
       "goal_id": goal["goal_id"],
       "segment": "I",
       "attempt": None,
-      "stage_errors": {s: False for s in STAGES},
-      "recovered": {s: False for s in STAGES},
+      "stage_errors": {s: False for s in schema.STAGES},
+      "recovered": {s: False for s in schema.STAGES},
       "failure_point": "correct",
       "defect": False,
       "rephrase_of": None,
@@ -463,304 +398,10 @@ class _Session:
 
   # -- the pipeline -----------------------------------------------------------------
 
-  def _request(self, intent, template, values, spoken_full, clarity, goal_id, attempt) -> dict:
-    rng, world, user, cfg = self.rng, self.world, self.user, self.config
-    scale = cfg.error_scale
-    words, tags = _render(template, spoken_full)
-    true_text = " ".join(words)
-    # ASR: token by token, the tag travels with its word.
-    heard, heard_tags = [], []
-    systematic, random_slot, carrier_err, pattern = set(), set(), False, None
-    for w, tag in zip(words, tags):
-      slot = tag[2:] if tag != "O" else None
-      conf = world.asr_confusions.get(w)
-      if slot and conf and rng.random() < conf[1] * clarity * scale:
-        heard.append(conf[0])
-        systematic.add(slot)
-        pattern = pattern or {"heard": conf[0], "meant": w}
-      elif w not in FUNCTION_WORDS and world.neighbours.get(w) and rng.random() < 0.03 * user.accent * clarity * scale:
-        opts = world.neighbours[w]
-        heard.append(opts[int(rng.integers(len(opts)))])
-        if slot:
-          random_slot.add(slot)
-        else:
-          carrier_err = True
-      elif w in FUNCTION_WORDS and tag == "O" and len(words) > 2 and rng.random() < 0.05 * scale:
-        continue  # a dropped "the": the NLU does not need it
-      else:
-        heard.append(w)
-      heard_tags.append(tag)
-    asr_text = " ".join(heard)
-    asr_error = asr_text != true_text
-    asr_changed_slots = systematic | random_slot
-    # NLU.
-    pred_intent, nlu_rewrite = intent, None
-    carrier_recovered = True
-    if carrier_err and rng.random() >= 0.6:
-      carrier_recovered = False
-      pred_intent = self._other_intent(intent)
-    elif template == "play {title}" and intent in _TITLE_TEMPLATES:
-      aware = rng.random() < 0.4
-      pred_intent = ("play_audiobook" if not self.device["has_screen"] else "play_video") if aware else "play_video"
-      if pred_intent != intent:
-        nlu_rewrite = _TITLE_TEMPLATES[intent]
-    elif template == "what is the temperature":
-      aware = rng.random() < 0.4
-      oven = self.device["state"]["oven"] == "on"
-      pred_intent = ("oven_temperature" if oven else "get_temperature") if aware else "get_temperature"
-      if pred_intent != intent:
-        nlu_rewrite = "what is the oven temperature"
-    elif rng.random() < 0.02 * scale:
-      pred_intent = self._other_intent(intent)
-    nlu_error = pred_intent != intent
-    # NLU slots: spans of the recognised text.
-    pred_slots: dict[str, str] = {}
-    for w, tag in zip(heard, heard_tags):
-      if tag.startswith("B-"):
-        pred_slots[tag[2:]] = w
-      elif tag.startswith("I-"):
-        pred_slots[tag[2:]] = pred_slots.get(tag[2:], "") + " " + w
-    pred_slots = {k.replace("city_full", "city"): v.strip() for k, v in pred_slots.items()}
-    # ER: resolve each slot of a correctly routed request.
-    resolved, slot_ok, asr_slot_lost, er_rewrite = {}, True, False, None
-    for slot in sorted(pred_slots):
-      truth_value = values.get(slot)
-      ok, value = True, truth_value
-      if slot in asr_changed_slots:
-        recover = 0.15 if slot in systematic else 0.5
-        if rng.random() >= recover:
-          ok, asr_slot_lost = False, True
-          value = None if rng.random() < 0.5 else pred_slots[slot]
-      elif not nlu_error:
-        if slot == "song" and "artist" not in pred_slots:
-          popular = world.song_popularity[pred_slots["song"]][0]
-          value = f"{pred_slots['song']} by {popular}"
-          if value != truth_value:
-            ok, er_rewrite = False, "personal"
-        elif slot == "city" and len(pred_slots["city"].split()) == 1:
-          value = f"{pred_slots['city']} {world_lib.CITIES[pred_slots['city']][0]}"
-          if value != truth_value:
-            ok, er_rewrite = False, "personal"
-        elif slot == "contact" and rng.random() < 0.35 * scale:
-          ok, value = False, None
-        elif rng.random() < 0.02 * scale:
-          ok, value = False, None
-      if nlu_error:
-        ok = False
-      slot_ok &= ok
-      resolved[slot] = value
-    entity_error = nlu_error or not slot_ok
-    # Result.
-    upstream_failed = nlu_error or not slot_ok
-    domain = INTENTS[intent][0]
-    own_result_error = not upstream_failed and rng.random() < world.result_error.get(domain, 0.0) * scale
-    result_error = upstream_failed or own_result_error
-    # Recovery and the failure point (the first irrecoverable error).
-    asr_irrecoverable = asr_error and ((carrier_err and not carrier_recovered) or asr_slot_lost)
-    errors = {"wake": False, "asr": asr_error, "nlu": nlu_error, "entity": entity_error, "result": result_error}
-    recovered = {
-      "wake": False,
-      "asr": asr_error and not asr_irrecoverable,
-      "nlu": False,
-      "entity": False,
-      "result": False,
-    }
-    failure = next((_STAGE_TO_POINT[s] for s in STAGES if errors[s] and not recovered[s]), "correct")
-    # The rewrite that would have worked.
-    rewrite, rewrite_kind = None, None
-    canonical_full = _text(self._fuller_template(intent, template), spoken_full)
-    if failure == "asr":
-      rewrite = true_text
-      rewrite_kind = "global" if systematic and asr_slot_lost else "user_asr"
-    elif failure == "nlu" and nlu_rewrite:
-      rewrite, rewrite_kind = _text(nlu_rewrite, spoken_full), "global"
-    elif failure == "entity" and er_rewrite:
-      rewrite, rewrite_kind = canonical_full, "personal"
-    # Observations.
-    status = "ok"
-    if intent == "out_of_scope" and not nlu_error:
-      status = "unsupported"
-    elif any(v is None for v in resolved.values()):
-      status = "no_match"
-    elif own_result_error and rng.random() < 0.5:
-      status = "error"
-    response = _response(pred_intent, resolved, pred_slots, status)
-    turn = self._observed(
-      asr_text=asr_text,
-      asr_conf=_beta(rng, 4, 2.5) if asr_error else _beta(rng, 9, 1.5),
-      nbest=self._nbest(asr_text, true_text, asr_error),
-      wake_score=_beta(rng, 8, 1.5),
-      pred_intent=pred_intent,
-      nlu_conf=_beta(rng, 3, 3) if nlu_error else _beta(rng, 8, 2),
-      slots=pred_slots,
-      resolved=resolved,
-      er_score=_beta(rng, 20, 1) if slot_ok and not asr_changed_slots else _beta(rng, 4, 3),
-      status=status,
-      response=response,
-      audio=self._audio(false_wake=False, clarity=clarity),
-    )
-    turn["truth"] = {
-      "utterance": true_text,
-      "domain": domain,
-      "intent": intent,
-      "slots": {k.replace("city_full", "city"): v for k, v in _spans(words, tags).items()},
-      "values": {k: values[k] for k in _slot_names(tags)},
-      "tags": [t.replace("city_full", "city") for t in heard_tags],
-      "goal_id": goal_id,
-      "segment": "B" if attempt == 0 else "I",
-      "attempt": attempt,
-      "stage_errors": errors,
-      "recovered": recovered,
-      "failure_point": failure,
-      "defect": failure != "correct",
-      "rephrase_of": None,
-      "rephrase_kind": None,
-      "rewrite": rewrite,
-      "rewrite_kind": rewrite_kind,
-      "error_pattern": pattern if rewrite_kind == "global" and failure == "asr" else None,
-    }
-    return turn
-
-  def _other_intent(self, intent: str) -> str:
-    others = [i for i in world_lib.GOAL_INTENTS if i != intent]
-    return others[int(self.rng.integers(len(others)))]
-
-  def _nbest(self, asr_text: str, true_text: str, asr_error: bool) -> list[dict]:
-    rng = self.rng
-    out = []
-    if asr_error and rng.random() < 0.5:
-      out.append({"text": true_text, "confidence": _beta(rng, 2, 5)})
-    words = asr_text.split()
-    content = [i for i, w in enumerate(words) if self.world.neighbours.get(w)]
-    if content:
-      i = content[int(rng.integers(len(content)))]
-      opts = self.world.neighbours[words[i]]
-      alt = words[:i] + [opts[int(rng.integers(len(opts)))]] + words[i + 1 :]
-      out.append({"text": " ".join(alt), "confidence": _beta(rng, 1.5, 6)})
-    return out
-
-  def _audio(self, *, false_wake: bool, clarity: float = 1.0) -> list[float]:
-    """Summary acoustic features: SNR, speech rate, energy, distance, pitch variance, TV-likeness."""
-    rng = self.rng
-    snr = rng.normal(8.0 if false_wake else 20.0 - 4.0 * self.user.accent * clarity, 4.0)
-    rate = rng.normal(3.0 * (0.8 if clarity < 1 else 1.0), 0.4)
-    energy = rng.normal(0.3 if false_wake else 0.7, 0.15)
-    distance = rng.normal(3.5 if false_wake else 1.8, 0.8)
-    pitch = rng.normal(0.5, 0.2)
-    tv = rng.normal(0.7 if false_wake else 0.2, 0.2)
-    return [round(float(x), 4) for x in (snr / 30.0, rate / 3.0, energy, distance / 3.0, pitch, tv)]
-
-  def _observed(
-    self,
-    *,
-    asr_text,
-    asr_conf,
-    nbest,
-    wake_score,
-    pred_intent,
-    nlu_conf,
-    slots,
-    resolved,
-    er_score,
-    status,
-    response,
-    audio,
-  ) -> dict:
-    rng = self.rng
-    others = [i for i in world_lib.GOAL_INTENTS if i != pred_intent]
-    picks = rng.choice(len(others), size=2, replace=False)
-    rest = 1.0 - nlu_conf
-    split = float(rng.uniform(0.5, 0.9))
-    n_words = len(asr_text.split())
-    playing = status == "ok" and INTENTS[pred_intent][0] in _MEDIA  # content plays after the prompt
-    return {
-      "turn_id": -1,
-      "timestamp": 0.0,
-      "utterance_duration": round(0.3 + 0.35 * n_words * float(rng.uniform(0.8, 1.25)), 3),
-      "wake": {"score": wake_score},
-      "asr": {"text": asr_text, "confidence": asr_conf, "nbest": nbest},
-      "nlu": {
-        "domain": INTENTS[pred_intent][0],
-        "intent": pred_intent,
-        "confidence": nlu_conf,
-        "slots": slots,
-        "nbest": [
-          {"intent": pred_intent, "confidence": nlu_conf},
-          {"intent": others[int(picks[0])], "confidence": round(rest * split, 4)},
-          {"intent": others[int(picks[1])], "confidence": round(rest * (1 - split) * 0.5, 4)},
-        ],
-      },
-      "er": {"resolved": resolved, "score": round(float(er_score), 4)},
-      "result": {"status": status},
-      "response": {"text": response, "duration": round(0.065 * len(response) + (8.0 if playing else 0.0), 3)},
-      "signals": {"barge_in": False, "barge_in_time": None},
-      "audio": audio,
-    }
-
-
-def _render(template: str, spoken: dict) -> tuple[list[str], list[str]]:
-  """Words and BIO slot tags of `template` filled with `spoken` values."""
-  words, tags = [], []
-  for part in template.split():
-    if part.startswith("{"):
-      slot = part[1:-1]
-      name = "city" if slot == "city_full" else slot
-      for j, w in enumerate(spoken[slot].split()):
-        words.append(w)
-        tags.append(("B-" if j == 0 else "I-") + name)
-    else:
-      words.append(part)
-      tags.append("O")
-  return words, tags
-
-
-def _text(template: str, spoken: dict) -> str:
-  return " ".join(_render(template, spoken)[0])
-
-
-def _spans(words: list[str], tags: list[str]) -> dict[str, str]:
-  out: dict[str, str] = {}
-  for w, t in zip(words, tags):
-    if t != "O":
-      out[t[2:]] = (out.get(t[2:], "") + " " + w).strip()
-  return out
-
-
-def _slot_names(tags: list[str]) -> list[str]:
-  return sorted({t[2:] for t in tags if t != "O"})
-
-
-def _response(intent: str, resolved: dict, slots: dict, status: str) -> str:
-  if status == "unsupported":
-    return "Sorry, I can't help with that."
-  if status == "no_match":
-    return "Sorry, I couldn't find that."
-  if status == "error":
-    return "Sorry, something went wrong."
-  v = {k: (resolved.get(k) or slots.get(k) or "") for k in set(resolved) | set(slots)}
-  return {
-    "play_song": f"Playing {v.get('song', '')}.",
-    "play_artist": f"Playing songs by {v.get('artist', '')}.",
-    "play_station": f"Here is {v.get('station', '')} radio.",
-    "play_video": f"Here is the movie {v.get('title', '')}.",
-    "play_audiobook": f"Reading {v.get('title', '')} from Audible.",
-    "turn_on": f"Turning on the {v.get('device', 'light')}.",
-    "turn_off": f"Turning off the {v.get('device', 'light')}.",
-    "set_level": f"Setting the {v.get('device', 'light')} to {v.get('level', '')} percent.",
-    "oven_temperature": "The oven is at 350 degrees.",
-    "get_weather": f"In {v.get('city', 'your area')}, it's 18 degrees and sunny.",
-    "get_temperature": "It's 18 degrees outside.",
-    "set_timer": f"Timer set for {v.get('duration', '')}.",
-    "set_alarm": f"Alarm set for {v.get('time', '')}.",
-    "add_item": f"I've added {v.get('item', '')} to your shopping list.",
-    "call": f"Calling {v.get('contact', '')}.",
-    "out_of_scope": "Sorry, I can't help with that.",
-  }.get(intent, "OK.")
-
 
 def summary(dialogues: Iterable[dict[str, Any]]) -> dict[str, Any]:
   """Counts and rates over dialogues (failure points, rephrases, rewrites, goal success)."""
-  counts = {fp: 0 for fp in FAILURE_POINTS}
+  counts = {fp: 0 for fp in schema.FAILURE_POINTS}
   n_d = n_t = n_goals = n_success = n_pairs = n_barge = 0
   rewrites = {}
   for d in dialogues:

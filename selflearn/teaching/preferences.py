@@ -1,4 +1,4 @@
-"""A per-user store of taught preferences: validated, versioned, persisted; applied by `interpret.resolve`.
+"""A per-user store of taught preferences: validated, versioned, persisted; applied by `sim.judge.resolve`.
 
 What a customer teaches ("when i say hello i mean the one by lionel
 richie", "i live in springfield missouri", "i'm a big adele fan") is kept
@@ -12,10 +12,10 @@ to the device) as entries `kind -> key -> value`:
 | `artist` | an artist of the catalogue | `"fan"` (an affinity) |
 
 Every entry carries its provenance (dialogue id, turn, timestamp) and the
-extractor's confidence, and is validated against the world's catalogues
+extractor's confidence, and is validated against the catalogues (`language.ontology`)
 before it is stored (`PreferenceError` names the entry and the reason).
 On a conflict (same user, kind and key) the newest entry wins.
-`for_user(user_id)` gives the `interpret.Preferences` mapping: the song and
+`for_user(user_id)` gives the `Preferences` mapping: the song and
 city entries, plus what an artist affinity implies for the ambiguous titles
 that artist sings (a fan of lionel richie means his "hello"), newest first.
 
@@ -35,12 +35,14 @@ import os
 import pathlib
 from typing import Any, Iterable, Mapping
 
-from selflearn import world as world_lib
+from selflearn.language import ontology
 
 SCHEMA_VERSION = 2
 KINDS = ("song", "city", "artist")
 FAN = "fan"
 _FIELDS = ("kind", "key", "value", "dialogue_id", "turn", "timestamp", "confidence")
+# What a user has taught, as the judge applies it: {"song": {title: artist}, "city": {city: state}}.
+Preferences = Mapping[str, Mapping[str, str]]
 
 
 class PreferenceError(ValueError):
@@ -49,7 +51,7 @@ class PreferenceError(ValueError):
 
 def _song_artists() -> dict[str, tuple[str, ...]]:
   out: dict[str, list[str]] = {}
-  for title, artist, _ in world_lib.SONGS:
+  for title, artist, _ in ontology.SONGS:
     out.setdefault(title, []).append(artist)
   return {t: tuple(a) for t, a in out.items()}
 
@@ -57,7 +59,7 @@ def _song_artists() -> dict[str, tuple[str, ...]]:
 SONG_ARTISTS = _song_artists()
 # artist -> the ambiguous titles (sung by several artists) this artist sings.
 AMBIGUOUS_BY_ARTIST = {
-  a: tuple(t for t, artists in SONG_ARTISTS.items() if len(artists) > 1 and a in artists) for a in world_lib.ARTISTS
+  a: tuple(t for t, artists in SONG_ARTISTS.items() if len(artists) > 1 and a in artists) for a in ontology.ARTISTS
 }
 
 
@@ -70,10 +72,10 @@ def valid_values(kind: str, key: str) -> tuple[str, ...]:
       raise PreferenceError(f"unknown key {key!r}: not a song title of the catalogue")
     return SONG_ARTISTS[key]
   if kind == "city":
-    if key not in world_lib.CITIES:
+    if key not in ontology.CITIES:
       raise PreferenceError(f"unknown key {key!r}: not a city of the catalogue")
-    return world_lib.CITIES[key]
-  if key not in world_lib.ARTISTS:
+    return ontology.CITIES[key]
+  if key not in ontology.ARTISTS:
     raise PreferenceError(f"unknown key {key!r}: not an artist of the catalogue")
   return (FAN,)
 
@@ -151,7 +153,7 @@ class PreferenceStore:
     return isinstance(other, PreferenceStore) and self._users == other._users
 
   def for_user(self, user_id: str) -> dict[str, dict[str, str]]:
-    """The `interpret.Preferences` of `user_id`: song and city choices, artist affinities applied to their titles.
+    """The `Preferences` of `user_id`: song and city choices, artist affinities applied to their titles.
 
     Entries are applied oldest first, so the newest one decides a title that
     both an explicit song entry and an affinity (or two affinities) name.

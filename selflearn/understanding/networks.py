@@ -8,7 +8,7 @@
   over the recognised utterance and, with the same weights, over the
   response; its token outputs also feed the slot heads.  Optionally
   (`text_dim > 0`): frozen sentence embeddings of both texts, computed once
-  per dataset by a pretrained encoder (`selflearn.text_features`), projected
+  per dataset by a pretrained encoder (`selflearn.signals.text_features`), projected
   and concatenated.  The keynote's turn encoder is a fine-tuned RoBERTa; on
   2 CPU cores fine-tuning is out of reach, so the pretrained encoder is
   frozen and the small token Transformer is the trainable part.

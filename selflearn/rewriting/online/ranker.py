@@ -24,7 +24,7 @@ row of `FEATURES`:
 linear model) and `make_loss` its listwise softmax cross-entropy: the label
 is the position of the mined rewrite, or 0 (pass through) for a request that
 met no friction.  Rewriting happens when the best candidate's logit beats
-the pass-through's by a threshold tuned on validation traffic (`selflearn.online`).
+the pass-through's by a threshold tuned on validation traffic (`layers`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,9 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from common import encoders
-from selflearn import phonetics
-from selflearn import world as world_lib
+from selflearn.data import schema
+from selflearn.language import ontology, phonetics
 
-STATUSES = ("ok", "error", "no_match", "unsupported")
 # NLU domains that one request can legitimately move between when rewritten.
 FAMILIES = {"music": "media", "video": "media", "books": "media", "smart_home": "home", "appliance": "home"}
 FEATURES = (
@@ -69,7 +68,7 @@ FEATURES = (
   "asr_confidence",
   "nlu_confidence",
   "er_score",
-) + tuple(f"status_{s}" for s in STATUSES)
+) + tuple(f"status_{s}" for s in schema.STATUSES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +143,7 @@ def family(domain: str) -> str:
 
 
 def _content(text: str) -> str:
-  return " ".join(w for w in text.lower().split() if w not in world_lib.FUNCTION_WORDS)
+  return " ".join(w for w in text.lower().split() if w not in ontology.FUNCTION_WORDS)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -193,7 +192,7 @@ def features(query: Query, cand: Candidate) -> np.ndarray:
     query.asr_confidence,
     query.nlu_confidence,
     query.er_score,
-  ] + [float(query.status == s) for s in STATUSES]
+  ] + [float(query.status == s) for s in schema.STATUSES]
   return np.asarray(row, np.float32)
 
 

@@ -8,7 +8,7 @@ B = N R holds the absorption probabilities and t = N 1 the expected steps
 rewriting (Ponnusamy et al., AAAI-20) uses two absorbing states, success and
 failure, over reformulation sessions pooled across users.
 
-Solver (chosen by `selflearn.bench_absorption`): B is never formed by
+Solver (chosen by `selflearn.benchmarks.absorption`): B is never formed by
 inversion.  Every transient state must reach absorption (checked first, by
 graph reachability), so the spectral radius of Q is below 1 and the
 fixed-point iteration X <- R + Q X converges.  The default solve is

@@ -1,4 +1,4 @@
-"""Networks, losses and span decoding of contextual rephrase detection (`selflearn.rephrase`).
+"""Networks, losses and span decoding of contextual rephrase detection (`selflearn.rewriting.rephrase`).
 
 `make_model(head="span" | "pair", ...)` returns a `common.encoders.Network`
 (`init(key)`, `apply(params, batch, deterministic=, rngs=)`): word, segment

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from selflearn import schema
+from selflearn.data import logs, schema
 
 
 def _write(path, rows):
@@ -48,8 +48,8 @@ def test_loader_error_names_file_and_line(tmp_path, dialogues):
   bad = copy.deepcopy(dialogues[1])
   bad["turns"][0]["wake"]["score"] = "high"
   path = _write(tmp_path / "logs.jsonl", [dialogues[0], bad, dialogues[2]])
-  with pytest.raises(schema.LogFormatError) as e:
-    schema.load_logs(path)
+  with pytest.raises(logs.LogFormatError) as e:
+    logs.load_logs(path)
   assert str(e.value).startswith(f"{path}:2: turns[0].wake.score: expected a finite number")
   assert e.value.line == 2
 
@@ -57,15 +57,15 @@ def test_loader_error_names_file_and_line(tmp_path, dialogues):
 @pytest.mark.parametrize("line, message", [("{not json", "not JSON"), ("", "empty line"), ("[1, 2]", "JSON object")])
 def test_loader_rejects_broken_lines(tmp_path, dialogues, line, message):
   path = _write(tmp_path / "logs.jsonl", [dialogues[0], line])
-  with pytest.raises(schema.LogFormatError, match=f":2: .*{message}"):
-    schema.load_logs(path)
+  with pytest.raises(logs.LogFormatError, match=f":2: .*{message}"):
+    logs.load_logs(path)
 
 
 def test_skip_flag_skips_and_counts(tmp_path, dialogues):
   bad = copy.deepcopy(dialogues[1])
   del bad["turns"]
   path = _write(tmp_path / "logs.jsonl", [dialogues[0], bad, "{oops", dialogues[2]])
-  rows, stats = schema.load_logs(path, skip_invalid=True)
+  rows, stats = logs.load_logs(path, skip_invalid=True)
   assert [r["dialogue_id"] for r in rows] == [dialogues[0]["dialogue_id"], dialogues[2]["dialogue_id"]]
   assert stats.rows == 4 and stats.skipped == 2
   assert stats.errors[0].startswith(f"{path}:2: turns: missing field") and f"{path}:3:" in stats.errors[1]
@@ -73,13 +73,13 @@ def test_skip_flag_skips_and_counts(tmp_path, dialogues):
 
 def test_iter_logs_streams(tmp_path, dialogues):
   path = _write(tmp_path / "logs.jsonl", [dialogues[0], "{broken"])
-  it = schema.iter_logs(path)
+  it = logs.iter_logs(path)
   assert next(it)["dialogue_id"] == dialogues[0]["dialogue_id"]  # the good row arrives before the bad one is read
-  with pytest.raises(schema.LogFormatError):
+  with pytest.raises(logs.LogFormatError):
     next(it)
 
 
 def test_round_trip_is_exact(tmp_path, dialogues):
   path = _write(tmp_path / "logs.jsonl", dialogues[:20])
-  rows, _ = schema.load_logs(path)
+  rows, _ = logs.load_logs(path)
   assert rows == json.loads(json.dumps(dialogues[:20]))

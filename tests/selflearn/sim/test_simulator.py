@@ -9,7 +9,9 @@ import tracemalloc
 
 import pytest
 
-from selflearn import phonetics, schema, simulator, world
+from selflearn.data import logs, schema
+from selflearn.sim import simulator
+from selflearn.sim import world as world_lib
 
 
 def test_same_seed_same_logs_other_seed_other_logs(sim_config, sim_world, dialogues):
@@ -46,7 +48,7 @@ def test_failure_point_is_the_first_irrecoverable_stage(dialogues):
         assert t["asr"]["text"] != tr["utterance"]
       if not tr["stage_errors"]["asr"] and tr["segment"] != "O":
         assert t["asr"]["text"] == tr["utterance"]
-  assert all(seen[fp] > 0 for fp in simulator.FAILURE_POINTS), seen
+  assert all(seen[fp] > 0 for fp in schema.FAILURE_POINTS), seen
 
 
 def test_recovered_asr_errors_exist_and_are_not_defects(dialogues):
@@ -141,19 +143,10 @@ def test_tags_align_with_the_recognised_words(dialogues):
         assert f"B-{slot}" in tags or slot in t["truth"]["values"]
 
 
-def test_phonetic_neighbours_are_one_phoneme_apart():
-  nb = phonetics.phonetic_neighbours(["dragons", "milk", "zzzznotaword"])
-  assert "dragon" in nb["dragons"] and nb["zzzznotaword"] == ()
-  prons = phonetics.pronunciations()
-  for w in nb["milk"]:
-    assert w != "milk" and phonetics.edit_distance(prons["milk"], prons[w]) <= 1  # homophones count
-  assert phonetics.edit_distance(("A", "B"), ("B",)) == 1 and phonetics.edit_distance((), ("A", "B")) == 2
-
-
 def test_world_is_deterministic_and_confusions_are_cmudict_neighbours():
-  a, b = world.make_world(5, 10), world.make_world(5, 10)
+  a, b = world_lib.make_world(5, 10), world_lib.make_world(5, 10)
   assert a == b
-  assert a.asr_confusions != world.make_world(6, 10).asr_confusions
+  assert a.asr_confusions != world_lib.make_world(6, 10).asr_confusions
   for meant, (heard, p) in a.asr_confusions.items():
     assert heard in a.neighbours[meant] and 0 < p < 1
 
@@ -165,7 +158,7 @@ def test_generate_is_lazy_and_memory_does_not_grow_with_count(tmp_path, sim_conf
 
   def peak(count):
     tracemalloc.start()
-    simulator.write_logs(str(tmp_path / f"{count}.jsonl"), simulator.generate(sim_config, count, world=sim_world))
+    logs.write_logs(str(tmp_path / f"{count}.jsonl"), simulator.generate(sim_config, count, world=sim_world))
     _, top = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return top
@@ -182,7 +175,7 @@ def test_simulate_binary_writes_a_valid_log_and_rejects_bad_flags(tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert "wrote 30 dialogues" in proc.stdout and "validated 30 rows" in proc.stdout
   assert "simulate: 30/30 dialogues" in proc.stdout  # progress lines off a terminal
-  rows, stats = schema.load_logs(out)
+  rows, stats = logs.load_logs(out)
   assert len(rows) == 30 and stats.skipped == 0
   bad = subprocess.run(
     [sys.executable, "-m", "selflearn.simulate", f"--out={out}", "--error_scale=7"], capture_output=True, text=True

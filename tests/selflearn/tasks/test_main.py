@@ -10,12 +10,14 @@ import pytest
 
 from common import app
 from common import metrics as metrics_lib
-from selflearn import schema, simulator
 from selflearn import train as train_lib
 from selflearn.configs import fpi as fpi_config
 from selflearn.configs import labels as labels_config
+from selflearn.data import logs
+from selflearn.sim import simulator
+from selflearn.tasks import encoded
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 FPI_SMOKE = "selflearn/configs/fpi.py:smoke"
 LABELS_SMOKE = "selflearn/configs/labels.py:smoke"
 
@@ -48,7 +50,7 @@ def test_fpi_smoke_writes_results_checkpoints_and_metrics(fpi_run):
   assert [r["epoch"] for r in rows] == list(range(1, config.num_epochs + 1))
   assert "train/lr" in rows[-1] and "eval/loss" in rows[-1]
   assert any((workdir / "fpi" / "checkpoints").iterdir())
-  rows, stats = schema.load_logs(workdir / "data" / "logs.jsonl")
+  rows, stats = logs.load_logs(workdir / "data" / "logs.jsonl")
   assert len(rows) == config.data.num_dialogues and stats.skipped == 0
 
 
@@ -134,7 +136,7 @@ def test_skip_invalid_skips_and_counts_the_bad_rows(tmp_path):
   config.data.skip_invalid = True
   config.turn_encoder = "tokens"
   train_lib.validate_config(config)
-  data = train_lib.load_data(config, tmp_path / "run")
+  data = encoded.load_data(config, tmp_path / "run")
   assert data.skipped == 1 and f"{path}:2:" in data.skipped_errors[0]
   assert data.train.size + data.val.size + data.test.size == 59
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from selflearn import interpret
-from selflearn import preferences as prefs_lib
-from selflearn.preferences import Entry, PreferenceError, PreferenceStore
+from selflearn.sim import judge
+from selflearn.teaching import preferences as prefs_lib
+from selflearn.teaching.preferences import Entry, PreferenceError, PreferenceStore
 
 
 def _store():
@@ -49,15 +49,15 @@ def test_newest_entry_wins_and_affinities_resolve_their_titles():
   assert store.for_user("u1")["song"] == {"hello": "lionel richie"}
 
 
-def test_the_store_changes_what_interpret_resolves(sim_world):
+def test_the_store_changes_what_the_judge_resolves(sim_world):
   store = PreferenceStore()
   store.add("u1", Entry("artist", "lionel richie", "fan"))
   store.add("u1", Entry("city", "portland", "maine"))
   p = store.for_user("u1")
-  assert interpret.resolve(sim_world, "play hello").values == {"song": "hello by adele"}
-  assert interpret.resolve(sim_world, "play hello", preferences=p).values == {"song": "hello by lionel richie"}
-  assert interpret.resolve(sim_world, "weather in portland", preferences=p).values == {"city": "portland maine"}
-  assert interpret.resolve(sim_world, "play yellow", preferences=p) == interpret.resolve(sim_world, "play yellow")
+  assert judge.resolve(sim_world, "play hello").values == {"song": "hello by adele"}
+  assert judge.resolve(sim_world, "play hello", preferences=p).values == {"song": "hello by lionel richie"}
+  assert judge.resolve(sim_world, "weather in portland", preferences=p).values == {"city": "portland maine"}
+  assert judge.resolve(sim_world, "play yellow", preferences=p) == judge.resolve(sim_world, "play yellow")
 
 
 @pytest.mark.parametrize(

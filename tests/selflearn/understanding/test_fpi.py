@@ -1,10 +1,10 @@
-"""Failure-point isolation: scores, the share of human performance, the simulated human."""
+"""Failure-point isolation: scores and the share of human performance."""
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from selflearn import annotators, features, fpi
+from selflearn.understanding import fpi
 
 
 def test_scores_match_sklearn():
@@ -30,51 +30,3 @@ def test_share_of_human_is_the_ratio():
   assert share["macro_f1"] == pytest.approx(model["macro_f1"] / human["macro_f1"])
   assert share["macro_f1"] < 1  # the model errs more often here
   assert fpi.share_of_human(human, human)["macro_f1"] == pytest.approx(1.0)
-
-
-def test_simulated_human_has_the_configured_per_class_accuracy(dialogues):
-  vocab = features.Vocab.build(t["asr"]["text"] for d in dialogues for t in d["turns"])
-  ds = features.encode(dialogues, vocab, features.value_vocab(dialogues), max_turns=12, max_tokens=12)
-  mask = ds.inputs["turn_mask"]
-  noise = annotators.Noise()
-  y = ds.labels["fpi"][mask]
-  votes = [annotators.annotate(ds.labels, mask, noise, seed)["fpi"][mask] for seed in range(8)]
-  for i, c in enumerate(fpi.CLASSES):
-    sel = y == i
-    if sel.sum() < 30:
-      continue
-    acc = np.mean([np.mean(v[sel] == i) for v in votes])
-    assert acc == pytest.approx(noise.fpi_accuracy[c], abs=0.05), c
-  # Independent annotators; the majority of three beats a single one.
-  panel = annotators.panel(ds.labels, mask, noise, seed=5)
-  assert np.mean(panel["majority"]["fpi"][mask] == y) > np.mean(panel["single"]["fpi"][mask] == y)
-  # Padding is never touched.
-  assert np.all(panel["single"]["fpi"][~mask] == ds.labels["fpi"][~mask])
-
-
-def test_render_has_the_keynote_column():
-  y = np.arange(60) % 6
-  r = {
-    "test_turns": 60,
-    "test_class_counts": {c: 10 for c in fpi.CLASSES},
-    "train_labels": "annotator",
-    "vs_truth": {"model": fpi.scores(y, y), "human": fpi.scores(y, (y + 1) % 6)},
-    "vs_majority": {"model": fpi.scores(y, y), "human": fpi.scores(y, y)},
-  }
-  r["share_of_human"] = fpi.share_of_human(r["vs_truth"]["model"], r["vs_truth"]["human"])
-  text = fpi.render(r)
-  assert "> 92% (92.2% in the FPI paper)" in text and "| model | truth | 1.000 | 1.000 |" in text
-
-
-def test_committed_results_rerender_from_their_json():
-  import json
-  import pathlib
-
-  root = pathlib.Path(__file__).resolve().parents[2] / "selflearn" / "results"
-  for name in ("fpi", "fpi_minilm"):
-    if (root / name / "results.json").exists():
-      results = json.loads((root / name / "results.json").read_text())
-      assert fpi.render(results) == (root / name / "results.md").read_text()
-      share = fpi.share_of_human(results["vs_truth"]["model"], results["vs_truth"]["human"])
-      assert share["macro_f1"] == pytest.approx(results["share_of_human"]["macro_f1"])
-      assert share["per_class_f1"] == pytest.approx(results["share_of_human"]["per_class_f1"])

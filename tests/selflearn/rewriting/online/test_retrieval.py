@@ -12,9 +12,9 @@ import optax
 import pytest
 from scipy.special import log_softmax
 
-from selflearn import retrieval
+from selflearn.rewriting.online import retrieval
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[4]
 
 
 def _unit(x):
@@ -133,7 +133,7 @@ def test_recall_at_k_counts_hits_within_the_first_k():
 
 _SHARDED = """
 import numpy as np, jax
-from selflearn import retrieval
+from selflearn.rewriting.online import retrieval
 assert jax.device_count() == 2
 rng = np.random.default_rng(0)
 x = rng.standard_normal((1001, 16)).astype(np.float32); q = rng.standard_normal((9, 16)).astype(np.float32)
@@ -158,7 +158,7 @@ def test_search_sharded_over_two_devices_matches_brute_force():
 
 
 def test_benchmark_runs_small_and_the_sides_agree():
-  from selflearn import bench_retrieval
+  from selflearn.benchmarks import retrieval as bench_retrieval
 
   r = bench_retrieval.run(n=3000, d=16, k=10, num_queries=64, repeats=1, chunk=1000, query_chunk=32)
   assert r["ours_qps"] > 0 and r["numpy_qps"] > 0 and r["vs_numpy"] == r["ours_qps"] / r["numpy_qps"]

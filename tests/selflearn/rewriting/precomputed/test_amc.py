@@ -1,11 +1,13 @@
-"""selflearn.amc: absorption probabilities against dense NumPy / SciPy solves, errors, rewrite selection."""
+"""The absorbing-chain maths (`selflearn.amc`): absorption against NumPy / SciPy solves, errors, rewrite selection."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from selflearn import amc, bench_absorption
+import selflearn.amc
+from selflearn.benchmarks import absorption as bench_absorption
+from selflearn.rewriting.precomputed import amc
 
 # Grinstead & Snell, Introduction to Probability, §11.2, Example 11.13 (drunkard's walk on 0..4, absorbing 0 and 4).
 DRUNK_Q = np.array([[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]])
@@ -168,3 +170,8 @@ def test_select_rewrites_allowed_mask_is_an_extra_guardrail():
   assert amc.select_rewrites(B, support, [0], Q=Q, success=0) == {0: 2}
   masked = amc.select_rewrites(B, support, [0], Q=Q, success=0, allowed=lambda s, cand: cand != 2)
   assert masked == {0: 1}
+
+
+def test_the_published_name_reexports_the_solver():
+  assert selflearn.amc.absorption_probabilities is amc.absorption_probabilities
+  assert set(selflearn.amc.__all__) <= set(dir(amc))

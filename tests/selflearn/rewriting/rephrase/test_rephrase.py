@@ -1,11 +1,6 @@
-"""Contextual rephrase detection: examples, span decoding, losses, metrics, the binary."""
+"""Contextual rephrase detection: examples, span decoding, losses, metrics, the detector's pairs."""
 
 import copy
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,20 +9,18 @@ import pytest
 from scipy.special import log_softmax
 from sklearn.metrics import precision_recall_fscore_support
 
-from common import app
-from selflearn import features, rephrase, sessions, training
-from selflearn import rephrase_networks as nets
-from selflearn.configs import rephrase as rephrase_config
+from selflearn.data import truth as truth_lib
+from selflearn.rewriting.rephrase import detector, examples, scores
+from selflearn.rewriting.rephrase import networks as nets
+from selflearn.signals import features, sessions
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SMOKE = "selflearn/configs/rephrase.py:smoke"
-LAYOUT = rephrase.Layout(max_words=8, max_candidates=3, max_gap=45.0)
+LAYOUT = examples.Layout(max_words=8, max_candidates=3, max_gap=45.0)
 
 
 @pytest.fixture(scope="module")
 def built(dialogues):
-  vocab = rephrase.build_vocab(dialogues[:400], 2000)
-  return vocab, rephrase.build_examples(dialogues, vocab, LAYOUT)
+  vocab = examples.build_vocab(dialogues[:400], 2000)
+  return vocab, examples.build_examples(dialogues, vocab, LAYOUT)
 
 
 def test_target_span_covers_exactly_the_rephrase_words_and_null_otherwise(dialogues, built):
@@ -35,7 +28,7 @@ def test_target_span_covers_exactly_the_rephrase_words_and_null_otherwise(dialog
   positives = 0
   for e in range(ex.size):
     d = dialogues[ex.dialogue[e]]
-    target = rephrase.true_pairs(d).get(int(ex.source[e]))
+    target = truth_lib.true_pairs(d).get(int(ex.source[e]))
     s, t = int(ex.labels["y_start"][e]), int(ex.labels["y_end"][e])
     if target is None:
       assert (s, t) == (0, 0)
@@ -46,10 +39,10 @@ def test_target_span_covers_exactly_the_rephrase_words_and_null_otherwise(dialog
     assert list(ex.inputs["ids"][e, s : t + 1]) == want
     assert set(ex.inputs["segment"][e, s : t + 1]) == {c + 1}
     assert ex.inputs["ids"][e, s - 1] >= vocab.size  # a gap / signal token, not a word
-    assert t + 1 == LAYOUT.seq_len or ex.inputs["ids"][e, t + 1] in (features.PAD, rephrase.special_id(vocab, "[SEP]"))
+    assert t + 1 == LAYOUT.seq_len or ex.inputs["ids"][e, t + 1] in (features.PAD, examples.special_id(vocab, "[SEP]"))
   assert positives == sum(len(d["truth"]["rephrase_pairs"]) for d in dialogues) > 100
   assert ex.size == sum(sessions.is_request(t) for d in dialogues for t in d["turns"])
-  assert ex.inputs["ids"][:, 0].tolist() == [rephrase.special_id(vocab, "[CLS]")] * ex.size
+  assert ex.inputs["ids"][:, 0].tolist() == [examples.special_id(vocab, "[CLS]")] * ex.size
 
 
 def test_gap_threshold_drops_far_turns(dialogues, built):
@@ -66,7 +59,7 @@ def test_gap_threshold_drops_far_turns(dialogues, built):
   pair = d["truth"]["rephrase_pairs"][0]
   for t in d["turns"][pair["target_turn"] :]:
     t["timestamp"] += LAYOUT.max_gap + 1
-  one = rephrase.build_examples([d], vocab, LAYOUT)
+  one = examples.build_examples([d], vocab, LAYOUT)
   e = int(np.flatnonzero(one.source == pair["source_turn"])[0])
   assert pair["target_turn"] not in one.cand_turns[e]
   assert (one.labels["y_start"][e], one.labels["y_end"][e]) == (0, 0)
@@ -79,7 +72,7 @@ def test_inputs_read_no_truth_but_the_rephrase_pairs(dialogues, built):
     d["truth"] = {"rephrase_pairs": d["truth"]["rephrase_pairs"]}
     for t in d["turns"]:
       t["truth"] = {}
-  again = rephrase.build_examples(stripped, vocab, LAYOUT)
+  again = examples.build_examples(stripped, vocab, LAYOUT)
   n = again.size
   for k in ex.inputs:
     np.testing.assert_array_equal(again.inputs[k], ex.inputs[k][:n])
@@ -87,7 +80,7 @@ def test_inputs_read_no_truth_but_the_rephrase_pairs(dialogues, built):
     np.testing.assert_array_equal(again.labels[k], ex.labels[k][:n])
   for d in stripped:
     del d["truth"]
-  bare = rephrase.build_examples(stripped, vocab, LAYOUT, labels=False)
+  bare = examples.build_examples(stripped, vocab, LAYOUT, labels=False)
   assert bare.labels == {} and all(np.array_equal(bare.inputs[k], again.inputs[k]) for k in again.inputs)
 
 
@@ -142,7 +135,7 @@ def test_span_loss_is_half_the_two_masked_cross_entropies():
 def test_metrics_match_sklearn(dialogues):
   rng = np.random.default_rng(2)
   test = dialogues[:200]
-  truth = [rephrase.true_pairs(d) for d in test]
+  truth = [truth_lib.true_pairs(d) for d in test]
   pred = []
   for d, t in zip(test, truth):  # keep some true pairs, move some targets, add false ones
     p = [(s, g if rng.random() < 0.7 else g + 1) for s, g in t.items() if rng.random() < 0.8]
@@ -152,7 +145,7 @@ def test_metrics_match_sklearn(dialogues):
   y_true = [(q[1], q[2]) in truth[q[0]].items() for q in universe]
   y_pred = [(q[1], q[2]) in pred[q[0]] for q in universe]
   p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
-  got = rephrase.pair_scores(truth, pred)
+  got = scores.pair_scores(truth, pred)
   assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((p, r, f))
   y_true, y_pred = [], []
   for d, t, q in zip(test, truth, pred):
@@ -161,22 +154,22 @@ def test_metrics_match_sklearn(dialogues):
         y_true.append(k in t)
         y_pred.append(k in dict(q))
   p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
-  got = rephrase.detection_scores(test, truth, pred)
+  got = scores.detection_scores(test, truth, pred)
   assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((p, r, f))
-  em = rephrase.span_exact_match([0, 3, 5, 0], [0, 4, 6, 0], np.array([0, 3, 5, 7]), np.array([0, 4, 7, 8]))
+  em = scores.span_exact_match([0, 3, 5, 0], [0, 4, 6, 0], np.array([0, 3, 5, 7]), np.array([0, 4, 7, 8]))
   assert em == {"all": 0.5, "positive": pytest.approx(1 / 3)}
 
 
 def test_pairwise_examples_and_targets(dialogues, built):
   vocab, ex = built
-  inputs, owner, slot, y = rephrase.pair_examples(dialogues, vocab, LAYOUT, ex, signals=False)
+  inputs, owner, slot, y = examples.pair_examples(dialogues, vocab, LAYOUT, ex, signals=False)
   assert len(owner) == int((ex.cand_turns >= 0).sum()) and inputs["ids"].shape == (len(owner), LAYOUT.pair_len)
   assert y.sum() == sum(len(d["truth"]["rephrase_pairs"]) for d in dialogues)
-  assert not np.any(inputs["ids"] >= rephrase.special_id(vocab, "<barge_in>"))  # words, [CLS] and [SEP] only
-  with_signals = rephrase.pair_examples(dialogues, vocab, LAYOUT, ex, signals=True)[0]
-  assert np.any(with_signals["ids"] >= rephrase.gap_id(vocab, 0.0))
+  assert not np.any(inputs["ids"] >= examples.special_id(vocab, "<barge_in>"))  # words, [CLS] and [SEP] only
+  with_signals = examples.pair_examples(dialogues, vocab, LAYOUT, ex, signals=True)[0]
+  assert np.any(with_signals["ids"] >= examples.gap_id(vocab, 0.0))
   cand = np.array([[4, 5, -1], [7, -1, -1], [9, 10, 11]])
-  got = rephrase.pairwise_targets(
+  got = detector.pairwise_targets(
     np.array([0.6, 0.9, 0.4, 0.2, 0.7, 0.1]), *np.array([[0, 0, 1, 2, 2, 2], [0, 1, 0, 0, 1, 2]]), cand
   )
   assert got.tolist() == [5, -1, 10]
@@ -184,13 +177,13 @@ def test_pairwise_examples_and_targets(dialogues, built):
 
 def test_embeddings_are_added_per_turn_and_change_the_output(dialogues, built, monkeypatch):
   vocab, _ = built
-  ex = rephrase.build_examples(dialogues[:30], vocab, LAYOUT)
+  ex = examples.build_examples(dialogues[:30], vocab, LAYOUT)
   fake = lambda kind, texts, cache_dir=None: np.array([[len(t), t.count("a"), 1.0] for t in texts], np.float32)
-  monkeypatch.setattr(rephrase.text_features, "embed_texts", fake)
-  assert rephrase.add_embeddings(ex, "random", LAYOUT.max_candidates + 1, None) == 3
+  monkeypatch.setattr(examples.text_features, "embed_texts", fake)
+  assert examples.add_embeddings(ex, "random", LAYOUT.max_candidates + 1, None) == 3
   e = int(np.flatnonzero(ex.cand_turns[:, 1] >= 0)[0])
   np.testing.assert_array_equal(ex.inputs["turn_emb"][e, :3], fake("", ex.texts[e][:3]))
-  net = nets.make_model(seq_len=LAYOUT.seq_len, num_segments=4, vocab_size=rephrase.vocab_size(vocab), dim=8,
+  net = nets.make_model(seq_len=LAYOUT.seq_len, num_segments=4, vocab_size=examples.vocab_size(vocab), dim=8,
                         num_layers=1, num_heads=2, text_dim=3)  # fmt: skip
   params = net.init(jax.random.PRNGKey(0))
   batch = {k: jnp.asarray(v[:4]) for k, v in ex.inputs.items()}
@@ -202,81 +195,18 @@ def test_embeddings_are_added_per_turn_and_change_the_output(dialogues, built, m
 
 def test_predict_pairs_feeds_reformulation_sessions(dialogues, built):
   vocab, _ = built
-  net = nets.make_model(seq_len=LAYOUT.seq_len, num_segments=4, vocab_size=rephrase.vocab_size(vocab), dim=8,
+  net = nets.make_model(seq_len=LAYOUT.seq_len, num_segments=4, vocab_size=examples.vocab_size(vocab), dim=8,
                         num_layers=1, num_heads=2)  # fmt: skip
   params = net.init(jax.random.PRNGKey(0))
   test = [{k: v for k, v in d.items() if k != "truth"} for d in dialogues[:60]]
-  eager = rephrase.Detector(net, params, vocab, LAYOUT, max_span=8, threshold=-1e9, text_encoder="none")
-  pairs = rephrase.predict_pairs(eager, test)
-  ex = rephrase.build_examples(test, vocab, LAYOUT, labels=False)
+  eager = detector.Detector(net, params, vocab, LAYOUT, max_span=8, threshold=-1e9, text_encoder="none")
+  pairs = detector.predict_pairs(eager, test)
+  ex = examples.build_examples(test, vocab, LAYOUT, labels=False)
   with_cands = {(int(d), int(s)): set(c[c >= 0].tolist()) for d, s, c in zip(ex.dialogue, ex.source, ex.cand_turns)}
   assert sum(map(len, pairs)) == sum(bool(c) for c in with_cands.values())  # every source with a candidate
   for i, (d, p) in enumerate(zip(test, pairs)):
     assert all(t in with_cands[(i, s)] for s, t in p)
     for s in sessions.reformulation_sessions(d, pairs=p):
       assert all((a, b) in p for a, b in zip(s.turns, s.turns[1:]))
-  shy = rephrase.Detector(net, params, vocab, LAYOUT, max_span=8, threshold=1e9, text_encoder="none")
-  assert rephrase.predict_pairs(shy, test) == [[] for _ in test]
-
-
-@pytest.mark.parametrize(
-  "field, value",
-  [
-    ("text_encoder", "bert"),
-    ("max_gap", 0.0),
-    ("max_candidates", 0),
-    ("threshold", float("nan")),
-    ("model.dim", 15),
-    ("model.dropout_rate", 1.0),
-    ("batch_size", 0),
-    ("optimizer.learning_rate", -1.0),
-  ],
-)
-def test_validate_config_names_the_bad_field(field, value):
-  config = rephrase_config.get_config("smoke")
-  block, _, leaf = field.rpartition(".")
-  (config[block] if block else config)[leaf] = value
-  with pytest.raises(app.ConfigError) as e:
-    rephrase.validate_config(config)
-  assert e.value.field == field
-
-
-def _run(workdir, *overrides, timeout=600):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
-  cmd = [sys.executable, "-m", "selflearn.main", f"--config={SMOKE}", f"--workdir={workdir}", *overrides]
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def test_smoke_binary_writes_results_and_resumes_identically(tmp_path):
-  workdir = tmp_path / "run"
-  proc = _run(workdir)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  results = json.loads((workdir / "results.json").read_text())
-  assert set(results["systems"]) == {"span", "gap_heuristic"}
-  assert results["true_pairs_in_window"] <= results["test_true_pairs"] == results["systems"]["span"]["pairs"]["true"]
-  for s in results["systems"].values():
-    assert all(0 <= s[k]["f1"] <= 1 for k in ("pairs", "detection"))
-  assert "| time-gap heuristic |" in (workdir / "results.md").read_text()
-  before = (workdir / "results.json").read_text()
-  again = _run(workdir)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert "rephrase: resuming from the checkpoint at step" in again.stdout and "simulating" not in again.stdout
-  assert (workdir / "results.json").read_text() == before
-
-
-def test_bad_config_exits_2_naming_the_field(tmp_path):
-  workdir = tmp_path / "run"
-  proc = _run(workdir, "--config.max_candidates=0", timeout=120)
-  assert proc.returncode == 2, proc.stderr
-  assert "config.max_candidates" in proc.stderr and "Traceback" not in proc.stderr
-  assert not workdir.exists()
-
-
-@pytest.mark.slow
-def test_span_model_beats_the_pairwise_baseline(tmp_path):
-  config = rephrase_config.get_config()
-  config.data.num_dialogues, config.num_epochs = 2000, 3
-  rephrase.validate_config(config)
-  out = rephrase.run(config, tmp_path, training.load_dialogues(config, tmp_path))
-  assert out["span_pair_f1"] > out["pairwise_pair_f1"] and out["span_pair_f1"] > out["gap_heuristic_pair_f1"]
+  shy = detector.Detector(net, params, vocab, LAYOUT, max_span=8, threshold=1e9, text_encoder="none")
+  assert detector.predict_pairs(shy, test) == [[] for _ in test]
