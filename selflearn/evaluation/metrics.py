@@ -4,9 +4,8 @@ Conventions follow scikit-learn (it computes them): `macro_f1` averages over
 the classes that occur in `y_true` or `y_pred` (unless `labels` is given), a
 class with no predicted or no true examples has precision/recall 0
 (`zero_division=0`).  Here: `prf` (precision / recall / F1 from counts, for
-sets of pairs, spans or entries), `span_f1` (conlleval's micro-averaged F1
-over exactly matching (slot, start, end) spans) and `majority` (the
-element-wise vote of several annotators).
+sets of pairs, spans or entries) and `span_f1` (conlleval's micro-averaged
+F1 over exactly matching (slot, start, end) spans).
 """
 
 from __future__ import annotations
@@ -79,12 +78,3 @@ def span_f1(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str
     n_true += len(ts)
     n_pred += len(ps)
   return prf(tp, n_pred, n_true)
-
-
-def majority(votes: np.ndarray) -> np.ndarray:
-  """Element-wise majority over the leading axis of `[k, ...]` int labels (ties: the first voter's label)."""
-  votes = np.asarray(votes)
-  k = votes.shape[0]
-  counts = np.stack([(votes == votes[i]).sum(axis=0) for i in range(k)])  # [k, ...] support of each voter's label
-  best = np.argmax(counts, axis=0)  # first voter among the most supported
-  return np.take_along_axis(votes, best[None], axis=0)[0]

@@ -30,7 +30,6 @@ from typing import Mapping
 
 import numpy as np
 
-from selflearn.evaluation import metrics
 from selflearn.signals import features
 
 NUM_INTENTS = len(features.INTENTS)
@@ -117,6 +116,15 @@ def annotate(labels: Mapping[str, np.ndarray], turn_mask: np.ndarray, noise: Noi
   return out
 
 
+def majority(votes: np.ndarray) -> np.ndarray:
+  """Element-wise majority over the leading axis of `[k, ...]` int labels (ties: the first voter's label)."""
+  votes = np.asarray(votes)
+  k = votes.shape[0]
+  counts = np.stack([(votes == votes[i]).sum(axis=0) for i in range(k)])  # [k, ...] support of each voter's label
+  best = np.argmax(counts, axis=0)  # first voter among the most supported
+  return np.take_along_axis(votes, best[None], axis=0)[0]
+
+
 def panel(labels: Mapping[str, np.ndarray], turn_mask: np.ndarray, noise: Noise, seed: int) -> dict[str, dict]:
   """The evaluation panel: a single-pass annotator and the majority of three others.
 
@@ -126,8 +134,8 @@ def panel(labels: Mapping[str, np.ndarray], turn_mask: np.ndarray, noise: Noise,
   """
   single = annotate(labels, turn_mask, noise, seed)
   three = [annotate(labels, turn_mask, noise, seed + k) for k in (1, 2, 3)]
-  majority = {k: metrics.majority(np.stack([a[k] for a in three])) for k in labels}
+  voted = {k: majority(np.stack([a[k] for a in three])) for k in labels}
   # A voted tag sequence can hold an I- after an O; spans() reads it as a new span (conlleval).
-  majority["goal"] = np.asarray(labels["goal"])
+  voted["goal"] = np.asarray(labels["goal"])
   single["goal"] = np.asarray(labels["goal"])
-  return {"single": single, "majority": majority}
+  return {"single": single, "majority": voted}

@@ -30,6 +30,8 @@ import numpy as np
 
 from selflearn.data import schema
 from selflearn.language import ontology
+from selflearn.sim import world as world_lib
+from selflearn.sim.users import User
 
 TITLE_TEMPLATES = {"play_video": "play the movie {title}", "play_audiobook": "play the audiobook {title}"}
 MEDIA = ("music", "video", "books")
@@ -55,10 +57,12 @@ def fuller_template(intent: str, template: str) -> str:
 class Channel:
   """The pipeline of one dialogue: its world, user, device and random generator."""
 
-  def __init__(self, world, config, user, device: dict, rng: np.random.Generator):
+  def __init__(self, world: world_lib.World, config, user: User, device: dict, rng: np.random.Generator):
+    """`config` is the dialogue's `simulator.SimConfig` (its `error_scale`); `device` its device dict."""
     self.world, self.config, self.user, self.device, self.rng = world, config, user, device, rng
 
   def request(self, intent, template, values, spoken_full, clarity, goal_id, attempt) -> dict:
+    """One request of goal `goal_id` (`template` spoken with `spoken_full`) through the pipeline, with its truth."""
     rng, world, user, cfg = self.rng, self.world, self.user, self.config
     scale = cfg.error_scale
     words, tags = render(template, spoken_full)
@@ -221,10 +225,12 @@ class Channel:
     return turn
 
   def other_intent(self, intent: str) -> str:
+    """A random goal intent other than `intent` (a mis-routing)."""
     others = [i for i in ontology.GOAL_INTENTS if i != intent]
     return others[int(self.rng.integers(len(others)))]
 
   def nbest(self, asr_text: str, true_text: str, asr_error: bool) -> list[dict]:
+    """The ASR n-best list after the 1-best: sometimes the true text after an error, a phonetic variant."""
     rng = self.rng
     out = []
     if asr_error and rng.random() < 0.5:
@@ -265,6 +271,7 @@ class Channel:
     response,
     audio,
   ) -> dict:
+    """The observed fields of a turn: timing, wake score, ASR, NLU (with an n-best), ER, result, response."""
     rng = self.rng
     others = [i for i in ontology.GOAL_INTENTS if i != pred_intent]
     picks = rng.choice(len(others), size=2, replace=False)

@@ -1,4 +1,4 @@
-"""Metric wrappers against scikit-learn's conventions; counts, BIO spans and majority votes by hand."""
+"""Metric wrappers against scikit-learn's conventions; counts and BIO spans by hand."""
 
 import numpy as np
 import pytest
@@ -60,8 +60,3 @@ def test_span_f1_by_hand():
   assert metrics.span_f1([["O"]], [["O"]])["f1"] == 0.0
   with pytest.raises(ValueError):
     metrics.span_f1([["O"]], [])
-
-
-def test_majority_vote():
-  votes = np.array([[0, 1, 2, 3], [0, 2, 2, 4], [1, 2, 0, 5]])
-  np.testing.assert_array_equal(metrics.majority(votes), [0, 2, 2, 3])  # all differ: first voter

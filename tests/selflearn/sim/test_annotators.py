@@ -26,3 +26,8 @@ def test_simulated_human_has_the_configured_per_class_accuracy(dialogues):
   assert np.mean(panel["majority"]["fpi"][mask] == y) > np.mean(panel["single"]["fpi"][mask] == y)
   # Padding is never touched.
   assert np.all(panel["single"]["fpi"][~mask] == ds.labels["fpi"][~mask])
+
+
+def test_majority_vote():
+  votes = np.array([[0, 1, 2, 3], [0, 2, 2, 4], [1, 2, 0, 5]])
+  np.testing.assert_array_equal(annotators.majority(votes), [0, 2, 2, 3])  # all differ: first voter
