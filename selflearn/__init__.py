@@ -1,6 +1,11 @@
-"""Self-learning conversational AI: simulated dialogue logs, failure-point isolation, label generation.
+"""Self-learning conversational AI on simulated dialogue logs.
 
-See `selflearn/README.md`.  Rephrase detection and query rewriting are not
-built yet.  This package may import `common` and `schedulers`, never another
-method package.
+One subpackage per concern (see `selflearn/README.md`): `language` and
+`data` (the ontology, the log schema, readers, splits), `sim` (the simulator,
+its annotators and judge), `signals` (what models read from logs),
+`understanding` (failure-point isolation, label generation), `rewriting`
+(rephrase detection, precomputed and online rewriting), `teaching`
+(teachable preferences), `evaluation`, and the task runners (`tasks`) of the
+`selflearn.main` binary.  The core never imports `sim`; this package may
+import `common` and `schedulers`, never another method package.
 """

@@ -1,4 +1,4 @@
-"""Writes simulated voice-assistant dialogue logs (JSONL, `selflearn.schema` version 1).
+"""Writes simulated voice-assistant dialogue logs (JSONL, `selflearn.data.schema` version 1).
 
   python -m selflearn.simulate --out=logs.jsonl --num_dialogues=10000 [--seed=0 --num_users=100]
 
@@ -16,7 +16,8 @@ import sys
 from absl import flags
 
 from common import app
-from selflearn import schema, simulator
+from selflearn.data import logs
+from selflearn.sim import simulator
 
 _OUT = flags.DEFINE_string("out", None, "Output JSONL path (its directory is created).")
 _NUM = flags.DEFINE_integer("num_dialogues", 1000, "Dialogues to write.")
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
   if not os.access(out.parent, os.W_OK):
     _fail(f"--out={out}: {out.parent} is not writable.")
   counter = _Counter()
-  n = simulator.write_logs(str(out), counter.wrap(simulator.generate(config, _NUM.value)), total=_NUM.value)
+  n = logs.write_logs(str(out), counter.wrap(simulator.generate(config, _NUM.value)), total=_NUM.value)
   s = counter.summary()
   print(
     f"wrote {n} dialogues ({s['turns']} turns, {s['goals']} goals) to {out}: goal success"
@@ -66,8 +67,8 @@ def main(argv: list[str]) -> int:
     flush=True,
   )
   if _VALIDATE.value:
-    stats = schema.LoadStats()
-    for _ in schema.iter_logs(out, stats=stats):
+    stats = logs.LoadStats()
+    for _ in logs.iter_logs(out, stats=stats):
       pass
     print(f"validated {stats.rows} rows of {out}", flush=True)
   return 0

@@ -1,20 +1,20 @@
 """`train_and_evaluate(config, workdir)`: the `selflearn.main` binary's library.
 
-Dispatches on `config.task` (fixed by the config file):
+Dispatches on `config.task` (fixed by the config file) to a task runner in
+`selflearn.tasks`:
 
-| task | module | config |
-|---|---|---|
-| `fpi` | `selflearn.fpi`: failure-point isolation | `configs/fpi.py` |
-| `labels` | `selflearn.labels`: label generation | `configs/labels.py` |
-| `rephrase` | `selflearn.rephrase`: contextual rephrase detection | `configs/rephrase.py` |
-| `amc` | `selflearn.precomputed`: absorbing-Markov-chain rewrites, win/loss | `configs/amc.py` |
-| `online` | `selflearn.online`: retrieval + ranking rewrites, global / personal A/B | `configs/online.py` |
-| `teach` | `selflearn.teaching`: teachable preferences | `configs/teach.py` |
+| task | runner | what | config |
+|---|---|---|---|
+| `fpi` | `tasks.fpi` | failure-point isolation (`understanding.fpi`) | `configs/fpi.py` |
+| `labels` | `tasks.labels` | label generation (`understanding.labels`) | `configs/labels.py` |
+| `rephrase` | `tasks.rephrase` | contextual rephrase detection (`rewriting.rephrase`) | `configs/rephrase.py` |
+| `amc` | `tasks.amc` | absorbing-Markov-chain rewrites, win/loss (`rewriting.precomputed`) | `configs/amc.py` |
+| `online` | `tasks.online` | retrieval + ranking, global / personal A/B (`rewriting.online`) | `configs/online.py` |
+| `teach` | `tasks.teach` | teachable preferences (`teaching`) | `configs/teach.py` |
 
-`fpi` and `labels` share `selflearn.training`'s encoded data and dialogue
-model; the other tasks read the raw dialogues (`training.load_dialogues`)
-and reuse its resumable `fit` stage.  Every task module exposes
-`validate_config(config)` and `run(config, workdir, ...)`.
+`fpi` and `labels` read encoded splits (`tasks.encoded.load_data`), the
+other tasks the raw dialogues (`tasks.base.load_dialogues`); every runner
+exposes `validate_config(config)` and `run(config, workdir, data)`.
 """
 
 from __future__ import annotations
@@ -26,20 +26,23 @@ from typing import Any
 import ml_collections
 
 from common import app
-from selflearn.training import DEFAULT_CONFIG, RESUMABLE_FIELDS, load_data, load_dialogues
+from selflearn.tasks import base, encoded
+
+RESUMABLE_FIELDS = base.RESUMABLE_FIELDS
+DEFAULT_CONFIG = str(pathlib.Path(__file__).parent / "configs" / "fpi.py")
 
 __all__ = ["DEFAULT_CONFIG", "RESUMABLE_FIELDS", "TASKS", "train_and_evaluate", "validate_config"]
 
-# task -> module; fpi and labels take the encoded `training.Data`, the others the raw `training.Dialogues`.
+# task -> runner module; fpi and labels take the encoded `understanding.dataset.Data`, the others the raw
+# `data.splits.Dialogues`.
 TASKS = {
-  "fpi": "selflearn.fpi",
-  "labels": "selflearn.labels",
-  "rephrase": "selflearn.rephrase",
-  "amc": "selflearn.precomputed",
-  "online": "selflearn.online",
-  "teach": "selflearn.teaching",
+  "fpi": "selflearn.tasks.fpi",
+  "labels": "selflearn.tasks.labels",
+  "rephrase": "selflearn.tasks.rephrase",
+  "amc": "selflearn.tasks.amc",
+  "online": "selflearn.tasks.online",
+  "teach": "selflearn.tasks.teach",
 }
-_ENCODED = ("fpi", "labels")
 
 
 def _module(task: str):
@@ -49,17 +52,15 @@ def _module(task: str):
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises `common.app.ConfigError` naming the first bad field (or ValueError naming a bad log row)."""
   app.check(config, "task", lambda v: v in TASKS, f"must be one of {tuple(TASKS)}")
-  if config.task in _ENCODED:
-    from selflearn import training  # pylint: disable=g-import-not-at-top
-
-    training.validate_config(config)
-  else:
-    _module(config.task).validate_config(config)
+  _module(config.task).validate_config(config)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs `config.task` in `workdir` (resuming it); returns the headline metrics."""
   workdir = pathlib.Path(workdir)
   module = _module(config.task)
-  data = load_data(config, workdir) if config.task in _ENCODED else load_dialogues(config, workdir)
+  if config.task in encoded.TASKS:
+    data = encoded.load_data(config, workdir)
+  else:
+    data = base.load_dialogues(config, workdir)
   return module.run(config, workdir, data)

@@ -2,7 +2,10 @@
 
 common imports no method package and not schedulers; schedulers imports only
 common (among our packages); methods never import each other; orbax is
-imported only by common/checkpoint.py.
+imported only by common/checkpoint.py; there are no import cycles.  Inside
+selflearn, the core (what models and their inputs are made of) never
+reaches the simulator (`selflearn.sim`), directly or through another
+module: only task runners, the binaries and evaluation with the judge use it.
 """
 
 import ast
@@ -131,3 +134,104 @@ def test_no_import_cycles():
 def test_cycle_finder_finds_one():
   assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# --- selflearn's layers --------------------------------------------------------------------------------------
+
+# Modules that may import the simulator (its world, annotators, judge): runners, binaries, judged evaluation.
+SELFLEARN_SIM_USERS = (
+  "selflearn.sim",
+  "selflearn.tasks",
+  "selflearn.train",
+  "selflearn.main",
+  "selflearn.simulate",
+  "selflearn.evaluation.replay",
+)
+# The core: data, signals, models, rewriting, teaching and what they share; never the simulator.
+SELFLEARN_CORE = (
+  "selflearn",
+  "selflearn.language",
+  "selflearn.data",
+  "selflearn.signals",
+  "selflearn.understanding",
+  "selflearn.rewriting",
+  "selflearn.teaching",
+  "selflearn.training",
+  "selflearn.amc",
+  "selflearn.evaluation",
+  "selflearn.evaluation.metrics",
+  "selflearn.evaluation.bootstrap",
+  "selflearn.evaluation.winloss",
+  "selflearn.configs",
+  "selflearn.benchmark",
+  "selflearn.benchmarks",
+)
+
+
+def _under(name: str, prefixes, *, exact=("selflearn", "selflearn.evaluation")) -> bool:
+  """`name` is one of `prefixes` or inside one (the bare packages in `exact` match only themselves)."""
+  return any(name == p or (p not in exact and name.startswith(p + ".")) for p in prefixes)
+
+
+def _with_parents(graph: dict[str, set[str]], name: str) -> set[str]:
+  """What importing `name` runs: its own imports and those of the packages above it."""
+  parts = name.split(".")
+  out = set(graph.get(name, ()))
+  for k in range(1, len(parts)):
+    out |= graph.get(".".join(parts[:k]), set())
+  return out
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+  """Every module that importing `start` imports (transitively, parent packages included) -> who imports it."""
+  seen, todo = {}, [start]
+  while todo:
+    node = todo.pop()
+    for nxt in sorted(_with_parents(graph, node)):
+      if nxt not in seen and nxt != start:
+        seen[nxt] = node
+        todo.append(nxt)
+  return seen
+
+
+def _selflearn_modules(graph):
+  return sorted(m for m in graph if m == "selflearn" or m.startswith("selflearn."))
+
+
+def test_every_selflearn_module_is_core_or_a_simulator_user():
+  loose = [m for m in _selflearn_modules(import_graph()) if not _under(m, SELFLEARN_CORE + SELFLEARN_SIM_USERS)]
+  assert not loose, f"classify these modules in tests/test_import_rules.py: {loose}"
+
+
+def test_only_runners_binaries_and_judged_evaluation_import_the_simulator():
+  graph = import_graph()
+  offenders = [
+    f"{m} imports {t}"
+    for m in _selflearn_modules(graph)
+    for t in sorted(graph[m])
+    if _under(t, ("selflearn.sim",)) and not _under(m, SELFLEARN_SIM_USERS)
+  ]
+  assert not offenders, "\n".join(offenders)
+
+
+def test_selflearn_core_never_reaches_the_simulator():
+  graph = import_graph()
+  leaks = []
+  for m in _selflearn_modules(graph):
+    if _under(m, SELFLEARN_SIM_USERS):
+      continue
+    via = reachable(graph, m)
+    for target in sorted(t for t in via if _under(t, ("selflearn.sim",))):
+      path, node = [target], target
+      while node != m and node in via:
+        node = via[node]
+        path.append(node)
+      leaks.append(" <- ".join(path))
+  assert not leaks, "core modules reach the simulator:\n" + "\n".join(leaks)
+
+
+def test_reachability_follows_imports_and_parent_packages():
+  graph = {"p.core": {"p.mid"}, "p.mid": {"p.sim.world"}, "p.sim": set(), "p.sim.world": set(), "p": set()}
+  assert set(reachable(graph, "p.core")) == {"p.mid", "p.sim.world"}
+  graph["p"] = {"p.sim.world"}  # a package __init__ that imports the simulator taints everything under it
+  assert "p.sim.world" in reachable({"p.x": set(), **graph}, "p.x")

@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base.common_config("amc")
   config.data.num_dialogues = 12000  # ~8 s of simulation; 8,400 training dialogues feed the chain
 
-  config.states = "text"  # text (normalised recognised utterance) | interpretation (interpret.resolve of the text)
+  config.states = "text"  # text (normalised recognised utterance) | interpretation (the judge's resolve of the text)
   config.pairs_source = "gap"  # gap (observable time-gap sessions) | truth (simulator's rephrase pairs: upper bound)
   config.rephrase_gap = 15.0  # s: a request within this of a request with friction continues its session
   config.stop_gap = 8.0  # s: "stop" / negative feedback within this marks friction

@@ -58,7 +58,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
 
   config.train_labels = "annotator"  # annotator (one simulated single-pass annotator) | truth
   config.annotator_seed = 17  # seeds of the simulated annotators (training pass; test panel = seed + 100..103)
-  config.annotator = ml_collections.ConfigDict()  # selflearn.annotators.Noise
+  config.annotator = ml_collections.ConfigDict()  # selflearn.sim.annotators.Noise
   config.annotator.segment = 0.08  # B/I swap (and O -> B) probability
   config.annotator.success = 0.1  # goal-success flip probability, per goal
   config.annotator.intent = 0.06  # intent replaced by a random other

@@ -1,4 +1,4 @@
-"""Config of `python -m selflearn.main` for contextual rephrase detection (`selflearn.rephrase`).
+"""Config of `python -m selflearn.main` for contextual rephrase detection (`selflearn.rewriting.rephrase`).
 
 Variants: `--config=selflearn/configs/rephrase.py:<variant>`, see `VARIANTS`.
 """

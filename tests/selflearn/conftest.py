@@ -2,7 +2,8 @@
 
 import pytest
 
-from selflearn import simulator, world
+from selflearn.sim import simulator
+from selflearn.sim import world as world_lib
 
 
 @pytest.fixture(scope="session")
@@ -12,7 +13,7 @@ def sim_config():
 
 @pytest.fixture(scope="session")
 def sim_world(sim_config):
-  return world.make_world(sim_config.seed, sim_config.num_users)
+  return world_lib.make_world(sim_config.seed, sim_config.num_users)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The sections of `python -m selflearn.benchmark`: `encoder`, `retrieval`, `absorption` (each against a named peer)."""

@@ -1,0 +1,267 @@
+"""The dialogue-log format (JSONL, one dialogue per line) and its validation.
+
+Version `SCHEMA_VERSION` = 1.  A record is what `selflearn.sim.simulator`
+writes; the field-by-field description is in `selflearn/README.md` ("Log
+schema").  Fields outside `truth` are what a production log would hold
+(observations: ASR/NLU/ER outputs, confidences, responses, timestamps,
+barge-ins); `truth` blocks hold the simulator's ground truth and must never
+be model inputs.
+
+`validate(record)` checks a row structurally (`DIALOGUE`: required keys, no
+unknown keys, types, ranges, enums) and semantically (`check_consistency`:
+consecutive turn ids, non-decreasing timestamps, one BIO tag per recognised
+word, goals and rephrase pairs pointing at real turns, the failure point
+being the first irrecoverable stage error) and raises ValueError naming the
+field.  Reading and writing files is `selflearn.data.logs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Sequence
+
+SCHEMA_VERSION = 1
+STAGES = ("wake", "asr", "nlu", "entity", "result")
+FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity", "result", "correct")
+SEGMENTS = ("B", "I", "O")
+STATUSES = ("ok", "error", "no_match", "unsupported")
+REPHRASE_KINDS = ("repeat", "clearer", "paraphrase", "fuller")
+REWRITE_KINDS = ("global", "personal", "user_asr")
+GOAL_ENDS = ("success", "abandon", "stop")
+_POINT_OF_STAGE = dict(zip(STAGES, FAILURE_POINTS[:5]))
+
+
+class _Invalid(ValueError):
+  pass
+
+
+# --- structural spec --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Opt:
+  spec: Any  # the value may also be null
+
+
+@dataclasses.dataclass(frozen=True)
+class Enum:
+  values: Sequence[Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ListOf:
+  spec: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class MapOf:
+  spec: Any  # string keys
+
+
+@dataclasses.dataclass(frozen=True)
+class Num:
+  lo: float = -math.inf
+  hi: float = math.inf
+
+
+PROB = Num(0.0, 1.0)
+STAGE_FLAGS = {s: bool for s in STAGES}
+
+TURN = {
+  "turn_id": int,
+  "timestamp": Num(0.0),  # unix seconds, start of the user's speech
+  "utterance_duration": Num(0.0),  # seconds
+  "wake": {"score": PROB},  # wake-word detector confidence
+  "asr": {"text": str, "confidence": PROB, "nbest": ListOf({"text": str, "confidence": PROB})},
+  "nlu": {
+    "domain": str,
+    "intent": str,
+    "confidence": PROB,
+    "slots": MapOf(str),  # slot -> recognised span text
+    "nbest": ListOf({"intent": str, "confidence": PROB}),
+  },
+  "er": {"resolved": MapOf(Opt(str)), "score": PROB},  # slot -> resolved entity (null: no match)
+  "result": {"status": Enum(STATUSES)},
+  "response": {"text": str, "duration": Num(0.0)},
+  "signals": {"barge_in": bool, "barge_in_time": Opt(Num(0.0))},  # seconds into the response
+  "audio": ListOf(float),  # 6 summary acoustic features
+  "truth": {
+    "utterance": str,  # what the user (or the TV) actually said
+    "domain": str,
+    "intent": str,
+    "slots": MapOf(str),  # slot -> spoken span
+    "values": MapOf(str),  # slot -> canonical entity meant
+    "tags": ListOf(str),  # BIO slot tags, one per word of asr.text
+    "goal_id": Opt(int),  # null for a false wake
+    "segment": Enum(SEGMENTS),  # B: starts a goal, I: inside one, O: no goal
+    "attempt": Opt(int),  # 0 for the first request of a goal, k for the k-th rephrase; null for stop/feedback
+    "stage_errors": STAGE_FLAGS,
+    "recovered": STAGE_FLAGS,  # an error a later stage undid
+    "failure_point": Enum(FAILURE_POINTS),
+    "defect": bool,
+    "rephrase_of": Opt(int),  # the turn this request rephrases
+    "rephrase_kind": Opt(Enum(REPHRASE_KINDS)),
+    "rewrite": Opt(str),  # the query that would have succeeded
+    "rewrite_kind": Opt(Enum(REWRITE_KINDS)),
+    "error_pattern": Opt({"heard": str, "meant": str}),  # the shared ASR confusion behind a global rewrite
+  },
+}
+GOAL = {
+  "goal_id": int,
+  "domain": str,
+  "intent": str,
+  "values": MapOf(str),
+  "canonical": str,  # the explicit utterance of the goal
+  "turn_ids": ListOf(int),
+  "success": bool,
+  "failure_point": Enum(FAILURE_POINTS),  # of the goal's last request
+  "end": Enum(GOAL_ENDS),
+}
+DIALOGUE = {
+  "schema_version": Enum((SCHEMA_VERSION,)),
+  "dialogue_id": str,
+  "user_id": str,
+  "device": {
+    "device_id": str,
+    "type": Enum(("speaker", "screen")),
+    "has_screen": bool,
+    "room": str,
+    "state": MapOf(str),
+  },
+  "context": {
+    "time_of_day": Enum(("night", "morning", "afternoon", "evening")),
+    "hour": int,
+    "weekday": int,
+    "location": str,
+  },
+  "start_time": Num(0.0),
+  "turns": ListOf(TURN),
+  "truth": {
+    "goals": ListOf(GOAL),
+    "rephrase_pairs": ListOf(
+      {"source_turn": int, "target_turn": int, "kind": Enum(REPHRASE_KINDS), "gap": Num(0.0)}  # gap: seconds
+    ),
+  },
+}
+
+
+def _type_name(v: Any) -> str:
+  return "null" if v is None else type(v).__name__
+
+
+def _check(value: Any, spec: Any, path: str) -> None:
+  if isinstance(spec, Opt):
+    if value is not None:
+      _check(value, spec.spec, path)
+  elif spec is bool:
+    if not isinstance(value, bool):
+      raise _Invalid(f"{path}: expected a boolean, got {_type_name(value)} {value!r}")
+  elif spec is int:
+    if not isinstance(value, int) or isinstance(value, bool):
+      raise _Invalid(f"{path}: expected an integer, got {_type_name(value)} {value!r}")
+  elif spec is float or isinstance(spec, Num):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+      raise _Invalid(f"{path}: expected a finite number, got {_type_name(value)} {value!r}")
+    if isinstance(spec, Num) and not spec.lo <= value <= spec.hi:
+      raise _Invalid(f"{path}: {value!r} is outside [{spec.lo}, {spec.hi}]")
+  elif spec is str:
+    if not isinstance(value, str):
+      raise _Invalid(f"{path}: expected a string, got {_type_name(value)} {value!r}")
+  elif isinstance(spec, Enum):
+    if value not in spec.values or isinstance(value, bool):
+      raise _Invalid(f"{path}: {value!r} is not one of {list(spec.values)}")
+  elif isinstance(spec, ListOf):
+    if not isinstance(value, list):
+      raise _Invalid(f"{path}: expected a list, got {_type_name(value)}")
+    for i, v in enumerate(value):
+      _check(v, spec.spec, f"{path}[{i}]")
+  elif isinstance(spec, MapOf):
+    if not isinstance(value, dict):
+      raise _Invalid(f"{path}: expected an object, got {_type_name(value)}")
+    for k, v in value.items():
+      _check(v, spec.spec, f"{path}.{k}")
+  elif isinstance(spec, dict):
+    if not isinstance(value, dict):
+      raise _Invalid(f"{path}: expected an object, got {_type_name(value)}")
+    missing = [k for k in spec if k not in value]
+    if missing:
+      raise _Invalid(f"{path + '.' if path else ''}{missing[0]}: missing field")
+    unknown = [k for k in value if k not in spec]
+    if unknown:
+      raise _Invalid(f"{path + '.' if path else ''}{unknown[0]}: unknown field (schema version {SCHEMA_VERSION})")
+    for k, sub in spec.items():
+      _check(value[k], sub, f"{path}.{k}" if path else k)
+  else:  # pragma: no cover - a bug in the spec itself
+    raise TypeError(f"bad spec {spec!r} at {path}")
+
+
+def first_failure(stage_errors: dict, recovered: dict) -> str:
+  """The failure point: the first stage whose error was not recovered, else 'correct'."""
+  for s in STAGES:
+    if stage_errors[s] and not recovered[s]:
+      return _POINT_OF_STAGE[s]
+  return "correct"
+
+
+def check_consistency(d: dict) -> None:
+  """Raises `ValueError` naming the field of the first cross-reference that does not hold."""
+  turns = d["turns"]
+  if not turns:
+    raise _Invalid("turns: a dialogue needs at least one turn")
+  for i, t in enumerate(turns):
+    p = f"turns[{i}]"
+    if t["turn_id"] != i:
+      raise _Invalid(f"{p}.turn_id: expected {i} (turn ids are consecutive from 0), got {t['turn_id']}")
+    if i and t["timestamp"] < turns[i - 1]["timestamp"]:
+      raise _Invalid(f"{p}.timestamp: earlier than the previous turn's")
+    tr = t["truth"]
+    if len(tr["tags"]) != len(t["asr"]["text"].split()):
+      raise _Invalid(f"{p}.truth.tags: {len(tr['tags'])} tags for {len(t['asr']['text'].split())} recognised words")
+    fp = first_failure(tr["stage_errors"], tr["recovered"])
+    if tr["failure_point"] != fp:
+      raise _Invalid(
+        f"{p}.truth.failure_point: {tr['failure_point']!r}, but the first irrecoverable stage gives {fp!r}"
+      )
+    if tr["defect"] != (fp != "correct"):
+      raise _Invalid(f"{p}.truth.defect: must be failure_point != 'correct'")
+    if (tr["segment"] == "O") != (tr["goal_id"] is None):
+      raise _Invalid(f"{p}.truth.segment: 'O' exactly when goal_id is null")
+    if tr["rephrase_of"] is not None and not 0 <= tr["rephrase_of"] < i:
+      raise _Invalid(f"{p}.truth.rephrase_of: {tr['rephrase_of']} is not an earlier turn")
+  goals = d["truth"]["goals"]
+  for g, goal in enumerate(goals):
+    if goal["goal_id"] != g:
+      raise _Invalid(f"truth.goals[{g}].goal_id: expected {g}, got {goal['goal_id']}")
+    for tid in goal["turn_ids"]:
+      if not 0 <= tid < len(turns) or turns[tid]["truth"]["goal_id"] != g:
+        raise _Invalid(f"truth.goals[{g}].turn_ids: turn {tid} does not exist or belongs to another goal")
+  for i, t in enumerate(turns):
+    gid = t["truth"]["goal_id"]
+    if gid is not None and (gid >= len(goals) or i not in goals[gid]["turn_ids"]):
+      raise _Invalid(f"turns[{i}].truth.goal_id: goal {gid} does not list this turn")
+  for k, pair in enumerate(d["truth"]["rephrase_pairs"]):
+    s, tgt = pair["source_turn"], pair["target_turn"]
+    ok = 0 <= s < tgt < len(turns)
+    if (
+      not ok
+      or turns[tgt]["truth"]["rephrase_of"] != s
+      or turns[s]["truth"]["goal_id"] != turns[tgt]["truth"]["goal_id"]
+    ):
+      raise _Invalid(f"truth.rephrase_pairs[{k}]: ({s} -> {tgt}) is not a rephrase of an earlier turn of the same goal")
+
+
+def validate(d: Any) -> None:
+  """Raises `ValueError` ('field: message') unless `d` is a valid version-1 record."""
+  if not isinstance(d, dict):
+    raise _Invalid(f"expected a JSON object per line, got {_type_name(d)}")
+  if d.get("schema_version") not in (None, SCHEMA_VERSION):
+    raise _Invalid(f"schema_version: {d['schema_version']!r} is not supported (this code reads {SCHEMA_VERSION})")
+  _check(d, DIALOGUE, "")
+  check_consistency(d)
+
+
+def dumps(d: dict) -> str:
+  """One JSONL line (compact, keys in writing order)."""
+  return json.dumps(d, separators=(",", ":"), allow_nan=False)

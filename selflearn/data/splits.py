@@ -1,0 +1,44 @@
+"""Train / validation / test splits of a log, by dialogue.
+
+The last `test_fraction` of the dialogues (in log order) is the test split,
+the `val_fraction` before it the validation split, the rest the training
+split: `split_sizes` is the arithmetic, `read_split` reads a log through the
+validating loader (`selflearn.data.logs`) and cuts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from selflearn.data import logs
+
+
+@dataclasses.dataclass
+class Dialogues:
+  """The raw log rows of one run, split by dialogue (train / validation / test), plus their source."""
+
+  train: list
+  val: list
+  test: list
+  log_path: os.PathLike | str
+  skipped: int
+  skipped_errors: list
+
+
+def split_sizes(n: int, *, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+  """(train, validation, test) dialogue counts of an `n`-dialogue log."""
+  n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+  return n - n_val - n_test, n_val, n_test
+
+
+def read_split(
+  path: str | os.PathLike, *, val_fraction: float, test_fraction: float, skip_invalid: bool = False
+) -> Dialogues:
+  """Reads and validates the log at `path` (skipping and counting bad rows if `skip_invalid`) and splits it."""
+  rows, stats = logs.load_logs(path, skip_invalid=skip_invalid)
+  if stats.skipped:
+    print(f"warning: skipped {stats.skipped} invalid rows of {path} (first: {stats.errors[0]})", flush=True)
+  n_train, n_val, _ = split_sizes(len(rows), val_fraction=val_fraction, test_fraction=test_fraction)
+  cut = n_train + n_val
+  return Dialogues(rows[:n_train], rows[n_train:cut], rows[cut:], path, stats.skipped, stats.errors)

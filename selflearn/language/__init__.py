@@ -1,0 +1,1 @@
+"""The assistant's language resources: the ontology and catalogues (`ontology`), CMUdict phonetics (`phonetics`)."""

@@ -1,0 +1,214 @@
+"""The indexes of online rewriting and the candidates they give a request.
+
+The **global index** holds the distinct frictionless request texts of all
+users (count, success rate, NLU domain and slots); the **personal index**
+each user's own (use times: only uses before a query count).  A `Retriever`
+embeds both with the trained dual encoder (`retrieval`) and
+`candidate_lists` gives each query its list: pass-through first, then the
+global top-k (and, for the personal layer, the user's own top-k), as
+`ranker.Candidate`s with their metadata.  `retrieval_recall` is the
+encoder's recall@k on held-out pairs next to an untrained encoder and
+rapidfuzz.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence
+
+import ml_collections
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from selflearn.rewriting.online import mining, ranker, retrieval
+from selflearn.signals import sessions
+
+
+@dataclasses.dataclass
+class GlobalIndex:
+  """Distinct frictionless request texts across users (most frequent first) and their metadata."""
+
+  texts: list[str]
+  count: np.ndarray  # frictionless requests with the text
+  uses: np.ndarray  # requests with the text
+  domain: list[str]
+  slots: list[dict]
+  row: dict[str, int]
+
+
+@dataclasses.dataclass
+class PersonalIndex:
+  """Per user: text -> sorted times of the user's frictionless requests with it, plus NLU metadata."""
+
+  times: dict[str, dict[str, list[float]]]
+  all_times: dict[str, list[float]]
+  meta: dict[str, tuple[str, dict]]  # text -> (domain, slots) as first seen on success
+  rows: list[tuple[str, str]]  # (user, text): the rows of the personal retrieval index
+
+  def history(self, user: str, t: float) -> int:
+    """The user's frictionless requests before time `t`."""
+    return bisect.bisect_left(self.all_times.get(user, []), t)
+
+  def uses(self, user: str, text: str, t: float) -> tuple[int, float]:
+    """(uses before `t`, days since the last one)."""
+    times = self.times.get(user, {}).get(text, [])
+    n = bisect.bisect_left(times, t)
+    return n, ((t - times[n - 1]) / 86400.0 if n else 0.0)
+
+
+def build_indexes(dialogues: Sequence[Mapping], *, rephrase_gap: float = 15.0) -> tuple[GlobalIndex, PersonalIndex]:
+  """The global and personal indexes of `dialogues` (observations only)."""
+  count: dict[str, int] = {}
+  uses: dict[str, int] = {}
+  meta: dict[str, tuple[str, dict]] = {}
+  times: dict[str, dict[str, list[float]]] = {}
+  for d in dialogues:
+    ok = set(mining.successful_requests(d, rephrase_gap=rephrase_gap))
+    for i, t in enumerate(d["turns"]):
+      if not sessions.is_request(t):
+        continue
+      text = t["asr"]["text"]
+      uses[text] = uses.get(text, 0) + 1
+      if i in ok:
+        count[text] = count.get(text, 0) + 1
+        meta.setdefault(text, (t["nlu"]["domain"], dict(t["nlu"]["slots"])))
+        times.setdefault(d["user_id"], {}).setdefault(text, []).append(float(t["timestamp"]))
+  texts = sorted(count, key=lambda s: (-count[s], s))
+  gi = GlobalIndex(
+    texts=texts,
+    count=np.asarray([count[s] for s in texts], np.int64),
+    uses=np.asarray([uses[s] for s in texts], np.int64),
+    domain=[meta[s][0] for s in texts],
+    slots=[meta[s][1] for s in texts],
+    row={s: r for r, s in enumerate(texts)},
+  )
+  for per in times.values():
+    for v in per.values():
+      v.sort()
+  all_times = {u: sorted(x for v in per.values() for x in v) for u, per in times.items()}
+  rows = [(u, s) for u in sorted(times) for s in sorted(times[u])]
+  return gi, PersonalIndex(times, all_times, meta, rows)
+
+
+def _user_int(user: str) -> int:
+  return int(user.lstrip("u"))
+
+
+@dataclasses.dataclass
+class Retriever:
+  """The trained encoder with its global and personal search indexes."""
+
+  network: Any
+  params: Any
+  config: ml_collections.ConfigDict
+  gi: GlobalIndex
+  pi: PersonalIndex
+  emb_fn: Any  # texts -> frozen sentence embeddings or None
+  g_index: Optional[retrieval.Index] = None
+  p_index: Optional[retrieval.Index] = None
+
+  def embed(self, texts: Sequence[str]) -> np.ndarray:
+    r = self.config.retrieval
+    ids = retrieval.featurize(texts, num_buckets=r.num_buckets, max_ngrams=r.max_ngrams)
+    return retrieval.encode(self.network, self.params, ids, self.emb_fn(texts))
+
+  def build(self) -> "Retriever":
+    mesh = retrieval.rows_mesh()
+    chunk = self.config.retrieval.chunk
+    self.g_index = retrieval.build_index(self.embed(self.gi.texts), chunk=chunk, mesh=mesh)
+    groups = np.asarray([_user_int(u) for u, _ in self.pi.rows], np.int32)
+    self.p_index = retrieval.build_index(
+      self.embed([s for _, s in self.pi.rows]), groups=groups, chunk=chunk, mesh=mesh
+    )
+    return self
+
+
+def _global_candidate(gi: GlobalIndex, text: str, **kw) -> ranker.Candidate:
+  row = gi.row.get(text)
+  if row is None:
+    return ranker.Candidate(text=text, **kw)
+  meta = dict(
+    global_count=int(gi.count[row]), global_uses=int(gi.uses[row]), domain=gi.domain[row], slots=gi.slots[row]
+  )
+  meta.update(kw)
+  return ranker.Candidate(text=text, in_global=True, **meta)
+
+
+def _with_personal(c: ranker.Candidate, pi: PersonalIndex, q: ranker.Query) -> ranker.Candidate:
+  n, days = pi.uses(q.user_id, c.text, q.time)
+  if not n:
+    return dataclasses.replace(c, personal_total=pi.history(q.user_id, q.time))
+  domain, slots = pi.meta[c.text]
+  return dataclasses.replace(
+    c,
+    in_personal=True,
+    personal_count=n,
+    personal_total=pi.history(q.user_id, q.time),
+    personal_days=days,
+    domain=c.domain or domain,
+    slots=c.slots or slots,
+  )
+
+
+def candidate_lists(ret: Retriever, queries: Sequence[ranker.Query], *, personal: bool) -> list[list[ranker.Candidate]]:
+  """Per query: pass-through first, then the global top-k (and, with `personal`, the user's own top-k)."""
+  k = ret.config.retrieval.k
+  if not queries:
+    return []
+  q_emb = ret.embed([q.text for q in queries])
+  g_scores, g_rows = retrieval.search(ret.g_index, q_emb, min(k + 1, max(len(ret.gi.texts), 1)))
+  if personal and ret.pi.rows:
+    groups = np.asarray([_user_int(q.user_id) for q in queries], np.int32)
+    p_scores, p_rows = retrieval.search(ret.p_index, q_emb, 2 * k + 1, query_groups=groups)
+  out = []
+  for n, q in enumerate(queries):
+    source = _global_candidate(ret.gi, q.text, score=1.0, rank=0, is_source=True, domain=q.domain, slots=dict(q.slots))
+    cands = [source]
+    seen = {q.text: 0}
+    for s, row in zip(g_scores[n], g_rows[n]):
+      if row >= 0 and ret.gi.texts[row] not in seen and len(cands) <= k:
+        seen[ret.gi.texts[row]] = len(cands)
+        cands.append(_global_candidate(ret.gi, ret.gi.texts[row], score=float(s), rank=len(cands) - 1))
+    if personal:
+      cands = [_with_personal(c, ret.pi, q) for c in cands]
+      added = 0
+      for s, row in zip(p_scores[n], p_rows[n]):
+        if row < 0 or added >= k:
+          continue
+        text = ret.pi.rows[row][1]
+        c = _with_personal(ranker.Candidate(text=text), ret.pi, q)
+        if not c.in_personal:  # only uses before the query count
+          continue
+        if text in seen:
+          j = seen[text]
+          if not cands[j].is_source:
+            cands[j] = dataclasses.replace(cands[j], score=max(cands[j].score, float(s)))
+          continue
+        seen[text] = len(cands)
+        g = _global_candidate(ret.gi, text, score=float(s), rank=added)
+        cands.append(_with_personal(g, ret.pi, q))
+        added += 1
+    out.append(cands)
+  return out
+
+
+def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, params=None) -> dict[str, Any]:
+  """Recall@k of held-out pairs whose target is in the global index: encoder, untrained encoder, rapidfuzz."""
+  covered = [p for p in pairs if p.target_text in ret.gi.row]
+  out: dict[str, Any] = {"pairs": len(pairs), "target_in_index": len(covered)}
+  if not covered:
+    return out
+  targets = np.asarray([ret.gi.row[p.target_text] for p in covered])
+  queries = [p.source_text for p in covered]
+  _, rows = retrieval.search(ret.g_index, ret.embed(queries), k)
+  out["encoder"] = retrieval.recall_at_k(rows, targets)
+  if params is not None:
+    untrained = dataclasses.replace(ret, params=params)
+    index = retrieval.build_index(untrained.embed(ret.gi.texts), chunk=ret.config.retrieval.chunk)
+    _, rows = retrieval.search(index, untrained.embed(queries), k)
+    out["untrained_encoder"] = retrieval.recall_at_k(rows, targets)
+  sims = process.cdist(queries, ret.gi.texts, scorer=fuzz.ratio, dtype=np.int32)
+  rows = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+  out["rapidfuzz_ratio"] = retrieval.recall_at_k(rows, targets)
+  return out

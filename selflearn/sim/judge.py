@@ -1,0 +1,213 @@
+"""The judge: the simulated assistant's interpretation of a clean text, and whether it serves a goal.
+
+Rewriting (precomputed or online) and teachable preferences change the
+*text* (or the entity resolution) a request is interpreted from, after ASR.
+To judge a rewrite on held-out simulated traffic we need what the simulated
+NLU and entity resolver (`selflearn.sim.channel`) do with that text, without
+new recognition noise: `resolve` is that behaviour made deterministic.
+
+* NLU: the text is matched against every intent template of `ontology.INTENTS`
+  (slot spans must be catalogue values); where several intents share a
+  template the assistant is context-blind, as in the simulator: a bare
+  "play {title}" is a video, "what is the temperature" the weather.
+* Entity resolution: a bare ambiguous song title resolves to its globally
+  most popular artist and a bare ambiguous city to its first state, unless
+  `preferences` (what a user taught, `selflearn.teaching.preferences`) name
+  another;
+  contacts resolve when they are the user's.
+
+`serves(interpretation, goal)` says whether the interpretation fulfils the
+goal (the simulator's `truth.goals[g]`), and `rewrite_succeeds` combines the
+two for a logged turn, counting a back-end (result-stage) failure of the
+original turn as a failure of any rewrite too: rewriting cannot fix it.
+Whether a turn served its goal as logged is `selflearn.data.truth.
+original_succeeds`.  Only task runners and evaluation import the judge:
+it knows the simulated users (their contacts), which models never see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Mapping, Optional
+
+from selflearn.language import ontology
+from selflearn.sim import world as world_lib
+from selflearn.sim.users import User
+from selflearn.teaching.preferences import Preferences
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpretation:
+  """An intent and the canonical entity of each slot (as in the simulator's `truth.values`)."""
+
+  intent: str
+  values: Mapping[str, str]
+
+
+def _catalogue() -> dict[str, frozenset[str]]:
+  songs = {s for s, _, _ in ontology.SONGS}
+  cities = set(ontology.CITIES)
+  city_full = {f"{c} {s}" for c, states in ontology.CITIES.items() for s in states}
+  return {
+    "song": frozenset(songs),
+    "artist": frozenset(ontology.ARTISTS),
+    "station": frozenset(ontology.STATIONS),
+    "title": frozenset(ontology.TITLES),
+    "device": frozenset(ontology.DEVICES),
+    "room": frozenset(ontology.ROOMS),
+    "level": frozenset(ontology.LEVELS),
+    "city": frozenset(cities | city_full),
+    "city_full": frozenset(city_full),
+    "duration": frozenset(ontology.DURATIONS),
+    "time": frozenset(ontology.TIMES),
+    "item": frozenset(ontology.ITEMS),
+    "contact": frozenset(ontology.FIRST_NAMES),
+  }
+
+
+def _templates() -> list[tuple[str, str]]:
+  """(intent, template) pairs, including the fuller forms the simulator's rephrases and rewrites use."""
+  out = [(intent, t) for intent, (_, templates) in ontology.INTENTS.items() for t in templates]
+  out.append(("get_weather", "weather in {city_full}"))
+  out.append(("get_weather", "what is the weather in {city_full}"))
+  out.append(("get_weather", "how is the weather in {city_full}"))
+  return out
+
+
+def _content(words) -> tuple[str, ...]:
+  return tuple(w for w in words if w not in ontology.FUNCTION_WORDS)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> tuple[tuple[str, tuple[str, ...]], dict[str, dict[tuple[str, ...], str]]]:
+  """Templates as content-word sequences (slots as `{slot}`), and each slot's values keyed by content words."""
+  templates = tuple((intent, _content(t.split())) for intent, t in _templates())
+  values = {slot: {_content(v.split()): v for v in vals} for slot, vals in _catalogue().items()}
+  return templates, values
+
+
+def _match(pattern: tuple[str, ...], words: tuple[str, ...], values) -> list[tuple[tuple[str, str], ...]]:
+  """Slot assignments under which `pattern` spells `words` (slot spans: catalogue values)."""
+  if not pattern:
+    return [()] if not words else []
+  head, rest = pattern[0], pattern[1:]
+  if not head.startswith("{"):
+    return _match(rest, words[1:], values) if words and words[0] == head else []
+  slot, out = head[1:-1], []
+  for k in range(1, len(words) + 1):
+    value = values[slot].get(words[:k])
+    if value is not None:
+      out.extend(((slot, value),) + tail for tail in _match(rest, words[k:], values))
+  return out
+
+
+@functools.lru_cache(maxsize=65536)
+def parse(text: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+  """Every (intent, ((slot, value), ...)) reading of `text` whose spans are catalogue values.
+
+  Function words ("the", "to", "by", ...) are ignored on both sides: the
+  simulated NLU does not need a dropped "the" either.
+  """
+  templates, values = _compiled()
+  words = _content(text.lower().split())
+  readings = []
+  for intent, pattern in templates:
+    for spans in _match(pattern, words, values):
+      reading = (intent, tuple((("city" if s == "city_full" else s), v) for s, v in spans))
+      if reading not in readings:
+        readings.append(reading)
+  return tuple(readings)
+
+
+# Context-blind routing among intents that share a template (the simulator's NLU).
+_PREFERRED = ("play_video", "get_temperature")
+
+
+def resolve(
+  world: world_lib.World,
+  text: str,
+  *,
+  user: Optional[User] = None,
+  preferences: Optional[Preferences] = None,
+) -> Optional[Interpretation]:
+  """The assistant's interpretation of the clean `text` for `user`, or None when nothing parses."""
+  readings = parse(text)
+  if not readings:
+    return None
+  intents = [r[0] for r in readings]
+  chosen = next((r for r in readings if r[0] in _PREFERRED), None) if len(set(intents)) > 1 else None
+  intent, spans = chosen or readings[0]
+  spans = dict(spans)
+  prefs = preferences or {}
+  values: dict[str, str] = {}
+  for slot, span in spans.items():
+    if slot == "song":
+      artist = spans.get("artist")
+      if artist is None:
+        artist = prefs.get("song", {}).get(span)
+        if artist not in world.song_popularity[span]:
+          artist = world.song_popularity[span][0]
+      elif artist not in world.song_popularity[span]:
+        return Interpretation(intent, {})  # no such recording: nothing plays
+      values["song"] = f"{span} by {artist}"
+    elif slot == "artist" and intent == "play_song":
+      values["artist"] = span
+    elif slot == "city":
+      if " " in span and span.split(" ", 1)[0] in ontology.CITIES and span not in ontology.CITIES:
+        values["city"] = span
+      else:
+        states = ontology.CITIES[span]
+        state = prefs.get("city", {}).get(span)
+        values["city"] = f"{span} {state if state in states else states[0]}"
+    elif slot == "contact":
+      if user is not None and span not in user.contacts:
+        continue  # not in the address book: unresolved
+      values["contact"] = span
+    else:
+      values[slot] = span
+  return Interpretation(intent, values)
+
+
+def serves(interpretation: Optional[Interpretation], goal: Mapping) -> bool:
+  """Whether `interpretation` fulfils `goal` (a simulator `truth.goals[g]`).
+
+  As in the simulator: the intent is right, every slot the request names
+  resolves to the goal's entity, and the intent's core slots are named (an
+  unspoken optional slot, e.g. the room of "turn on the heater", is fine).
+  An out-of-scope goal is served by being recognised as out of scope.
+  """
+  if interpretation is None or interpretation.intent != goal["intent"]:
+    return False
+  values, wanted = interpretation.values, goal["values"]
+  if any(k in wanted and wanted[k] != v for k, v in values.items()):
+    return False
+  return all(k in values for k in core_slots(goal["intent"]))
+
+
+@functools.lru_cache(maxsize=None)
+def core_slots(intent: str) -> frozenset[str]:
+  """The slots every template of `intent` names (a request without one of them cannot serve the goal)."""
+  sets = [{p[1:-1] for p in t.split() if p.startswith("{")} for t in ontology.INTENTS[intent][1]]
+  return frozenset(set.intersection(*sets)) if sets else frozenset()
+
+
+def rewrite_succeeds(
+  world: world_lib.World,
+  dialogue: Mapping,
+  turn_index: int,
+  text: str,
+  *,
+  preferences: Optional[Preferences] = None,
+) -> bool:
+  """Whether sending `text` instead of turn `turn_index`'s recognised text would have served its goal.
+
+  False for a turn without a goal (false wake, stop, feedback) and for a
+  turn whose original failure was the back end's (rewriting cannot fix it).
+  """
+  truth = dialogue["turns"][turn_index]["truth"]
+  if truth["goal_id"] is None or truth["attempt"] is None or truth["failure_point"] == "result":
+    return False
+  goal = dialogue["truth"]["goals"][truth["goal_id"]]
+  user = world_lib.user_of(world, dialogue["user_id"])
+  return serves(resolve(world, text, user=user, preferences=preferences), goal)

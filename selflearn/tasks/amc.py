@@ -1,0 +1,261 @@
+"""The `amc` task: the precomputed rewrite table from the training split, judged on the test split.
+
+Ponnusamy, Roshan Ghias, Guo, Sarikaya, "Feedback-Based Self-Learning in
+Large-Scale Conversational AI Agents", AAAI-20 (IAAI), arXiv:1911.02557:
+
+1. the chain (`rewriting.precomputed.chain`) from the training split's
+   reformulation sessions, its states the recognised texts or their
+   interpretations (the judge's `resolve`, user-independent);
+2. the rewrite table under the guardrails (`rewriting.precomputed.table`);
+3. evaluation on the TEST split (`evaluation.replay.evaluate_rewrites`):
+   every request turn whose text is a source gets the rewrite; win if the
+   rewrite serves the goal and the original did not, loss if the original
+   did and the rewrite does not, tie otherwise; a guardrail sweep and the
+   four (sessions, states) variants.
+
+Nothing is fitted; the run is a deterministic function of the config.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any, Mapping
+
+import ml_collections
+import numpy as np
+
+from common import app
+from selflearn.data import splits
+from selflearn.evaluation import replay
+from selflearn.rewriting.precomputed import chain, table
+from selflearn.sim import judge
+from selflearn.tasks import base
+
+PAPER = {"win_loss": 11.8, "defect_reduction": 0.30, "keynote_win_loss": 8.5}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `common.app.ConfigError` naming the first bad field, before anything is simulated or read."""
+  from selflearn.configs import amc as amc_config  # pylint: disable=g-import-not-at-top
+
+  app.check(config, "task", lambda v: v == "amc", "must be 'amc' (this config drives selflearn.tasks.amc)")
+  app.check_known_fields(config, amc_config.get_config())
+  app.check(config, "states", lambda v: v in chain.STATES, f"must be one of {chain.STATES}")
+  app.check(config, "pairs_source", lambda v: v in chain.PAIRS_SOURCES, f"must be one of {chain.PAIRS_SOURCES}")
+  for field in ("rephrase_gap", "stop_gap"):
+    app.check(config, field, lambda v: base.finite_number(v) and v > 0, "must be a number > 0 (seconds)")
+  app.check(config, "alpha", lambda v: base.finite_number(v) and v >= 0, "must be a number >= 0")
+  app.check(config, "max_source_success", lambda v: base.finite_number(v) and 0 < v <= 1, "must be in (0, 1]")
+  for field in ("min_source_support", "min_support", "bootstrap"):
+    app.check(config, field, base.positive_int, "must be an integer >= 1")
+  app.check(config, "min_gain", lambda v: base.finite_number(v) and 0 <= v < 1, "must be in [0, 1)")
+  app.check(config, "min_visits", lambda v: base.finite_number(v) and v >= 0, "must be a number >= 0")
+  app.check(config, "same_family", lambda v: isinstance(v, bool), "must be True or False")
+  app.check(config, "tol", lambda v: base.finite_number(v) and 0 < v < 1e-3, "must be in (0, 1e-3)")
+  app.check(
+    config,
+    "sweep.min_support",
+    lambda v: len(v) >= 1 and all(base.positive_int(x) for x in v),
+    "must list integers >= 1",
+  )
+  app.check(
+    config,
+    "sweep.min_gain",
+    lambda v: len(v) >= 1 and all(base.finite_number(x) and 0 <= x < 1 for x in v),
+    "must list [0, 1)",
+  )
+  app.check(
+    config,
+    "sweep.min_visits",
+    lambda v: len(v) >= 1 and all(base.finite_number(x) and x >= 0 for x in v),
+    "must list >= 0",
+  )
+  base.validate_common(config, batch_unit="none")
+
+
+def _guardrails(config, **override) -> dict:
+  g = dict(
+    max_source_success=config.max_source_success,
+    min_source_support=config.min_source_support,
+    min_support=config.min_support,
+    min_gain=config.min_gain,
+    min_visits=config.min_visits,
+    same_family=config.same_family,
+  )
+  g.update(override)
+  return g
+
+
+def _chain(config, dialogues, interpret, *, states, pairs_source):
+  return chain.build_chain(
+    dialogues, states=states, pairs_source=pairs_source, rephrase_gap=config.rephrase_gap, stop_gap=config.stop_gap,
+    alpha=config.alpha, tol=config.tol, interpret=interpret,
+  )  # fmt: skip
+
+
+def _visits(c, config):
+  return table.source_visits(
+    c, max_source_success=config.max_source_success, min_source_support=config.min_source_support
+  )
+
+
+def _summary(ev: Mapping) -> dict:
+  keys = ("triggered", "wins", "losses", "ties", "win_loss", "trigger_rate", "defect_reduction_triggered",
+          "defect_reduction", "precision_at_1_same_reading")  # fmt: skip
+  return {k: ev[k] for k in keys}
+
+
+def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: splits.Dialogues) -> dict[str, Any]:
+  """Builds the chain and rewrite table from the training split, judges it on the test split, writes results."""
+  world = base.world_of(config)
+  interpret = functools.partial(judge.resolve, world)  # the user-independent reading of a text
+  train, test = dialogues.train, dialogues.test
+  ch = _chain(config, train, interpret, states=config.states, pairs_source=config.pairs_source)
+  visit_rows = _visits(ch, config)
+  rows = table.rewrite_table(ch, **_guardrails(config), visit_rows=visit_rows)
+  headline = replay.evaluate_rewrites(world, test, table.table_lookup(rows, config.states, interpret),
+                                      bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
+  sweep = []
+  for ms in config.sweep.min_support:
+    for mg in config.sweep.min_gain:
+      t = table.rewrite_table(ch, **_guardrails(config, min_support=ms, min_gain=mg), visit_rows=visit_rows)
+      ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, config.states, interpret))
+      sweep.append(
+        {"min_support": ms, "min_gain": mg, "min_visits": config.min_visits, "rules": len(t), **_summary(ev)}
+      )
+  for mv in config.sweep.min_visits:
+    t = table.rewrite_table(ch, **_guardrails(config, min_visits=mv), visit_rows=visit_rows)
+    ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, config.states, interpret))
+    sweep.append({"min_support": config.min_support, "min_gain": config.min_gain, "min_visits": mv, "rules": len(t),
+                  **_summary(ev)})  # fmt: skip
+  variants = []
+  for pairs_source in chain.PAIRS_SOURCES:
+    for states in chain.STATES:
+      if (pairs_source, states) == (config.pairs_source, config.states):
+        c, t, ev = ch, rows, headline
+      else:
+        c = _chain(config, train, interpret, states=states, pairs_source=pairs_source)
+        t = table.rewrite_table(c, **_guardrails(config), visit_rows=_visits(c, config))
+        ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, states, interpret),
+                                      bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
+      variants.append({"pairs_source": pairs_source, "states": states, "num_states": len(c.keys), "rules": len(t),
+                       "win_loss_ci95": ev["win_loss_ci95"], **_summary(ev)})  # fmt: skip
+  results = {
+    "task": "amc",
+    "states": config.states,
+    "pairs_source": config.pairs_source,
+    "guardrails": _guardrails(config),
+    "train_dialogues": len(train),
+    "test_dialogues": len(test),
+    "chain": {
+      "num_states": len(ch.keys),
+      "num_edges": int(ch.Q.nnz),
+      "num_sessions": ch.num_sessions,
+      "num_transitions": ch.num_transitions,
+      "num_sources": len(
+        table.candidate_sources(
+          ch, max_source_success=config.max_source_success, min_source_support=config.min_source_support
+        )
+      ),  # fmt: skip
+      "rules": len(rows),
+    },
+    "test": headline,
+    "sweep": sweep,
+    "variants": variants,
+    "paper": PAPER,
+  }
+  results = _jsonable(results)
+  (workdir / "rewrites.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+  base.write_results(workdir, results, render(results))
+  print(
+    f"outputs in {workdir}: results.json, results.md, rewrites.json | {len(rows)} rewrites;"
+    f" test win/loss {_fmt(headline['win_loss'])} ({headline['wins']}:{headline['losses']}),"
+    f" trigger rate {headline['trigger_rate']:.2%}, defect reduction on triggered traffic"
+    f" {headline['defect_reduction_triggered']:.1%} (paper: win/loss 11.8, > 30%)",
+    flush=True,
+  )
+  return {
+    "win_loss": results["test"]["win_loss"],
+    "trigger_rate": headline["trigger_rate"],
+    "defect_reduction_triggered": results["test"]["defect_reduction_triggered"],
+    "defect_reduction": results["test"]["defect_reduction"],
+    "rules": len(rows),
+  }
+
+
+def _jsonable(x):
+  """Non-finite floats as None (strict JSON); results.md prints them as n/a or inf from the counts."""
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, float) and not np.isfinite(x):
+    return None
+  return x
+
+
+def _fmt(x, spec=".2f") -> str:
+  return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+
+def render(results: Mapping) -> str:
+  """The Markdown tables of a results dict."""
+  h, c = results["test"], results["chain"]
+  ci = h.get("win_loss_ci95") or [None, None]
+  lines = [
+    "# Precomputed rewriting (absorbing Markov chain): test split",
+    "",
+    f"States: {results['states']}; sessions: {results['pairs_source']}; {results['train_dialogues']} training /"
+    f" {results['test_dialogues']} test dialogues. Chain: {c['num_states']} states, {c['num_edges']} edges,"
+    f" {c['num_sessions']} sessions, {c['num_sources']} sources below the success threshold, {c['rules']} rewrites.",
+    "",
+    "| metric | ours | paper / keynote |",
+    "|---|---|---|",
+    f"| win/loss (95% CI) | {_fmt(h['win_loss'])} ({h['wins']}:{h['losses']}; {_fmt(ci[0])}-{_fmt(ci[1])})"
+    " | 11.8 (AAAI-20); 8.5:1 (keynote) |",
+    f"| defect reduction, triggered turns | {_fmt(h['defect_reduction_triggered'], '.1%')}"
+    f" ({_fmt(h['defect_rate_triggered_before'], '.1%')} -> {_fmt(h['defect_rate_triggered_after'], '.1%')})"
+    " | > 30% |",
+    f"| defect reduction, all requests | {_fmt(h['defect_reduction'], '.1%')}"
+    f" ({_fmt(h['defect_rate_before'], '.1%')} -> {_fmt(h['defect_rate_after'], '.1%')}) | |",
+    f"| trigger rate | {_fmt(h['trigger_rate'], '.2%')} ({h['triggered']} of {h['requests']}) | |",
+    f"| precision@1 vs the simulator's rewrite: exact / same reading | {_fmt(h['precision_at_1_exact'], '.3f')} /"
+    f" {_fmt(h['precision_at_1_same_reading'], '.3f')} (of {h['labelled_triggered']}) | |",
+    "",
+    "By the simulator's rewrite kind of the triggered turn (none: no fixable defect):",
+    "",
+    "| kind | wins | losses | ties |",
+    "|---|---|---|---|",
+  ]
+  for k in replay.REWRITE_KINDS:
+    b = h["by_kind"][k]
+    lines.append(f"| {k} | {b['win']} | {b['loss']} | {b['tie']} |")
+  lines += [
+    "",
+    "Guardrails (other settings as configured):",
+    "",
+    "| min_support | min_gain | min_visits | rules | triggered | wins | losses | win/loss | defect red. (trig.) |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in results["sweep"]:
+    lines.append(
+      f"| {r['min_support']} | {r['min_gain']} | {r['min_visits']} | {r['rules']} | {r['triggered']} | {r['wins']} |"
+      f" {r['losses']} | {_fmt(r['win_loss'])} | {_fmt(r['defect_reduction_triggered'], '.1%')} |"
+    )
+  lines += [
+    "",
+    "Sessions and states (configured guardrails):",
+    "",
+    "| sessions | states | chain states | rules | triggered | win/loss (95% CI) | defect red. (trig.) | overall |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for r in results["variants"]:
+    vci = r["win_loss_ci95"] or [None, None]
+    lines.append(
+      f"| {r['pairs_source']} | {r['states']} | {r['num_states']} | {r['rules']} | {r['triggered']} |"
+      f" {_fmt(r['win_loss'])} ({r['wins']}:{r['losses']}; {_fmt(vci[0])}-{_fmt(vci[1])}) |"
+      f" {_fmt(r['defect_reduction_triggered'], '.1%')} | {_fmt(r['defect_reduction'], '.1%')} |"
+    )
+  return "\n".join(lines) + "\n"
