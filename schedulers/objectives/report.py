@@ -23,7 +23,7 @@ def compare(measured: dict[str, dict[str, list[float]]], reference: str = "const
 
   `measured[variant][metric]` holds per-seed values in seed order (higher is
   better).  The verdict reads the paired interval of variant − reference:
-  'better' (above 0), 'worse' (below 0) or 'n.s.'.
+  'better' (above 0), 'worse' (below 0), 'n.s.', or 'one seed' (no interval).
   """
   rows = []
   base = measured.get(reference, {})
@@ -35,7 +35,7 @@ def compare(measured: dict[str, dict[str, list[float]]], reference: str = "const
       if variant != reference and ref is not None:
         n = min(len(ref), len(values))
         d, d_lo, d_hi = interval(np.asarray(values[:n]) - np.asarray(ref[:n]))
-        verdict = "better" if d_lo > 0 else "worse" if d_hi < 0 else "n.s."
+        verdict = "one seed" if n < 2 else "better" if d_lo > 0 else "worse" if d_hi < 0 else "n.s."
         row.update(diff=d, diff_lo=d_lo, diff_hi=d_hi, paired_n=n, verdict=verdict)
       rows.append(row)
   return rows

@@ -64,6 +64,8 @@ def test_paired_interval_matches_scipy():
   assert row["verdict"] == ("better" if lo > 0 else "worse" if hi < 0 else "n.s.")
   same = report.compare({"constant": {"m": [1.0, 2.0, 3.0]}, "y": {"m": [1.0, 2.1, 2.9]}})
   assert same[-1]["verdict"] == "n.s."
+  single = report.compare({"constant": {"m": [1.0]}, "y": {"m": [2.0]}})
+  assert single[-1]["verdict"] == "one seed" and single[-1]["diff"] == 1.0
   assert "reference" in report.markdown("s", "td", rows, {"constant": "c", "x": "x"})
 
 
