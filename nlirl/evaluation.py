@@ -78,7 +78,8 @@ def summarize_seeds(per_seed, episodes: int) -> dict[str, Any]:
 
 def summarize(per_episode: dict[str, np.ndarray]) -> dict[str, Any]:
   """Seed means and a 95% t-interval over seeds of every metric ([S, N] arrays)."""
-  return {k: summarize_seeds(np.asarray(v).mean(axis=1), np.asarray(v).shape[1]) for k, v in per_episode.items()}
+  arrays = {k: np.asarray(v, np.float64) for k, v in per_episode.items()}
+  return {k: summarize_seeds(v.mean(axis=1), v.shape[1]) for k, v in arrays.items()}
 
 
 def stop_rates(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
