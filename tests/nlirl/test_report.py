@@ -66,3 +66,8 @@ def test_language_columns_of_a_run_with_the_new_fields(tmp_path, capsys):
   assert "| 1.0 ± 0.5 | +2.0 ± 0.5 | 3.0 ± 0.5 | 4.0 ± 0.5 | 5.0 ± 0.5 | 6.0 ± 0.5 | 7.0 ± 0.5 | - |" in rows[1]
   assert report.main(["report", str(tmp_path), "--baselines=/nonexistent.json"]) == 2
   assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_committed_bc_language_run_renders_its_table(capsys):
+  assert report.main(["report", str(RESULTS / "gen64_long" / "bc_language")]) == 0
+  assert capsys.readouterr().out == (RESULTS / "gen64_long" / "bc_language" / "results.md").read_text()
