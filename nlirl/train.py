@@ -14,7 +14,9 @@
    optimizer states, replay, RNG key, iteration counter) is checkpointed after every chunk and metrics are
    flushed first, so a killed run resumes and ends identically, metrics included;
 4. evaluates the greedy policy on `val_seen` / `val_unseen` (every instruction of every path: SR, SPL, NE,
-   oracle SR) every `eval_every` iterations and at the end;
+   oracle SR) every `eval_every` iterations and at the end; the final evaluation also commands every path
+   with another path's instruction and counts STOPs near and away from the goal, for the fields of
+   `nlirl.evaluation` (shuffled SR, language gain, SR per template family, oracle gap, P(STOP));
 5. LangGoalIRL variants only: unseen-house adaptation (`adapt`): a goal-agnostic exploration policy (the
    policy network with an empty instruction, behaviour-cloned on the training demonstrations) walks from
    random viewpoints of the unseen houses, the generator labels its trajectories, these pseudo-demonstrations
@@ -22,6 +24,10 @@
    No instruction or goal of the unseen houses is used.  The adaptation is a deterministic function of the
    trained state and is recomputed (not checkpointed) when a finished run is re-run;
 6. writes `results.json` (per-seed metrics) and prints a summary.
+
+Regimes (`nlirl.regimes`): `data.max_train_episodes` trains on a nested subset of the training paths (few
+demonstrations); `data.held_out_phrasing` keeps a template family or a synonym set out of the training
+instructions (evaluation splits keep every phrasing).
 
 Algorithms (`config.algorithm`): 'langgoalirl' (AIRL logit + generator: paraphrase positives, relabelled
 positives, mismatched-goal negatives, each switchable for ablations), 'airl' and 'gail' (language-conditioned,
@@ -45,10 +51,11 @@ import optax
 
 from common import app, checkpoint, replay, sharding
 from common import metrics as metrics_lib
-from nlirl import envs, rollouts
+from nlirl import envs, evaluation, regimes, rollouts
 from nlirl import losses as losses_lib
 from nlirl import networks as networks_lib
 from nlirl.configs import default as default_config
+from nlirl.envs import instructions as grammar
 from schedulers import optimizers
 
 DEFAULT_CONFIG = default_config.__file__
@@ -62,7 +69,7 @@ OPTIMIZERS = (
   "generator_optimizer",
   "temperature_optimizer",
 )
-METRIC_NAMES = ("success", "spl", "navigation_error", "oracle_success")
+METRIC_NAMES = evaluation.METRIC_NAMES
 
 
 # --- config validation ------------------------------------------------------------------------------------
@@ -111,6 +118,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     app.check(config, field, nonneg_int, "must be an integer >= 0")
   for field in ("data.max_train_episodes", "data.max_eval_episodes", "adapt.iterations", "adapt.explore_bc_steps"):
     app.check(config, field, nonneg_int, "must be an integer >= 0 (0: all / off)")
+  app.check(
+    config,
+    "data.held_out_phrasing",
+    lambda v: v in regimes.HELD_OUT,
+    f"must be one of {regimes.HELD_OUT} ('': every phrasing in training)",
+  )
   app.check(config, "net.encoder", lambda v: v in networks_lib.ENCODERS, f"must be one of {networks_lib.ENCODERS}")
   app.check(config, "adapt.labels", lambda v: v in ADAPT_LABELS, f"must be one of {ADAPT_LABELS}")
   app.check(
@@ -207,15 +220,18 @@ def _subset(episodes: envs.Episodes, limit: int, seed: int) -> envs.Episodes:
   n = int(episodes.house.shape[0])
   if not limit or limit >= n:
     return episodes
-  idx = np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+  idx = regimes.subset(n, limit, seed)
   return jax.tree.map(lambda x: x[idx], episodes)
 
 
 @functools.lru_cache(maxsize=16)
-def _split_arrays(name: str, seed: int, limit: int, max_tokens: int, sets: tuple[str, ...]):
-  """(world houses, episodes of `name` indexing the world table, tokens [E, I, max_tokens])."""
+def _split_arrays(name: str, seed: int, limit: int, max_tokens: int, sets: tuple[str, ...], held_out: str = ""):
+  """(world houses, episodes of `name` indexing the world table, tokens [E, I, max_tokens]).
+
+  `held_out` (training only) removes that phrasing from the split's instructions (`regimes.hold_out`).
+  """
   houses, offsets = _world(seed, sets)
-  episodes = envs.episode_arrays(envs.load_split(name, seed=seed))
+  episodes = envs.episode_arrays(regimes.hold_out(envs.load_split(name, seed=seed), held_out))
   episodes = episodes._replace(house=episodes.house + offsets[_house_set(name)])
   episodes = _subset(episodes, limit, seed)
   return houses, episodes, episodes.instructions[..., :max_tokens]  # a longer instruction loses its tail
@@ -233,7 +249,7 @@ def train_data(config: ml_collections.ConfigDict) -> Data:
   """Rollout houses, episodes, goals and demonstrations of the training split."""
   d = config.data
   houses, episodes, tokens = _split_arrays(
-    d.train_split, d.dataset_seed, d.max_train_episodes, d.max_tokens, _world_sets(config)
+    d.train_split, d.dataset_seed, d.max_train_episodes, d.max_tokens, _world_sets(config), d.held_out_phrasing
   )
   expert = _expert_records(houses, episodes, tokens, config.env.horizon)
   return Data(houses, episodes, tokens, expert, jnp.ones((), jnp.float32))
@@ -586,7 +602,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     return jax.jit(chunk, static_argnums=2, donate_argnums=0)
 
   def evaluate_one(policy_params, houses, episodes, tokens):
-    """Greedy rollouts of every (episode, instruction): metrics [E * I]."""
+    """Greedy rollouts of every (episode, instruction): metrics and `evaluation.STOP_COUNTS` [E * I]."""
     e, i = tokens.shape[:2]
     idx = jnp.repeat(jnp.arange(e), i)
     flat_tokens = tokens.reshape(e * i, -1)
@@ -594,8 +610,18 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
 
     def one(ep, tok):
       act = rollouts.policy_actor(nets.policy, policy_params, tok, greedy=True)
-      states, _ = rollouts.rollout(houses, ep, act, jax.random.PRNGKey(0), horizon=horizon)
-      return envs.metrics(houses, rollouts.final_state(states))
+      states, actions = rollouts.rollout(houses, ep, act, jax.random.PRNGKey(0), horizon=horizon)
+      before = jax.tree.map(lambda x: x[:-1], states)  # the state each action was taken in
+      active = ~before.stopped & (before.t < before.horizon)
+      near = jax.vmap(envs.navigation_error, (None, 0))(houses, before) < envs.SUCCESS_RADIUS_M
+      stop = actions == envs.STOP
+      counts = {
+        "steps_at_goal": jnp.sum(active & near),
+        "stops_at_goal": jnp.sum(active & near & stop),
+        "steps_away": jnp.sum(active & ~near),
+        "stops_away": jnp.sum(active & ~near & stop),
+      }
+      return {**envs.metrics(houses, rollouts.final_state(states)), **counts}
 
     return jax.vmap(one)(eps, flat_tokens)
 
@@ -642,36 +668,36 @@ def init_state(program: Program, config, mesh) -> TrainState:
 # --- evaluation -------------------------------------------------------------------------------------------
 
 
-def eval_splits(program: Program, config, policy_params, names) -> dict[str, dict[str, np.ndarray]]:
-  """Per-seed, per-(episode, instruction) metrics [S, E_split * I] of the greedy policy on each split.
+def eval_splits(
+  program: Program, config, policy_params, names, *, shuffled: bool = False
+) -> dict[str, dict[str, np.ndarray]]:
+  """Per-seed, per-(episode, instruction) metrics and STOP counts [S, E_split * I] of the greedy policy.
 
-  All splits run in one call (one compiled program): their episodes index the same world house table.
+  All splits run in one call (one compiled program): their episodes index the same world house table.  With
+  `shuffled`, each path is commanded with the instructions of path `evaluation.shuffled_order(...)[e]` of
+  its split (same house; the pairing depends on the episodes only, so every run gets the same one).
   """
   d, sets = config.data, _world_sets(config)
   parts = [_split_arrays(n, d.dataset_seed, d.max_eval_episodes, d.max_tokens, sets) for n in names]
   houses = parts[0][0]
   episodes = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[1] for p in parts])
-  tokens = jnp.concatenate([p[2] for p in parts])
+  if shuffled:
+    order = lambda eps: evaluation.shuffled_order(np.asarray(eps.house), np.asarray(eps.goal))
+    tokens = jnp.concatenate([p[2][order(p[1])] for p in parts])
+  else:
+    tokens = jnp.concatenate([p[2] for p in parts])
   out = jax.device_get(program.evaluate(policy_params, houses, episodes, tokens))
   result, start = {}, 0
   for name, p in zip(names, parts):
     n = int(p[2].shape[0] * p[2].shape[1])
-    result[name] = {k: np.asarray(out[k])[:, start : start + n] for k in METRIC_NAMES}
+    result[name] = {k: np.asarray(out[k])[:, start : start + n] for k in (*METRIC_NAMES, *evaluation.STOP_COUNTS)}
     start += n
   return result
 
 
 def summarize(per_seed: dict[str, np.ndarray]) -> dict[str, Any]:
-  """Seed means and a 95% t-interval over seeds of every metric ([S, N] arrays)."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-
-  out = {}
-  for k, v in per_seed.items():
-    means = v.mean(axis=1)
-    s = len(means)
-    half = float(stats.t.ppf(0.975, s - 1) * means.std(ddof=1) / np.sqrt(s)) if s > 1 else float("nan")
-    out[k] = {"mean": float(means.mean()), "ci95": half, "per_seed": means.tolist(), "episodes": int(v.shape[1])}
-  return out
+  """Seed means and a 95% t-interval over seeds of the METRIC_NAMES ([S, N] arrays)."""
+  return evaluation.summarize({k: v for k, v in per_seed.items() if k in METRIC_NAMES})
 
 
 # --- unseen-house adaptation ------------------------------------------------------------------------------
@@ -806,7 +832,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
           writer.write(it - config.iterations_per_chunk + j + 1, {k: float(np.mean(v[:, j])) for k, v in m.items()})
         if it % config.eval_every == 0 or it == config.num_iterations:
           evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
-          row = {f"eval/{name}/{k}": float(v.mean()) for name, res in evals.items() for k, v in res.items()}
+          row = {f"eval/{name}/{k}": float(res[k].mean()) for name, res in evals.items() for k in METRIC_NAMES}
           writer.write(it, row)
         writer.flush()
         ckpt.save(it, state, force=True)
@@ -814,13 +840,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
   iterations = int(state.iteration[0])
   if not evals:  # a finished run re-run: re-evaluate (deterministic)
     evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
+  shuffled = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits), shuffled=True)
   results = {
     "algorithm": config.algorithm,
     "variant_flags": {"relabel": config.relabel, "paraphrase": config.paraphrase, "mismatch": config.mismatch},
     "num_seeds": config.num_seeds,
     "iterations": iterations,
     "train_seconds_this_run": elapsed,
-    "eval": {name: summarize(v) for name, v in evals.items()},
+    "eval": {
+      name: evaluation.split_summary(v, shuffled[name], num_instructions=grammar.NUM_INSTRUCTIONS)
+      for name, v in evals.items()
+    },
   }
   if config.algorithm == "langgoalirl" and config.adapt.iterations > 0:
     results["adaptation"] = adaptation(program, config, state, log)

@@ -39,7 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.eval_splits = ("val_seen", "val_unseen")  # evaluated every eval_every iterations
   config.data.adapt_split = "val_unseen"  # unseen houses of the adaptation (their instructions are not used)
   config.data.max_tokens = 96  # instruction length L (the grammar's longest is 94 with EOS)
-  config.data.max_train_episodes = 0  # training paths used (0: all 3050)
+  config.data.max_train_episodes = 0  # training paths (0: all 3050); few demonstrations: 100 / 300 / 1000 (nested)
+  config.data.held_out_phrasing = ""  # kept out of training instructions: '' | step_by_step | rooms | goal | synonyms
   config.data.max_eval_episodes = 0  # paths evaluated per split, x 3 instructions (0: all)
 
   config.env = ml_collections.ConfigDict()

@@ -11,7 +11,7 @@ import pytest
 
 from common import app
 from common import metrics as metrics_lib
-from nlirl import train
+from nlirl import evaluation, train
 from nlirl.configs import default as default_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -41,6 +41,7 @@ def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):
     ("gen.gate_nll_per_token", -0.5),
     ("net.gen_hidden", -8),
     ("adapt.labels", "random"),
+    ("data.held_out_phrasing", "paraphrases"),
   ],
 )
 def test_bad_config_names_the_field(field, value):
@@ -91,8 +92,17 @@ def test_smoke_binary_of_each_variant(tmp_path, variant):
   assert f"outputs in {tmp_path}" in proc.stdout
   results = json.loads((tmp_path / "results.json").read_text())
   for split in ("val_seen", "val_unseen"):
+    ev = results["eval"][split]
     for k in train.METRIC_NAMES:
-      assert np.isfinite(results["eval"][split][k]["mean"])
+      assert np.isfinite(ev[k]["mean"])
+    # Does it read: shuffled instructions, the paired language gain, families, oracle gap, stopping.
+    families = [f"{p}_{f}" for p in ("sr", "sr_shuffled", "language_gain") for f in evaluation.FAMILIES]
+    for k in ("sr_shuffled", "language_gain", "oracle_gap", "p_stop_at_goal", "p_stop_away", *families):
+      assert set(ev[k]) == {"mean", "ci95", "per_seed", "episodes"}, k
+      assert len(ev[k]["per_seed"]) == results["num_seeds"]
+    gain = np.subtract(ev["success"]["per_seed"], ev["sr_shuffled"]["per_seed"])
+    np.testing.assert_allclose(ev["language_gain"]["per_seed"], gain, atol=1e-9)
+    assert ev["sr_goal"]["episodes"] == ev["success"]["episodes"] // 3
   assert ("adaptation" in results) == (variant in ("smoke", "no_relabel_smoke"))
 
 
