@@ -96,9 +96,10 @@ SETTINGS = {
     objective="adversarial",
     binary="nlirl.main",
     config="nlirl/configs/default.py:airl",
-    overrides={"num_iterations": 400, "eval_every": 100, "num_seeds": 5},  # the committed gen64_long budget
+    # The default config (sizes, all evaluation paths) at the committed runs' 400 iterations.
+    overrides={"num_iterations": 400, "eval_every": 100, "num_seeds": 5},
     blocks=("policy_optimizer", "critic_optimizer", "reward_optimizer"),
-    variants=("constant", "per_step_loss", "per_eval_progress"),
+    variants=("constant", "per_eval_progress", "per_step_loss"),
     measure="nlirl",
     seed_field=None,
     keep=("results.json", "config.json"),
