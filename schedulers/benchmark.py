@@ -26,7 +26,6 @@ call; every call runs `--steps` steps inside one `lax.scan`.
 from __future__ import annotations
 
 import functools
-import pathlib
 import time
 from typing import Callable
 
@@ -85,8 +84,8 @@ def _digits_epoch(optimizer: optax.GradientTransformation, steps: int):
 
 
 def _shipped_policy():
-  """The trained DNN schedule policy committed with the package (`learned/results/dnn/policy`)."""
-  return policy_lib.load_policy(pathlib.Path(schedulers.__file__).parent / "learned" / "results" / "dnn" / "policy")
+  """The trained DNN schedule policy shipped with the package."""
+  return policy_lib.shipped_policy()
 
 
 def bench_overhead(steps: int, repeats: int) -> None:

@@ -11,7 +11,8 @@
 * `agent`: `train_agent(env, ...)`, resumable PPO training (`common.ppo`).
 * `transform`, `policy`: `learned_schedule(policy)` (exported as
   `schedulers.learned_schedule`), the trained actor as an optax transform,
-  and `Policy` / `save_policy` / `load_policy` (orbax weights + JSON spec).
+  and `Policy` / `save_policy` / `load_policy` (one `policy.npz`: JSON spec +
+  weights) / `shipped_policy()` (the DNN policy shipped as package data).
 * `compare`: paired geometric-mean ratios with t-intervals, wins/ties/losses.
 * `dnn_train` / `dnn_main`, `nmf_train` / `nmf_main` with `configs/`: the
   binaries (train or resume the agent, evaluate it on held-out runs against

@@ -2,7 +2,7 @@
 
 Chained after any base optimizer, like GreedyLR::
 
-  policy = schedulers.learned.policy.load_policy("runs/dnn/policy")
+  policy = schedulers.learned.policy.load_policy("runs/dnn/policy")  # or .shipped_policy()
   tx = optax.chain(optax.sgd(0.01, momentum=0.9), schedulers.learned_schedule(policy))
   updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 

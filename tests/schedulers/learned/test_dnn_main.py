@@ -50,7 +50,7 @@ def test_smoke_writes_results_plots_and_a_deployable_policy(smoke_run):
   assert "| **learned** |" in (workdir / "results.md").read_text()
   for name in ("schedules.png", "val_loss.png"):
     assert (workdir / "plots" / name).read_bytes()[:4] == b"\x89PNG"
-  # The exported policy, restored from its orbax files, reproduces the evaluated run.
+  # The exported policy, read back from its file, reproduces the evaluated run.
   policy = policy_lib.load_policy(workdir / "policy")
   task = dnn_env.make_dnn_task(**dnn_train._env_kwargs(config))
   key = dnn_train._keys(config.eval.seed, 1)[0]
@@ -110,9 +110,9 @@ SHIPPED = ROOT / "schedulers" / "learned" / "results" / "dnn"
 
 
 def test_shipped_policy_reproduces_its_committed_evaluation():
-  """The committed policy, restored from orbax, replays held-out run 0 of the committed results."""
+  """The shipped policy (package data) replays held-out run 0 of the committed results."""
   results = json.loads((SHIPPED / "results.json").read_text())
-  policy = policy_lib.load_policy(SHIPPED / "policy")
+  policy = policy_lib.shipped_policy()
   config = dnn_config.get_config()
   task = dnn_env.make_dnn_task(**dnn_train._env_kwargs(config))
   assert policy.spec.controller == task.controller

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import schedulers
-from common import checkpoint
+from common import checkpoint, encoders
 from schedulers.learned import dnn_env, transform
 from schedulers.learned import policy as policy_lib
 
@@ -23,7 +23,8 @@ SPEC = transform.ControllerSpec(
 def _random_policy(spec=SPEC, seed=0, gain=3.0) -> policy_lib.Policy:
   """A policy whose argmax actually depends on the observation (weights scaled up)."""
   policy_spec = policy_lib.PolicySpec((16,), "tanh", spec)
-  params = policy_lib._network(policy_spec).init(jax.random.PRNGKey(seed))
+  network = encoders.make_mlp(transform.OBSERVATION_SIZE, (16,), len(spec.multipliers), activation=jnp.tanh)
+  params = network.init(jax.random.PRNGKey(seed))
   return policy_lib.Policy(jax.tree.map(lambda x: gain * x, params), policy_spec)
 
 
@@ -153,22 +154,56 @@ def test_deployed_transform_replays_the_env_rollout(small_task):
   assert len(distinct) >= 2, distinct  # the check is not about a constant policy
 
 
-def test_policy_round_trips_through_orbax(tmp_path):
+def test_policy_logits_are_the_flax_mlp_bitwise():
+  """`Policy.logits` (plain JAX) is the Flax MLP `common.ppo` trains, operation for operation."""
+  policy = _random_policy(seed=4)
+  network = encoders.make_mlp(transform.OBSERVATION_SIZE, (16,), len(SPEC.multipliers), activation=jnp.tanh)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (9, transform.OBSERVATION_SIZE))
+  np.testing.assert_array_equal(policy.logits(obs), network.apply(policy.params, obs))
+  plain = jax.jit(lambda params, obs: policy_lib.Policy(params, policy.spec).logits(obs))
+  np.testing.assert_array_equal(plain(policy.params, obs), jax.jit(network.apply)(policy.params, obs))
+
+
+def test_policy_round_trips_through_one_file(tmp_path):
   policy = _random_policy(seed=3)
-  policy_lib.save_policy(tmp_path / "policy", policy)
-  restored = policy_lib.load_policy(tmp_path / "policy")
-  assert restored.spec == policy.spec
+  path = policy_lib.save_policy(tmp_path / "policy", policy)
+  assert path == tmp_path / "policy" / "policy.npz" and sorted(p.name for p in path.parent.iterdir()) == ["policy.npz"]
   obs = jax.random.normal(jax.random.PRNGKey(0), (5, transform.OBSERVATION_SIZE))
-  np.testing.assert_array_equal(restored.logits(obs), policy.logits(obs))
-  # Weights that do not fit the spec are refused, naming the leaf.
-  bigger = _random_policy(seed=3)
-  bigger = policy_lib.Policy(bigger.params, policy_lib.PolicySpec((32,), "tanh", SPEC))
-  # The spec now says 32 hidden units; the weights have 16.
-  (tmp_path / "policy" / "policy.json").write_text(json.dumps(bigger.spec.to_json()))
-  with pytest.raises(checkpoint.CheckpointMismatchError, match="hidden_0"):
-    policy_lib.load_policy(tmp_path / "policy")
+  for source in (tmp_path / "policy", path):
+    restored = policy_lib.load_policy(source)
+    assert restored.spec == policy.spec
+    np.testing.assert_array_equal(restored.logits(obs), policy.logits(obs))
+  # Weights that do not fit the spec are refused, naming the weight.
+  bigger = policy_lib.Policy(policy.params, policy_lib.PolicySpec((32,), "tanh", SPEC))
+  with pytest.raises(ValueError, match="hidden_0/bias"):
+    policy_lib.save_policy(tmp_path / "bad", bigger)
+  arrays = dict(np.load(path))
+  arrays["spec.json"] = np.asarray(json.dumps(bigger.spec.to_json()))
+  np.savez(tmp_path / "bad.npz", **arrays)
+  with pytest.raises(ValueError, match=r"hidden_0/bias is float32\[16\], the spec needs float32\[32\]"):
+    policy_lib.load_policy(tmp_path / "bad.npz")
   with pytest.raises(FileNotFoundError):
     policy_lib.load_policy(tmp_path / "nothing")
+  np.savez(tmp_path / "other.npz", x=np.zeros(3))
+  with pytest.raises(ValueError, match="not a policy file"):
+    policy_lib.load_policy(tmp_path / "other.npz")
+
+
+def test_policy_saved_by_earlier_versions_still_loads(tmp_path):
+  """The orbax layout (`policy.json` + `params/`) that earlier versions wrote."""
+  policy = _random_policy(seed=5)
+  with checkpoint.Checkpointer(tmp_path / "params", keep=1) as ckpt:
+    ckpt.save(0, jax.device_get(policy.params), force=True)
+  (tmp_path / "policy.json").write_text(json.dumps(policy.spec.to_json()))
+  obs = jax.random.normal(jax.random.PRNGKey(0), (5, transform.OBSERVATION_SIZE))
+  np.testing.assert_array_equal(policy_lib.load_policy(tmp_path).logits(obs), policy.logits(obs))
+
+
+def test_shipped_policy_is_package_data():
+  policy = policy_lib.shipped_policy()
+  assert policy.spec.hidden_sizes == (32, 32) and policy.spec.controller.num_decisions == 20
+  with pytest.raises(ValueError, match="dnn"):
+    policy_lib.shipped_policy("nmf")
 
 
 def test_saving_again_replaces_the_policy(tmp_path):
