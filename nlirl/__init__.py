@@ -7,3 +7,28 @@
 
 It may import `common` and `schedulers`, never another method package.  See `nlirl/README.md`.
 """
+
+import importlib.util as _util
+
+# Import name -> distribution of the 'nlirl' extra: one clear error when it is not installed.
+_MISSING = [
+  dist
+  for module, dist in (
+    ("flax", "flax"),
+    ("orbax", "orbax-checkpoint"),
+    ("absl", "absl-py"),
+    ("ml_collections", "ml-collections"),
+    ("tensorboardX", "tensorboardX"),
+    ("matplotlib", "matplotlib"),
+    ("tqdm", "tqdm"),
+    ("scipy", "scipy"),
+    ("sklearn", "scikit-learn"),
+    ("mnist1d", "mnist1d"),
+  )
+  if _util.find_spec(module) is None
+]
+if _MISSING:
+  raise ImportError(
+    f"nlirl needs the 'nlirl' extra (missing: {', '.join(_MISSING)}): pip install 'jax-research-monorepo[nlirl]'"
+  )
+del _util, _MISSING

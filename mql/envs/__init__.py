@@ -82,6 +82,7 @@ Deviations from the original (PEARL's env code, which MQL copies):
   start of PEARL's `sparse-point-robot`.
 """
 
+from mql.envs import _quiet  # noqa: F401  (first: mujoco's missing-warp notices off stdout)
 from mql.envs.families import DEFAULT_BACKEND, FAMILIES, Family, get_family, make, make_task_env, sample_tasks
 from mql.envs.task_sets import TaskSet
 from mql.envs.wrappers import TaskEpisodeWrapper, VmapTaskWrapper
