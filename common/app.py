@@ -10,7 +10,8 @@ A method's `main.py` is a few lines::
             default_config=train.DEFAULT_CONFIG, resumable=train.RESUMABLE_FIELDS)
 
 `run` defines the shared flags (`--config` through ml_collections
-`config_flags`, as `path.py:variant`; `--workdir`; multi-host
+`config_flags`, as `module:variant`, e.g. `mql.configs.default:smoke`, or
+`path.py:variant`; `--workdir`; multi-host
 `--coordinator_address/--num_processes/--process_id` or `--distributed`;
 every `--jax_*` flag), then, before anything compiles or is written:
 
@@ -24,7 +25,10 @@ every `--jax_*` flag), then, before anything compiles or is written:
    the run's identity.  Only the binary's `resumable` fields (more steps,
    checkpoint cadence, ...) may differ; such a change is appended to
    `<workdir>/config_history.jsonl`;
-5. creates the workdir and writes `config.json` (process 0 only).
+5. creates the workdir and writes `config.json` (process 0 only), with the
+   run's `provenance` (versions of Python, jax, jaxlib, flax, optax, brax,
+   orbax and this package, and its git commit); the same block is added to
+   the `results.json` the binary wrote, when it returns.
 
 Then it calls `train_fn(config, workdir)`.  Bad input exits with status 2 and
 one message naming the flag or config field, the config file and the line;
@@ -42,14 +46,19 @@ take no config (benchmarks).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
+import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
 import pathlib
+import platform
 import re
 import shutil
+import subprocess
 import sys
 import traceback
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -65,6 +74,10 @@ from common import checkpoint
 EXIT_BAD_INPUT = 2
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
+RESULTS_FILE = "results.json"
+PROVENANCE_KEY = "provenance"  # in config.json and results.json; never a config field
+# Distributions whose versions a run records (import name differs for some).
+PROVENANCE_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "orbax-checkpoint", "jax-research-monorepo")
 _HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "-?")
 
 
@@ -161,6 +174,15 @@ def _config_arg(argv: Sequence[str]) -> str | None:
   return None
 
 
+def _config_as_file(argv: list[str]) -> None:
+  """Rewrites the `--config` value of `argv` in place to the file form (see `config_file`)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      argv[i] = "--config=" + config_file(arg.split("=", 1)[1])
+    elif arg == "--config" and i + 1 < len(argv):
+      argv[i + 1] = config_file(argv[i + 1])
+
+
 def _load_module(path: pathlib.Path, config_arg: str) -> Any:
   """Imports a config file; a syntax or import error exits 2 naming file:line."""
   try:
@@ -191,13 +213,58 @@ def _where(error: BaseException, path: pathlib.Path) -> str:
   return f"{path}:{line}" if line else str(path)
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def config_file(config_arg: str) -> str:
+  """`module[:variant]` -> `path/to/module.py[:variant]`; a file path is returned as given.
+
+  A config is named by its module (`mql.configs.default:smoke`, found on
+  `sys.path`, so installed packages need no file paths) or by a file path
+  (`mql/configs/default.py:smoke`, any file).  An existing file wins; exits 2
+  when neither exists.
+  """
+  name, sep, variant = config_arg.partition(":")
+  if pathlib.Path(name).is_file() or not _MODULE_NAME.fullmatch(name):
+    return config_arg
+  try:
+    spec = importlib.util.find_spec(name)
+  except (ImportError, ValueError) as e:  # a missing parent package, or its extra missing
+    _fail(f"--config={config_arg}: no such config file, and module {name} cannot be found ({e}).")
+  if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    _fail(f"--config={config_arg}: no such config file or module {name}.")
+  return f"{spec.origin}{sep}{variant}"
+
+
+def config_module_name(path: str | os.PathLike[str]) -> str | None:
+  """The dotted module name of a config file on `sys.path` (None if it is not importable as one)."""
+  path = pathlib.Path(path).resolve()
+  for entry in sys.path:
+    root = pathlib.Path(entry or os.getcwd()).resolve()
+    try:
+      parts = path.with_suffix("").relative_to(root).parts
+    except ValueError:
+      continue
+    packages = [root.joinpath(*parts[:i]) for i in range(1, len(parts))]
+    if parts and all((d / "__init__.py").is_file() for d in packages) and all(p.isidentifier() for p in parts):
+      return ".".join(parts)
+  return None
+
+
+def _display(config_arg: str) -> str:
+  """`config_arg` in module form when its file is an importable module."""
+  path, sep, variant = config_arg.partition(":")
+  name = config_module_name(path) if pathlib.Path(path).is_file() else None
+  return f"{name}{sep}{variant}" if name else config_arg
+
+
 def load_config(config_arg: str) -> tuple[Any, ml_collections.ConfigDict]:
-  """Loads `path.py[:variant]` as ml_collections does; exits 2 on any error.
+  """Loads `module[:variant]` or `path.py[:variant]` as ml_collections does; exits 2 on any error.
 
   Returns:
     The config module and `get_config(variant)` (or `get_config()`).
   """
-  path_text, _, variant = config_arg.partition(":")
+  path_text, _, variant = config_file(config_arg).partition(":")
   path = pathlib.Path(path_text)
   if not path.is_file():
     _fail(f"--config={config_arg}: no such config file {path}.")
@@ -229,12 +296,14 @@ def _field_comment(lines: list[str], lineno: int) -> str:
 def describe_config(config_arg: str, resumable: Sequence[str] = ()) -> str:
   """`--help` text of a config: its variants, then every field with default and meaning."""
   module, config = load_config(config_arg)
+  config_arg = config_file(config_arg)
   path = pathlib.Path(config_arg.partition(":")[0])
   lines = path.read_text().splitlines()
-  out = [f"Config {config_arg} (set fields with --config.<field>=<value>)."]
+  name = _display(str(path))
+  out = [f"Config {_display(config_arg)} ({path}; set fields with --config.<field>=<value>)."]
   variants = getattr(module, "VARIANTS", None)
   if variants:
-    out.append(f"\nVariants (--config={path}:<variant>):")
+    out.append(f"\nVariants (--config={name}:<variant>):")
     width = max(len(v or "(default)") for v in variants)
     out += [f"  {(v or '(default)'):<{width}}  {text}" for v, text in variants.items()]
   elif module.__doc__:
@@ -256,20 +325,43 @@ def describe_config(config_arg: str, resumable: Sequence[str] = ()) -> str:
 # --- flags ----------------------------------------------------------------------
 
 
+_DID_YOU_MEAN = re.compile(r'Did you mean "([^"]+)"')
+
+
+def unknown_field_message(error: BaseException, overrides: Sequence[str]) -> str:
+  """One line for ml_collections' unknown-field error (a KeyError/AttributeError whose text spans lines)."""
+  text = str(error.args[0]) if error.args else str(error)
+  while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" and "\\" in text:  # a repr of the message
+    try:
+      text = str(ast.literal_eval(text))
+    except (ValueError, SyntaxError):
+      break
+  first = text.splitlines()[0].strip() if text.strip() else "?"
+  name = first.strip("'\"")
+  # The override that reaches the unknown name, shown with its dotted path.
+  where = next((o.split("=", 1)[0] for o in overrides if re.search(rf"[.]{re.escape(name)}([.=]|$)", o)), None)
+  where = where or (overrides[0].split("=", 1)[0] if overrides else None)
+  message = f"unknown config field {name!r}"
+  if where:
+    message += f" in {where}"
+  suggestion = _DID_YOU_MEAN.search(text)
+  if suggestion:
+    message += f" (did you mean {suggestion.group(1)!r}?)"
+  return message
+
+
 def _flags_parser(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
-    hint = f" (config overrides given: {' '.join(overrides)})" if overrides else ""
     if isinstance(e, (AttributeError, KeyError)):
-      e = f"unknown config field {str(e).strip(chr(34))}{hint}"
-    elif not isinstance(e, flags.Error):
-      e = f"{type(e).__name__}: {e}{hint}"
-    _fail(
-      f"{str(e).splitlines()[0]}\nRun with --help to list the config fields and flags;"
-      " config fields are set as --config.<field>=<value>."
-    )
+      message = unknown_field_message(e, overrides)
+    elif isinstance(e, flags.Error):
+      message = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    else:
+      message = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    _fail(f"{message}; run with --help to list the config fields (set as --config.<field>=<value>) and flags.")
 
 
 def _quiet_libraries() -> None:
@@ -293,7 +385,9 @@ _SHARED_FLAGS = ("config", "workdir", "coordinator_address", "num_processes", "p
 def _usage(default_config: str | None, resumable: Sequence[str], argv: Sequence[str]) -> str:
   program = _program_name()
   doc = (sys.modules["__main__"].__doc__ or "").strip()
-  out = [f"usage: {program} --config=PATH.py[:VARIANT] --workdir=DIR [--config.<field>=<value> ...] [flags]"]
+  example = (_display(default_config).partition(":")[0] if default_config else None) or "MODULE"
+  out = [f"usage: {program} --config={example}[:VARIANT] --workdir=DIR [--config.<field>=<value> ...] [flags]"]
+  out.append("  (--config takes a config module, e.g. mql.configs.default:smoke, or a file, PATH.py[:VARIANT])")
   if doc:
     out += ["", doc]
   out += [
@@ -372,6 +466,73 @@ def _discard_fresh_run(workdir: pathlib.Path, existed: bool) -> None:
     (workdir / name).unlink(missing_ok=True)
 
 
+def _git_state(root: pathlib.Path) -> tuple[str | None, bool | None]:
+  """(commit, uncommitted changes to tracked files) of the git checkout at `root`, else (None, None)."""
+  if not (root / ".git").exists():
+    return None, None
+  try:
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20)
+    status = subprocess.run(
+      ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+      capture_output=True,
+      text=True,
+      timeout=20,
+    )
+  except (OSError, subprocess.SubprocessError):
+    return None, None
+  if head.returncode != 0:
+    return None, None
+  return head.stdout.strip(), (bool(status.stdout.strip()) if status.returncode == 0 else None)
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+  """What produced a run: Python and package versions, and this source tree's git commit.
+
+  `git_commit` / `git_dirty` (uncommitted changes to tracked files) are None
+  for an installed package, which is not a git checkout.
+  """
+  versions = {}
+  for dist in PROVENANCE_PACKAGES:
+    try:
+      versions[dist] = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+      versions[dist] = None
+  commit, dirty = _git_state(pathlib.Path(__file__).resolve().parents[1])
+  return {"python": platform.python_version(), "packages": versions, "git_commit": commit, "git_dirty": dirty}
+
+
+def add_provenance(path: pathlib.Path, record: Mapping[str, Any]) -> bool:
+  """Adds `"provenance": record` to the JSON object in `path`, keeping the file's own layout.
+
+  A file without one, or that already has one (results an earlier run of the
+  workdir wrote), is left as is.  Returns whether the file was changed.
+  """
+  try:
+    text = path.read_text()
+    data = json.loads(text)
+  except (OSError, ValueError):
+    return False
+  body = text.rstrip()
+  if not isinstance(data, dict) or PROVENANCE_KEY in data or not body.endswith("}"):
+    return False
+  inner = body[:-1].rstrip()
+  indent = re.search(r"\n( +)\"", body)
+  if indent:
+    pad = indent.group(1)
+    block = json.dumps(dict(record), indent=len(pad), sort_keys=True).replace("\n", "\n" + pad)
+    new = f'{inner}{"," if data else ""}\n{pad}"{PROVENANCE_KEY}": {block}\n}}'
+  else:
+    new = f'{inner}{", " if data else ""}"{PROVENANCE_KEY}": {json.dumps(dict(record), sort_keys=True)}}}'
+  new += text[len(body) :]
+  if json.loads(new) != {**data, PROVENANCE_KEY: json.loads(json.dumps(dict(record)))}:
+    new = json.dumps({**data, PROVENANCE_KEY: record}, indent=1) + "\n"
+  tmp = path.with_name(f".{path.name}.{os.getpid()}")
+  tmp.write_text(new)
+  os.replace(tmp, path)
+  return True
+
+
 def _to_jsonable(config: ml_collections.ConfigDict) -> Mapping[str, Any]:
   return json.loads(config.to_json_best_effort())
 
@@ -409,6 +570,7 @@ def _check_identity(
     recorded = json.loads(recorded_path.read_text())
   except (OSError, ValueError) as e:
     _fail(f"--workdir={flag_value}: {recorded_path} is unreadable ({e}); use a new --workdir.")
+  recorded.pop(PROVENANCE_KEY, None)  # where it ran, not what: may change on resume
   changes = config_changes(recorded, resolved)
   fixed = {k: v for k, v in changes.items() if not _is_resumable(k, resumable)}
   if fixed:
@@ -421,14 +583,31 @@ def _check_identity(
   return changes
 
 
+def _recorded_provenance(workdir: pathlib.Path) -> Any:
+  try:
+    return json.loads((workdir / CONFIG_FILE).read_text()).get(PROVENANCE_KEY)
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
 def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: Mapping[str, Any], fresh: bool) -> None:
-  """Writes config.json and appends the start or the resume changes to the history."""
+  """Writes config.json (with the provenance) and appends the start or the resume changes to the history.
+
+  A resume in another environment (versions, commit) is appended to the
+  history too; config.json keeps the provenance of the run that wrote it.
+  """
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  record = provenance()
+  moved = not fresh and _recorded_provenance(workdir) != json.loads(json.dumps(record))
   workdir.mkdir(parents=True, exist_ok=True)
   if fresh:
-    entry = {"time": now, "event": "start", "config": resolved}
-  elif changes:
-    entry = {"time": now, "event": "resume", "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}}
+    entry = {"time": now, "event": "start", "config": resolved, PROVENANCE_KEY: record}
+  elif changes or moved:
+    entry = {"time": now, "event": "resume"}
+    if changes:
+      entry["changed"] = {k: {"from": a, "to": b} for k, (a, b) in changes.items()}
+    if moved:
+      entry[PROVENANCE_KEY] = record
   else:
     entry = None
   if entry is not None:
@@ -436,7 +615,7 @@ def _record_config(workdir: pathlib.Path, resolved: Mapping[str, Any], changes: 
       f.write(json.dumps(entry, sort_keys=True) + "\n")
   if fresh or changes:
     tmp = workdir / f".{CONFIG_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps({**resolved, PROVENANCE_KEY: record}, indent=2, sort_keys=True))
     os.replace(tmp, workdir / CONFIG_FILE)
 
 
@@ -463,9 +642,12 @@ def run(
       difference from the workdir's config.json exits 2.
   """
   resumable = tuple(resumable)
-  default_config = None if default_config is None else os.path.relpath(default_config)
+  default_config = None if default_config is None else _display(os.fspath(default_config))
   config_flags.DEFINE_config_file(
-    "config", None, "Config file and variant, e.g. schedulers/configs/default.py:smoke.", lock_config=True
+    "config",
+    None,
+    "Config module or file, and variant: e.g. schedulers.configs.default:smoke, schedulers/configs/default.py:smoke.",
+    lock_config=True,
   )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots; re-running resumes it.")
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
@@ -484,6 +666,7 @@ def run(
   if not any(a.startswith("--workdir=") or a == "--workdir" for a in sys.argv[1:]):
     _fail("--workdir is required: the directory for this run's checkpoints, metrics and plots.")
   load_config(config_arg)  # exits 2 with one line for a broken file or variant
+  _config_as_file(sys.argv)  # ml_collections reads files: module form -> the module's file
 
   def main(argv: list[str]) -> None:
     _quiet_libraries()
@@ -525,6 +708,8 @@ def run(
     except FloatingPointError as e:  # e.g. trainer.NonFiniteError under nonfinite='stop'
       print(f"error: training stopped: {e}", file=sys.stderr)
       sys.exit(1)
+    if jax.process_index() == 0:
+      add_provenance(workdir / RESULTS_FILE, provenance())
     logging.info("final metrics: %s", metrics)
 
   absl_app.run(main, flags_parser=_flags_parser)

@@ -17,6 +17,12 @@ or size-1 arrays are accepted); NaN and +-Inf are written as `null`, so every
 line is strict JSON (RFC 8259 has no NaN) that any parser accepts.  TensorBoard
 still receives the non-finite values themselves.
 
+Hyperparameters: when the workdir holds the run's `config.json` (written by
+`common.app`), each TensorBoard writer records the resolved config once, as
+hyperparameters (the HParams dashboard; nested fields dotted, sequences as
+JSON text) and as a text summary `config` (the JSON itself, provenance
+included).
+
 Resuming: pass `resume_step` (the step of the restored checkpoint) and rows
 with `step > resume_step` are dropped from metrics.jsonl (atomic rewrite), and
 the new TensorBoard event file starts with a restart marker at
@@ -177,11 +183,38 @@ class _TensorBoardScalars:
     summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=value)])
     self._writer.write_event(self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
+  def add_config(self, config: Mapping[str, Any], step: int) -> None:
+    """The run's config as TensorBoard hyperparameters and as a text summary `config`."""
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboardX import summary as tb_summary
+
+    hparams = {k: v for k, v in hparam_values(config).items() if not k.startswith("provenance.")}
+    # Session-start info only: TensorBoard then builds the experiment from every
+    # run's hyperparameters and lists each scalar tag as a metric.
+    _, session_start, _ = tb_summary.hparams(hparams, {})
+    text = "```\n" + json.dumps(dict(config), indent=2, sort_keys=True) + "\n```"
+    for summary in (session_start, tb_summary.text("config", text)):
+      self._writer.write_event(self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
   def flush(self) -> None:
     self._writer.flush()
 
   def close(self) -> None:
     self._writer.close()
+
+
+def hparam_values(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+  """A JSON config flattened to dotted keys; sequences and None become JSON text."""
+  out: dict[str, bool | int | float | str] = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping) and value:
+      out.update(hparam_values(value, name + "."))
+    elif isinstance(value, (bool, int, float, str)):
+      out[name] = value
+    else:
+      out[name] = json.dumps(value)
+  return out
 
 
 def _read_records(path: pathlib.Path) -> list[bytes]:
@@ -230,8 +263,18 @@ def read_tensorboard(path_or_workdir: str | os.PathLike[str]) -> dict[str, list[
       if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
         series = {tag: [(s, v) for s, v in points if s < event.step] for tag, points in series.items()}
       for value in event.summary.value:
-        series.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+        if value.WhichOneof("value") == "simple_value":  # scalars only (not hparams or text)
+          series.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
   return {tag: sorted(points, key=lambda p: p[0]) for tag, points in series.items()}
+
+
+def _run_config(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The workdir's `config.json` (written by `common.app`), if any."""
+  try:
+    config = json.loads((workdir / "config.json").read_text())
+  except (OSError, ValueError):
+    return None
+  return config if isinstance(config, dict) else None
 
 
 class MetricWriter:
@@ -325,6 +368,10 @@ class MetricWriter:
           # same second (a quick resume) would clobber the earlier file.
           filename_suffix=f".{os.getpid()}.{time.time_ns()}",
         )
+        config = _run_config(self._workdir)
+        if config is not None:
+          self._tb.add_config(config, step=0 if resume_step is None else resume_step + 1)
+          self._tb.flush()
 
       if _default_progress() if progress is None else progress:
         from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top

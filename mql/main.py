@@ -1,6 +1,6 @@
 """Meta-Q-Learning on one task family: meta-train, then adapt to every test task.
 
-  python -m mql.main --config=mql/configs/default.py[:<family>|:<family>-smoke|:<family>-gpu] --workdir=DIR
+  python -m mql.main --config=mql.configs.default[:<family>|:<family>-smoke|:<family>-gpu] --workdir=DIR
 
 Re-running on the same workdir resumes from its latest checkpoint (only the
 fields listed by --help as resumable may change).

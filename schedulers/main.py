@@ -1,6 +1,6 @@
 """Trains the digits MLP with adamw + GreedyLR.
 
-  python -m schedulers.main --config=schedulers/configs/default.py[:VARIANT] --workdir=DIR
+  python -m schedulers.main --config=schedulers.configs.default[:VARIANT] --workdir=DIR
 
 Re-running on the same workdir resumes from the latest checkpoint (with the
 same config: only the fields listed below may change).

@@ -1,6 +1,6 @@
 """Config of `mql.main`: Meta-Q-Learning on one task family.
 
-  python -m mql.main --config=mql/configs/default.py:<variant> --workdir=DIR
+  python -m mql.main --config=mql.configs.default:<variant> --workdir=DIR
 
 Variants (`VARIANTS`): `<family>` runs at the scale this 2-core CPU machine
 affords (point-robot: minutes; the Brax families: hours, resumable);

@@ -1,6 +1,6 @@
 """Config of `nlirl.main`: LangGoalIRL and its baselines on R2R-lite.
 
-Variants: `--config=nlirl/configs/default.py:<variant>`, see `VARIANTS`; every method variant also has a
+Variants: `--config=nlirl.configs.default:<variant>`, see `VARIANTS`; every method variant also has a
 `<variant>_smoke` form (tiny sizes, seconds), e.g. `:airl_smoke`.
 """
 

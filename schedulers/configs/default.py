@@ -1,6 +1,6 @@
 """Default config of `schedulers.main`: digits MLP, adamw + GreedyLR.
 
-Variants: `--config=schedulers/configs/default.py:<variant>`, see `VARIANTS`.
+Variants: `--config=schedulers.configs.default:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Learns SGD learning-rate schedules for a digits MLP with PPO, then compares them.
 
-  python -m schedulers.learned.dnn_main --config=schedulers/learned/configs/dnn.py[:smoke] --workdir=DIR
+  python -m schedulers.learned.dnn_main --config=schedulers.learned.configs.dnn[:smoke] --workdir=DIR
 
 Re-running on the same workdir resumes the agent from its latest checkpoint
 (only the fields listed by --help may change) and re-evaluates.

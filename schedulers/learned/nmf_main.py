@@ -1,6 +1,6 @@
 """Trains the NMF learning-rate agent (PPO) and evaluates it against baselines on identical runs.
 
-  python -m schedulers.learned.nmf_main --config=schedulers/learned/configs/nmf.py:smoke --workdir=DIR
+  python -m schedulers.learned.nmf_main --config=schedulers.learned.configs.nmf:smoke --workdir=DIR
 
 (drop `:smoke` for the full run).  Writes `DIR/results.json`, `DIR/results.md`
 and `DIR/plots/*.png`; re-running on the same workdir resumes training from

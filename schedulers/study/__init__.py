@@ -1,6 +1,6 @@
 """The fair GreedyLR benchmark study: tasks, arms, runner, statistics, report, plots.
 
-`python -m schedulers.study --config=schedulers/study/configs/default.py[:smoke] --workdir=DIR`
+`python -m schedulers.study --config=schedulers.study.configs.default[:smoke] --workdir=DIR`
 runs it (resumable cell by cell); `results/` holds the committed full study
 (`results.json`, `curves.npz`, `report.md`, `plots/`).  Modules:
 

@@ -1,6 +1,6 @@
 """The GreedyLR benchmark study binary.
 
-  python -m schedulers.study --config=schedulers/study/configs/default.py[:smoke] --workdir=DIR
+  python -m schedulers.study --config=schedulers.study.configs.default[:smoke] --workdir=DIR
 
 Runs every (task, optimizer, arm) cell that is not yet in `DIR/cells/`
 (a killed study resumes without redoing finished cells), then writes

@@ -1,6 +1,8 @@
-"""common.app: bad input exits with status 2 and names the flag/field/file/line."""
+"""common.app: bad input exits with status 2 and names the flag/field/file/line; configs by module; provenance."""
 
+import importlib.metadata
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -60,6 +62,100 @@ def test_unknown_override_exits_2(tmp_path):
   proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.no_such_field=1")
   assert proc.returncode == 2, proc.stderr
   assert "no_such_field" in proc.stderr
+
+
+@pytest.mark.parametrize(
+  "override, expected",
+  [
+    (
+      "--config.optimizr.name=sgd",
+      "unknown config field 'optimizr' in --config.optimizr.name (did you mean 'optimizer'?)",
+    ),
+    ("--config.greedy.factr=0.9", "unknown config field 'factr' in --config.greedy.factr (did you mean 'factor'?)"),
+  ],
+)
+def test_misspelt_override_is_one_clean_line(tmp_path, override, expected):
+  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'run'}", override)
+  assert proc.returncode == 2, proc.stderr
+  assert _stderr_lines(proc) == [
+    f"error: {expected}; run with --help to list the config fields (set as --config.<field>=<value>) and flags."
+  ], proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_unknown_message_helper_unwraps_ml_collections_reprs():
+  nested = KeyError("'\\'factr\\'\\nDid you mean \"factor\" instead of \"factr\"?'")
+  assert app.unknown_field_message(nested, ["--config.greedy.factr=1"]) == (
+    "unknown config field 'factr' in --config.greedy.factr (did you mean 'factor'?)"
+  )
+  assert app.unknown_field_message(KeyError("'x'"), []) == "unknown config field 'x'"
+
+
+def _hparams_and_text(workdir):
+  """(hparams, config text) recorded in the run's TensorBoard events."""
+  from tensorboardX.proto import event_pb2, plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
+
+  from common import metrics  # pylint: disable=g-import-not-at-top
+
+  hparams, text = None, None
+  for path in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+    for record in metrics._read_records(path):
+      for value in event_pb2.Event.FromString(record).summary.value:
+        if value.tag == "_hparams_/session_start_info":
+          data = plugin_hparams_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+          hparams = dict(data.session_start_info.hparams)
+        elif value.tag == "config/text_summary":
+          text = value.tensor.string_val[0].decode()
+  return hparams, text
+
+
+def test_config_by_module_from_outside_the_repository(tmp_path):
+  """`--config=<module>:<variant>` (found on sys.path); config.json and TensorBoard record config and provenance."""
+  workdir = tmp_path / "run"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  proc = subprocess.run(
+    [sys.executable, "-m", "schedulers.main", "--config=schedulers.configs.default:smoke", f"--workdir={workdir}"],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert recorded["model"]["hidden_sizes"] == [32]  # the smoke variant
+  provenance = recorded["provenance"]
+  for dist in ("jax", "jaxlib", "flax", "optax", "brax"):
+    assert provenance["packages"][dist] == importlib.metadata.version(dist)
+  head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+  assert provenance["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+  history = json.loads((workdir / "config_history.jsonl").read_text())
+  assert history["provenance"] == provenance and "provenance" not in history["config"]
+  hparams, text = _hparams_and_text(workdir)
+  assert math.isclose(hparams["greedy.factor"].number_value, 0.95) and hparams["optimizer.name"].string_value == "adamw"
+  assert hparams["model.hidden_sizes"].string_value == "[32]" and not any(k.startswith("provenance") for k in hparams)
+  assert json.loads(text.strip("`\n")) == recorded
+  # An unknown module is one line, exit 2.
+  proc = run_main("--config=schedulers.configs.nope:smoke", f"--workdir={tmp_path / 'nope'}")
+  assert proc.returncode == 2 and _stderr_lines(proc) == [
+    "error: --config=schedulers.configs.nope:smoke: no such config file or module schedulers.configs.nope."
+  ], proc.stderr
+
+
+def test_provenance_is_added_keeping_the_file_layout(tmp_path):
+  record = {"git_commit": "abc", "packages": {"jax": "0.10.2"}}
+  for text in ('{\n "a": 1,\n "b": NaN\n}\n', '{\n  "a": [\n    1\n  ]\n}', '{"a": 1}', "{}"):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    assert app.add_provenance(path, record)
+    new = path.read_text()
+    data = json.loads(new)
+    assert data.pop("provenance") == record and json.dumps(data) == json.dumps(json.loads(text))
+    assert new.startswith(text.rstrip()[:-1].rstrip()) and new.endswith(text[len(text.rstrip()) :] or "}")
+    assert not app.add_provenance(path, {"other": 1})  # results of an earlier run keep theirs
+  path.write_text("[1, 2]")
+  assert not app.add_provenance(path, record) and path.read_text() == "[1, 2]"
+  assert not app.add_provenance(tmp_path / "missing.json", record)
 
 
 def test_bad_factor_exits_2_naming_field_and_flag(tmp_path):
@@ -190,6 +286,9 @@ def test_help_lists_variants_and_every_field():
     meaning = line.split(f"{field} = {value}", 1)[1].strip()
     assert meaning, f"{field} has no meaning in --help"
   assert "num_epochs, checkpoint_every, keep_checkpoints" in proc.stdout
+  # Configs are shown by module, so installed binaries need no file paths.
+  assert proc.stdout.startswith("usage: python -m schedulers.main --config=schedulers.configs.default[:VARIANT] ")
+  assert "Variants (--config=schedulers.configs.default:<variant>):" in proc.stdout
   smoke = run_main(f"--config={SMOKE}", "--help")
   assert "model.hidden_sizes = (32,)" in smoke.stdout  # the variant's values
 

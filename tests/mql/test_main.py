@@ -21,7 +21,7 @@ def _run(workdir, *args, variant="smoke", env_extra=None, timeout=900):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
   env.update(env_extra or {})
-  cmd = [sys.executable, "-m", "mql.main", f"--config=mql/configs/default.py:{variant}", f"--workdir={workdir}", *args]
+  cmd = [sys.executable, "-m", "mql.main", f"--config=mql.configs.default:{variant}", f"--workdir={workdir}", *args]
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 

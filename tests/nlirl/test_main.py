@@ -15,7 +15,7 @@ from nlirl import evaluation, train
 from nlirl.configs import default as default_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = "nlirl/configs/default.py"
+CONFIG = "nlirl.configs.default"
 
 
 def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):

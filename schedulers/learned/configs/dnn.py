@@ -1,6 +1,6 @@
 """Config of `schedulers.learned.dnn_main`: a PPO agent learns SGD learning-rate schedules for a digits MLP.
 
-Variants: `--config=schedulers/learned/configs/dnn.py:<variant>`, see `VARIANTS`.
+Variants: `--config=schedulers.learned.configs.dnn:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Config of `schedulers.learned.nmf_main`: a PPO agent that schedules the learning rate of stochastic NMF.
 
-Variants: `--config=schedulers/learned/configs/nmf.py:<variant>`, see `VARIANTS`.
+Variants: `--config=schedulers.learned.configs.nmf:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections

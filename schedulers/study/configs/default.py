@@ -1,6 +1,6 @@
 """Config of `schedulers.study`: the fair GreedyLR benchmark study.
 
-Variants: `--config=schedulers/study/configs/default.py:<variant>`, see `VARIANTS`.
+Variants: `--config=schedulers.study.configs.default:<variant>`, see `VARIANTS`.
 """
 
 import ml_collections

@@ -17,7 +17,7 @@ from schedulers.learned import policy as policy_lib
 from schedulers.learned.configs import dnn as dnn_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-SMOKE = "schedulers/learned/configs/dnn.py:smoke"
+SMOKE = "schedulers.learned.configs.dnn:smoke"
 METHODS = ["learned", "constant", "step", "exponential", "cosine", "greedy_lr", "grid_search"]
 
 

@@ -155,7 +155,7 @@ def test_study_smoke_binary(tmp_path):
     sys.executable,
     "-m",
     "schedulers.study",
-    "--config=schedulers/study/configs/default.py:smoke",
+    "--config=schedulers.study.configs.default:smoke",
     f"--workdir={tmp_path}",
   ]
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
