@@ -13,6 +13,9 @@
   median of timed iterations after a warm-up (compile) call.  SAC updates the
   actor and temperature at every step, TD3 the actor every `policy_delay`-th:
   the same update ratio is not the same work, which the ratio includes.
+  brax 0.14's SAC needs `jax.device_put_replicated` (removed in jax 0.10):
+  with a newer jax the peer is skipped with one line saying so, and ours is
+  timed alone.
 * replay: bytes per stored transition of `mql.replay` (1e6 steps over 128
   envs, the family's snapshot, H and sizes) against the original code's
   layout, which stores both padded histories in every row (goal <= 0.1x).
@@ -24,8 +27,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import statistics
 import time
+import warnings
 
 import jax
 from absl import flags
@@ -99,6 +104,24 @@ def _our_throughput(family: str, use_context: bool) -> dict:
   return result
 
 
+def brax_sac_unsupported() -> str | None:
+  """Why brax.training's SAC cannot run with the installed jax (None: it can).
+
+  brax 0.14's training agents replicate their state with
+  `jax.device_put_replicated`, which jax 0.10 removed; `brax.envs` (all the
+  runtime uses) works with either.
+  """
+  with warnings.catch_warnings():  # jax 0.8-0.9: present, deprecated
+    warnings.simplefilter("ignore", DeprecationWarning)
+    if hasattr(jax, "device_put_replicated"):
+      return None
+  try:
+    brax_version = importlib.metadata.version("brax")
+  except importlib.metadata.PackageNotFoundError:
+    brax_version = "?"
+  return f"brax {brax_version}'s SAC calls jax.device_put_replicated, which jax {jax.__version__} no longer has"
+
+
 def _brax_sac_throughput(family: str) -> dict:
   from brax.training.agents.sac import networks as sac_networks
   from brax.training.agents.sac import train as sac
@@ -136,14 +159,19 @@ def throughput() -> None:
     f"== throughput: {family}, {_NUM_ENVS.value} envs, batch {_BATCH.value}, "
     f"{_UPDATES.value} updates per vmapped step, 300-300 networks"
   )
-  peer = _brax_sac_throughput(family)
-  print(f"brax SAC (peer):      {peer['env_steps_per_s']:10.0f} env steps/s {peer['updates_per_s']:8.1f} updates/s")
+  skipped = brax_sac_unsupported()
+  if skipped:
+    peer = None
+    print(f"brax SAC (peer):      skipped: {skipped}")
+  else:
+    peer = _brax_sac_throughput(family)
+    print(f"brax SAC (peer):      {peer['env_steps_per_s']:10.0f} env steps/s {peer['updates_per_s']:8.1f} updates/s")
   for label, use_context in (("TD3, no context", False), ("MQL TD3 + GRU", True)):
     ours = _our_throughput(family, use_context)
-    ratio = ours["env_steps_per_s"] / peer["env_steps_per_s"]
+    ratio = "  n/a" if peer is None else f"{ours['env_steps_per_s'] / peer['env_steps_per_s']:5.2f}x"
     print(
       f"{label:20s}  {ours['env_steps_per_s']:10.0f} env steps/s {ours['updates_per_s']:8.1f} updates/s  "
-      f"{ratio:5.2f}x brax SAC | profile: act step {ours['act_step_ms']:.2f} ms, critic grad "
+      f"{ratio} brax SAC | profile: act step {ours['act_step_ms']:.2f} ms, critic grad "
       f"{ours['critic_grad_ms']:.2f} ms, actor grad {ours['actor_grad_ms']:.2f} ms"
     )
 
