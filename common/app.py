@@ -732,8 +732,8 @@ def run_tool(main: Callable[[list[str]], None]) -> None:
     print(
       f"usage: {_program_name()} [flags]\n\n{doc}\n\nFlags:\n{listing}\n"
       "  --verbosity=0 (-v 0): also show library INFO logs\n"
-      "  --jax_<option>=<value>: any JAX config option\n"
-      "This binary takes no --config."
+      "  --jax_<option>=<value>: any JAX config option"
+      + ("" if "config" in own else "\nThis binary takes no --config.")
     )
     sys.exit(0)
 
@@ -742,9 +742,10 @@ def run_tool(main: Callable[[list[str]], None]) -> None:
       return flags.FLAGS(argv)
     except flags.Error as e:
       takes = ", ".join(f"--{n}" for n in own) or "no flags"
+      no_config = "" if "config" in own else ", no --config"
       _fail(
-        f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options),"
-        " no --config; run with --help for their meaning."
+        f"{str(e).splitlines()[0]}. {_program_name()} takes {takes} (and --jax_* options){no_config};"
+        " run with --help for their meaning."
       )
 
   def wrapped(argv: list[str]) -> Any:
