@@ -22,18 +22,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-test
-	$(BIN)/python -m schedulers.main --config=schedulers/configs/default.py --workdir=$(DEMO_DIR)/greedy_lr_digits
-	$(BIN)/python -m schedulers.study --config=schedulers/study/configs/default.py:smoke --workdir=$(DEMO_DIR)/study_smoke
-	$(BIN)/python -m schedulers.learned.dnn_main --config=schedulers/learned/configs/dnn.py:smoke --workdir=$(DEMO_DIR)/learned_dnn_smoke
-	$(BIN)/python -m schedulers.learned.nmf_main --config=schedulers/learned/configs/nmf.py:smoke --workdir=$(DEMO_DIR)/learned_nmf_smoke
-	$(BIN)/python -m mql.main --config=mql/configs/default.py:smoke --workdir=$(DEMO_DIR)/mql_point_robot_smoke
-	$(BIN)/python -m nlirl.main --config=nlirl/configs/default.py:bc_smoke --workdir=$(DEMO_DIR)/nlirl_bc_smoke
+	$(BIN)/python -m schedulers.main --config=schedulers.configs.default --workdir=$(DEMO_DIR)/greedy_lr_digits
+	$(BIN)/python -m schedulers.study --config=schedulers.study.configs.default:smoke --workdir=$(DEMO_DIR)/study_smoke
+	$(BIN)/python -m schedulers.learned.dnn_main --config=schedulers.learned.configs.dnn:smoke --workdir=$(DEMO_DIR)/learned_dnn_smoke
+	$(BIN)/python -m schedulers.learned.nmf_main --config=schedulers.learned.configs.nmf:smoke --workdir=$(DEMO_DIR)/learned_nmf_smoke
+	$(BIN)/python -m mql.main --config=mql.configs.default:smoke --workdir=$(DEMO_DIR)/mql_point_robot_smoke
+	$(BIN)/python -m nlirl.main --config=nlirl.configs.default:bc_smoke --workdir=$(DEMO_DIR)/nlirl_bc_smoke
 	$(BIN)/python -m selflearn.simulate --out=$(DEMO_DIR)/selflearn_logs.jsonl --num_dialogues=2000
-	$(BIN)/python -m selflearn.main --config=selflearn/configs/fpi.py:smoke --workdir=$(DEMO_DIR)/selflearn_fpi_smoke
-	$(BIN)/python -m selflearn.main --config=selflearn/configs/rephrase.py:smoke --workdir=$(DEMO_DIR)/selflearn_rephrase_smoke
-	$(BIN)/python -m selflearn.main --config=selflearn/configs/amc.py:smoke --workdir=$(DEMO_DIR)/selflearn_amc_smoke
-	$(BIN)/python -m selflearn.main --config=selflearn/configs/online.py:smoke --workdir=$(DEMO_DIR)/selflearn_online_smoke
-	$(BIN)/python -m selflearn.main --config=selflearn/configs/teach.py:smoke --workdir=$(DEMO_DIR)/selflearn_teach_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn.configs.fpi:smoke --workdir=$(DEMO_DIR)/selflearn_fpi_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn.configs.rephrase:smoke --workdir=$(DEMO_DIR)/selflearn_rephrase_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn.configs.amc:smoke --workdir=$(DEMO_DIR)/selflearn_amc_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn.configs.online:smoke --workdir=$(DEMO_DIR)/selflearn_online_smoke
+	$(BIN)/python -m selflearn.main --config=selflearn.configs.teach:smoke --workdir=$(DEMO_DIR)/selflearn_teach_smoke
 	@echo "demo outputs: $(DEMO_DIR)/greedy_lr_digits (GreedyLR digits run: metrics.jsonl, final_metrics.json, plots/, tensorboard/, checkpoints/)"
 	@echo "              $(DEMO_DIR)/study_smoke (study smoke: report.md, results.json, curves.npz, plots/)"
 	@echo "              $(DEMO_DIR)/learned_dnn_smoke, learned_nmf_smoke (RL-learned schedules, smoke: results.md, results.json, plots/, policy/ or checkpoints/)"
@@ -60,7 +60,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.benchmark
 
 study: $(VENV)/.installed-test
-	$(BIN)/python -m schedulers.study --config=schedulers/study/configs/default.py --workdir=runs/study
+	$(BIN)/python -m schedulers.study --config=schedulers.study.configs.default --workdir=runs/study
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -5,10 +5,10 @@
 
 runs `python -m mql.main --config=... --workdir=runs/sweep/<cell>/seed<s>
 --config.seed=<s> --config.<field>=<value> ...` for every seed and every
-combination of the `--set` values (a cell), one run at a time (`--parallel=N`
-runs N at once).  `--set` may be repeated (the grid is their product); its
-values are split on `,`, or on `|` when one holds commas
-(`--set "model.hidden_sizes=16,16|32,32"`).
+combination of the `--set` values (a cell; without `--set` the workdirs are
+`<root>/seed<s>`), one run at a time (`--parallel=N` runs N at once).
+`--set` may be repeated (the grid is their product); its values are split
+on `,`, or on `|` when one holds commas (`--set "model.hidden_sizes=16,16|32,32"`).
 
 * Resuming: a workdir whose results file (`results.json`, or the
   `final_metrics.json` that `schedulers.main` writes) exists is finished and
@@ -117,7 +117,8 @@ def cell_name(overrides: Sequence[tuple[str, str]]) -> str:
 def make_grid(sets: Sequence[tuple[str, Sequence[str]]], seeds: Sequence[int], root: pathlib.Path) -> list[Run]:
   """Every (seed, cell), seed-major: each cell's first seed runs before any second seed."""
   cells = [tuple(zip([f for f, _ in sets], values)) for values in itertools.product(*[v for _, v in sets])]
-  return [Run(cell_name(c), c, seed, root / cell_name(c) / f"seed{seed}") for seed in seeds for c in cells]
+  cell_dir = lambda c: root / cell_name(c) if sets else root  # no --set: <root>/seed<s>
+  return [Run(cell_name(c), c, seed, cell_dir(c) / f"seed{seed}") for seed in seeds for c in cells]
 
 
 def results_path(workdir: pathlib.Path) -> pathlib.Path | None:

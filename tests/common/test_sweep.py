@@ -29,7 +29,7 @@ def test_grid_parsing_and_layout(tmp_path):
   grid = sweep.make_grid(sets, [0, 1], tmp_path)
   assert len(grid) == 8 and [r.seed for r in grid] == [0] * 4 + [1] * 4  # seed-major
   assert grid[1].workdir == tmp_path / "optimizer.greedy_mode=none,model.hidden_sizes=32_32" / "seed0"
-  assert sweep.make_grid([], [3], tmp_path)[0].workdir == tmp_path / "default" / "seed3"
+  assert sweep.make_grid([], [3], tmp_path)[0].workdir == tmp_path / "seed3"  # no cells: <root>/seed<s>
   cmd = sweep.command(grid[1], binary="mql.main", config="mql.configs.default:smoke", seed_field="seed")
   assert cmd[1:] == [
     "-m",
