@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint format benchmark study clean
+.PHONY: demo test test-opt test-slow lint format benchmark study lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Parity and kill/resume tests with XLA's optimisations on (the default tiers
+# turn most of them off to bound compile time; see tests/conftest.py).
+test-opt: $(VENV)/.installed-test
+	JAX_DISABLE_MOST_OPTIMIZATIONS=0 $(BIN)/python -m pytest -n 2 -m "opt and not slow" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -m slow $(PYTEST_ARGS)

@@ -131,6 +131,7 @@ def test_typed_prng_key_and_host_leaves(tmp_path):
   assert restored["n"] == 7 and restored["none"] is None
 
 
+@pytest.mark.opt
 def test_resume_continues_with_identical_values(tmp_path):
   reference = _run(_make_state(), 6)
   with Checkpointer(tmp_path, save_every=2) as ckpt:

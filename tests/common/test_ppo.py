@@ -353,6 +353,7 @@ def test_bandit_learns_and_is_deterministic(bandit):
   assert not np.array_equal(_leaves(other.params)[0], _leaves(reference.params)[0])
 
 
+@pytest.mark.opt
 def test_checkpoint_resume_is_exact(bandit, tmp_path):
   agent, init, chunk = bandit
   state0 = init(jax.random.key(7))

@@ -55,6 +55,7 @@ def test_encoder_shape_and_limits(minilm):
   assert minilm.tokenizer.get_vocab_size() == 30522
 
 
+@pytest.mark.opt
 def test_embeddings_match_pytorch_sentence_transformers(encoded):
   assert encoded.shape == (len(SENTENCES), 384) and encoded.dtype == np.float32
   cosines = _cosines(encoded, EMBEDDINGS)

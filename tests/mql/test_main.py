@@ -51,6 +51,7 @@ def test_smoke_binary_writes_results_plots_and_tasks(tmp_path):
   assert (workdir / "tensorboard").is_dir() and any((workdir / "checkpoints").iterdir())
 
 
+@pytest.mark.opt
 @pytest.mark.slow  # three in-process runs (one compile)
 def test_killed_run_resumes_and_ends_identically(tmp_path):
   """2 iterations (a run stopped after its checkpoint at 2), then resumed to 4 == 4 straight."""

@@ -59,6 +59,7 @@ def test_iteration_shapes_finite_and_counters(use_context):
   assert max(float(x) for x in moved) > 0
 
 
+@pytest.mark.opt
 def test_rolling_history_equals_replay_gather():
   trainer, nets = _setup(True)  # random actions for 12 env steps (3 vmapped steps), then the actor
   state = trainer.init(jax.random.key(3))

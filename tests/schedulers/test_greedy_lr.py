@@ -231,6 +231,7 @@ _SCRIPTED = [
 ]
 
 
+@pytest.mark.opt
 def test_scripted_sequences_match_reference(x64):
   """Traced hyperparameters, float64: bit-exact agreement."""
   by_static = {}
@@ -363,6 +364,7 @@ def _random_cases(seed, static, batch=48, length=120):
   return cases
 
 
+@pytest.mark.opt
 @pytest.mark.parametrize("static", _RANDOM_STATICS, ids=_static_id)
 def test_random_sequences_match_reference(x64, static):
   cases = _random_cases(1000 + _RANDOM_STATICS.index(static), static)
@@ -891,6 +893,7 @@ def test_nnx_optimizer_update_with_value():
 # orbax checkpoints (common.checkpoint.Checkpointer).
 
 
+@pytest.mark.opt
 def test_checkpoint_roundtrip_continues_identically(tmp_path):
   from common.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 

@@ -62,6 +62,7 @@ def test_smoke_writes_every_output_and_resumes(tmp_path):
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
+@pytest.mark.opt
 def test_killed_run_resumes_to_identical_final_metrics(tmp_path):
   overrides = ("--config.num_epochs=25",)
   full = tmp_path / "full"

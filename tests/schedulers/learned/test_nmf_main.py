@@ -96,6 +96,7 @@ def test_smoke_run_and_rerun(tmp_path):
   assert (smoke / "results.json").read_bytes() == before
 
 
+@pytest.mark.opt
 @pytest.mark.slow  # two more smoke-sized runs (the kill/resume contract; the default tier runs the smoke once)
 def test_killed_run_resumes_to_the_same_results(tmp_path):
   smoke, split = tmp_path / "smoke", tmp_path / "split"

@@ -113,6 +113,7 @@ def small_task():
   return dnn_env.make_dnn_task(steps_per_decision=5, num_decisions=6, initial_lr=0.02, lr_bounds=(1e-3, 0.5))
 
 
+@pytest.mark.opt
 def test_deployed_transform_replays_the_env_rollout(small_task):
   """The env driven by the policy's argmax actions and `run_tail(learned_schedule)` are one run."""
   task = small_task
@@ -154,6 +155,7 @@ def test_deployed_transform_replays_the_env_rollout(small_task):
   assert len(distinct) >= 2, distinct  # the check is not about a constant policy
 
 
+@pytest.mark.opt
 def test_policy_logits_are_the_flax_mlp_bitwise():
   """`Policy.logits` (plain JAX) is the Flax MLP `common.ppo` trains, operation for operation."""
   policy = _random_policy(seed=4)
