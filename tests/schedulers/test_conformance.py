@@ -43,6 +43,7 @@ _STEPS = 1500  # == _NUM_STEPS below; the budget count-driven schedules decay ov
 
 def _conformance_policy():
   """A fixed (seeded, untrained) schedule policy: decisions every 25 steps, scale kept in [0.5, 2]."""
+  from common import encoders  # pylint: disable=g-import-not-at-top
   from schedulers.learned import policy as policy_lib  # pylint: disable=g-import-not-at-top
   from schedulers.learned import transform  # pylint: disable=g-import-not-at-top
 
@@ -50,7 +51,8 @@ def _conformance_policy():
     multipliers=(0.5, 0.8, 1.0, 1.25, 2.0), decision_interval=25, num_decisions=40, scale_bounds=(0.5, 2.0)
   )
   spec = policy_lib.PolicySpec((16,), "tanh", controller)
-  params = policy_lib._network(spec).init(jax.random.PRNGKey(4))
+  network = encoders.make_mlp(transform.OBSERVATION_SIZE, (16,), len(controller.multipliers), activation=jnp.tanh)
+  params = network.init(jax.random.PRNGKey(4))
   return policy_lib.Policy(jax.tree.map(lambda x: 3.0 * x, params), spec)
 
 
