@@ -7,13 +7,19 @@ Public API (optax style: explicit re-exports):
 * `on_eval`, `observe`, `greedy_scale`: GreedyLR stepped once per evaluation
   on a validation value (out-of-band state, read back for logging).
 * `learned_schedule(policy)`: a trained RL schedule policy
-  (`schedulers.learned.policy.load_policy`) as a transform chained after any
-  optimizer, stepped with `update(..., value=loss)` like GreedyLR.
+  (`schedulers.learned.policy.load_policy`, or `shipped_policy()`) as a
+  transform chained after any optimizer, stepped with
+  `update(..., value=loss)` like GreedyLR.
 * `make_optimizer` / `Optimizer`: the repository's one optimizer factory,
   base optimizer + GreedyLR per step / per eval / none (`schedulers.optimizers`
-  also has the config block, `from_config` and its validation).
+  also has the config block, `from_config` and its validation, which load
+  ml_collections and `common` on first use).
 
-`schedulers` imports only `common` (and third-party libraries).
+This library part needs only jax, optax, chex and numpy (the core install)
+and imports nothing of `common` or the training stack, so it also works next
+to a user's own package named `common`.  The binaries, the study and the
+learned-schedule training (`schedulers.main`, `.study`, `.learned.*_train`)
+use `common` and need the `train` extra.
 """
 
 from schedulers.greedy_lr import GreedyLRState, greedy_lr

@@ -18,7 +18,11 @@ adversarial loss::
 Binaries keep the same fields in their configs with `optimizer_config()` and
 build from them with `from_config(config.optimizer)`;
 `check_optimizer_config(config, "optimizer")` validates them before anything
-compiles (raising `common.app.ConfigError` naming the field).
+compiles (raising `common.app.ConfigError` naming the field).  Those three
+(and `check_greedy_config`) live in `schedulers.optimizer_configs`, which
+needs ml_collections and `common` (the `train` extra); this module loads it
+on first use of one of their names, so the factory itself needs only jax and
+optax.
 """
 
 from __future__ import annotations
@@ -27,10 +31,8 @@ from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from common import app
 from schedulers import per_eval, state_utils
 from schedulers.greedy_lr import greedy_lr
 from schedulers.learned import transform
@@ -184,65 +186,17 @@ def make_optimizer(
   )
 
 
-def optimizer_config(
-  *,
-  objective: str,
-  name: str = "adamw",
-  learning_rate: float = 1e-3,
-  greedy_mode: str | None = None,
-  **overrides: Any,
-) -> ml_collections.ConfigDict:
-  """The standard `config.optimizer` block of a binary: GreedyLR as `RULE[objective]` says."""
-  if objective not in RULE:
-    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
-  rule = RULE[objective]
-  config = ml_collections.ConfigDict()
-  config.name = name  # adamw | adam | sgd | momentum
-  config.learning_rate = learning_rate  # base rate; GreedyLR scales it
-  config.objective = objective  # supervised | td | adversarial | policy_gradient | dual: picks GreedyLR's defaults
-  config.weight_decay = 1e-4 if name == "adamw" else 0.0  # adamw only
-  config.momentum = 0.9  # momentum only
-  config.max_grad_norm = ml_collections.config_dict.placeholder(float)  # global-norm clipping; None: off
-  config.greedy_mode = rule.greedy_mode if greedy_mode is None else greedy_mode  # per_step | per_eval | none
-  config.greedy = ml_collections.ConfigDict(dict(rule.greedy))  # schedulers.greedy_lr arguments
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+# The config-block helpers (ml_collections, common.app): loaded on first use.
+_CONFIG_HELPERS = ("optimizer_config", "from_config", "check_optimizer_config", "check_greedy_config")
 
 
-def from_config(config: ml_collections.ConfigDict) -> Optimizer:
-  """`make_optimizer` from an `optimizer_config()` block."""
-  return make_optimizer(
-    name=config.name,
-    learning_rate=config.learning_rate,
-    objective=config.objective,
-    weight_decay=config.weight_decay,
-    momentum=config.momentum,
-    max_grad_norm=config.max_grad_norm,
-    greedy_mode=config.greedy_mode,
-    greedy=dict(config.greedy),
-  )
+def __getattr__(name: str) -> Any:
+  if name in _CONFIG_HELPERS:
+    from schedulers import optimizer_configs  # pylint: disable=g-import-not-at-top
+
+    return getattr(optimizer_configs, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def check_optimizer_config(config: ml_collections.ConfigDict, field: str) -> None:
-  """Raises `common.app.ConfigError` naming the first bad field of `config.<field>`."""
-  app.check(config, f"{field}.name", lambda v: v in BASE_OPTIMIZERS, f"must be one of {BASE_OPTIMIZERS}")
-  app.check(config, f"{field}.learning_rate", lambda v: v > 0, "must be > 0")
-  app.check(config, f"{field}.objective", lambda v: v in RULE, f"must be one of {OBJECTIVES}")
-  app.check(config, f"{field}.weight_decay", lambda v: v >= 0, "must be >= 0")
-  app.check(config, f"{field}.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)")
-  app.check(config, f"{field}.max_grad_norm", lambda v: v is None or v > 0, "must be > 0, or None for no clipping")
-  app.check(config, f"{field}.greedy_mode", lambda v: v in GREEDY_MODES, f"must be one of {GREEDY_MODES}")
-  check_greedy_config(config, f"{field}.greedy")
-
-
-def check_greedy_config(config: ml_collections.ConfigDict, field: str) -> None:
-  """Raises `common.app.ConfigError` for the first bad `greedy_lr` argument in `config.<field>`."""
-  block = config
-  for part in field.split("."):
-    block = block[part]
-  for key in block:
-    try:
-      greedy_lr(**{key: block[key]})
-    except (ValueError, TypeError) as e:
-      raise app.ConfigError(f"{field}.{key}", str(e).removeprefix("greedy_lr: ")) from None
+def __dir__() -> list[str]:
+  return sorted([*globals(), *_CONFIG_HELPERS])

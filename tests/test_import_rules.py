@@ -10,6 +10,7 @@ module: only task runners, the binaries and evaluation with the judge use it.
 
 import ast
 import pathlib
+import sys
 
 import pytest
 
@@ -81,14 +82,23 @@ def _module_name(path: pathlib.Path) -> str:
   return ".".join(parts)
 
 
+def _lazy_reexports(tree: ast.Module) -> set[ast.AST]:
+  """The nodes of a module-level `__getattr__` (PEP 562): it imports only once both modules are loaded."""
+  hooks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+  return {node for hook in hooks for node in ast.walk(hook)}
+
+
 def import_graph() -> dict[str, set[str]]:
-  """Module -> our modules it imports (module-level and inside functions)."""
+  """Module -> our modules it imports (module-level and inside functions, not lazy re-exports)."""
   modules = {_module_name(p): p for package in OURS for p in python_files(package)}
   graph = {}
   for name, path in modules.items():
     edges = set()
     tree = ast.parse(path.read_text(), filename=str(path))
+    lazy = _lazy_reexports(tree)
     for node in ast.walk(tree):
+      if node in lazy:
+        continue
       targets = []
       if isinstance(node, ast.Import):
         targets = [alias.name for alias in node.names]
@@ -235,3 +245,47 @@ def test_reachability_follows_imports_and_parent_packages():
   assert set(reachable(graph, "p.core")) == {"p.mid", "p.sim.world"}
   graph["p"] = {"p.sim.world"}  # a package __init__ that imports the simulator taints everything under it
   assert "p.sim.world" in reachable({"p.x": set(), **graph}, "p.x")
+
+
+# The core install (jax, optax, chex, numpy) gives these modules; they may
+# import the training stack only inside functions (e.g. a legacy file format).
+SCHEDULERS_LIBRARY = (
+  "schedulers/__init__.py",
+  "schedulers/_validation.py",
+  "schedulers/greedy_lr.py",
+  "schedulers/per_eval.py",
+  "schedulers/state_utils.py",
+  "schedulers/baselines.py",
+  "schedulers/hypergradient.py",
+  "schedulers/line_search.py",
+  "schedulers/optimizers.py",
+  "schedulers/learned/__init__.py",
+  "schedulers/learned/transform.py",
+  "schedulers/learned/policy.py",
+)
+CORE = {"jax", "optax", "chex", "numpy", "schedulers"}
+
+
+def _module_level_imports(path: pathlib.Path):
+  """(line, module) of the imports that run when the module is imported (not those inside functions)."""
+  pending = list(ast.parse(path.read_text(), filename=str(path)).body)
+  while pending:
+    node = pending.pop()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+      continue
+    if isinstance(node, ast.Import):
+      yield from ((node.lineno, alias.name) for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+      yield node.lineno, node.module
+    else:
+      pending.extend(ast.iter_child_nodes(node))
+
+
+def test_schedulers_library_imports_only_the_core_at_module_level():
+  offenders = []
+  for name in SCHEDULERS_LIBRARY:
+    for lineno, module in _module_level_imports(ROOT / name):
+      top = module.split(".")[0]
+      if top not in CORE and top not in sys.stdlib_module_names and top != "__future__":
+        offenders.append(f"{name}:{lineno} imports {module}")
+  assert not offenders, "\n".join(offenders)
