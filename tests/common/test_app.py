@@ -109,39 +109,6 @@ def _hparams_and_text(workdir):
   return hparams, text
 
 
-def test_config_by_module_from_outside_the_repository(tmp_path):
-  """`--config=<module>:<variant>` (found on sys.path); config.json and TensorBoard record config and provenance."""
-  workdir = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-  proc = subprocess.run(
-    [sys.executable, "-m", "schedulers.main", "--config=schedulers.configs.default:smoke", f"--workdir={workdir}"],
-    cwd=tmp_path,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr
-  recorded = json.loads((workdir / "config.json").read_text())
-  assert recorded["model"]["hidden_sizes"] == [32]  # the smoke variant
-  provenance = recorded["provenance"]
-  for dist in ("jax", "jaxlib", "flax", "optax", "brax"):
-    assert provenance["packages"][dist] == importlib.metadata.version(dist)
-  head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-  assert provenance["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
-  history = json.loads((workdir / "config_history.jsonl").read_text())
-  assert history["provenance"] == provenance and "provenance" not in history["config"]
-  hparams, text = _hparams_and_text(workdir)
-  assert math.isclose(hparams["greedy.factor"].number_value, 0.95) and hparams["optimizer.name"].string_value == "adamw"
-  assert hparams["model.hidden_sizes"].string_value == "[32]" and not any(k.startswith("provenance") for k in hparams)
-  assert json.loads(text.strip("`\n")) == recorded
-  # An unknown module is one line, exit 2.
-  proc = run_main("--config=schedulers.configs.nope:smoke", f"--workdir={tmp_path / 'nope'}")
-  assert proc.returncode == 2 and _stderr_lines(proc) == [
-    "error: --config=schedulers.configs.nope:smoke: no such config file or module schedulers.configs.nope."
-  ], proc.stderr
-
-
 def test_provenance_is_added_keeping_the_file_layout(tmp_path):
   record = {"git_commit": "abc", "packages": {"jax": "0.10.2"}}
   for text in ('{\n "a": 1,\n "b": NaN\n}\n', '{\n  "a": [\n    1\n  ]\n}', '{"a": 1}', "{}"):
@@ -200,6 +167,11 @@ def test_missing_config_file_exits_2(tmp_path):
   proc = run_main("--config=schedulers/configs/nope.py", f"--workdir={tmp_path}")
   assert proc.returncode == 2, proc.stderr
   assert "nope.py" in proc.stderr
+  # An unknown module is one line, exit 2.
+  proc = run_main("--config=schedulers.configs.nope:smoke", f"--workdir={tmp_path / 'nope'}")
+  assert proc.returncode == 2 and _stderr_lines(proc) == [
+    "error: --config=schedulers.configs.nope:smoke: no such config file or module schedulers.configs.nope."
+  ], proc.stderr
 
 
 def _stderr_lines(proc):
@@ -307,11 +279,34 @@ def test_benchmark_flags_are_clear():
 
 
 def test_binary_is_quiet_by_default_and_verbose_on_request(tmp_path):
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'quiet'}")
+  """Also: `--config=<module>:<variant>` from outside the repository; config.json and TensorBoard record the config."""
+  workdir = tmp_path / "quiet"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  proc = subprocess.run(
+    [sys.executable, "-m", "schedulers.main", "--config=schedulers.configs.default:smoke", f"--workdir={workdir}"],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr
   assert _stderr_lines(proc) == [], proc.stderr[:2000]  # no library INFO, no warnings
   assert len(proc.stdout.splitlines()) <= 12
-  assert proc.stdout.splitlines()[-1].startswith(f"outputs in {tmp_path / 'quiet'}")
+  assert proc.stdout.splitlines()[-1].startswith(f"outputs in {workdir}")
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert recorded["model"]["hidden_sizes"] == [32]  # the smoke variant
+  provenance = recorded["provenance"]
+  for dist in ("jax", "jaxlib", "flax", "optax", "brax"):
+    assert provenance["packages"][dist] == importlib.metadata.version(dist)
+  head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+  assert provenance["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+  history = json.loads((workdir / "config_history.jsonl").read_text())
+  assert history["provenance"] == provenance and "provenance" not in history["config"]
+  hparams, text = _hparams_and_text(workdir)
+  assert math.isclose(hparams["greedy.factor"].number_value, 0.95) and hparams["optimizer.name"].string_value == "adamw"
+  assert hparams["model.hidden_sizes"].string_value == "[32]" and not any(k.startswith("provenance") for k in hparams)
+  assert json.loads(text.strip("`\n")) == recorded
   loud = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'loud'}", "--verbosity=0")
   assert loud.returncode == 0, loud.stderr
   assert "checkpoint" in loud.stderr.lower()  # orbax's INFO lines are back

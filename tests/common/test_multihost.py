@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from common import metrics as metrics_lib
 
@@ -57,6 +58,7 @@ def _launch(workdir, num_processes, *overrides):
   return [out for out, _ in outs]
 
 
+@pytest.mark.slow  # three smoke runs (two joined processes, then one): the default tier's time budget
 def test_two_processes_match_one_process_and_only_process_0_writes(tmp_path):
   one = tmp_path / "one"
   single = subprocess.run(

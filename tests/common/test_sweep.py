@@ -57,11 +57,13 @@ def test_numeric_fields_and_t_interval():
 
 
 def test_smoke_grid_runs_skips_finished_and_writes_one_table(tmp_path):
-  """2 learning rates x 2 seeds of `schedulers.main` smoke (one epoch); one workdir already finished."""
+  """2 learning rates x 2 seeds of `schedulers.main` smoke (one epoch); seed 1's workdirs already finished."""
   root = tmp_path / "sweep"
-  finished = root / "optimizer.learning_rate=0.01" / "seed1"
-  finished.mkdir(parents=True)
-  (finished / "final_metrics.json").write_text(json.dumps({"test_loss": 7.0, "step": 33, "extra": {"n": 1}}))
+  for rate, loss in (("0.001", 5.0), ("0.01", 7.0)):
+    finished = root / f"optimizer.learning_rate={rate}" / "seed1"
+    finished.mkdir(parents=True)
+    extra = {"extra": {"n": 1}} if rate == "0.01" else {}
+    (finished / "final_metrics.json").write_text(json.dumps({"test_loss": loss, "step": 33, **extra}))
   args = [
     "--binary=schedulers.main",
     f"--config={SMOKE}",
@@ -74,7 +76,8 @@ def test_smoke_grid_runs_skips_finished_and_writes_one_table(tmp_path):
   proc = run_sweep(*args, cwd=tmp_path)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   lines = proc.stdout.splitlines()
-  assert sum(": running -> " in line for line in lines) == 3 and sum(": done" in line for line in lines) == 3
+  assert sum(": running -> " in line for line in lines) == 2 and sum(": done" in line for line in lines) == 2
+  assert "[3/4] optimizer.learning_rate=0.001 seed 1: finished, skipped" in proc.stdout
   assert "[4/4] optimizer.learning_rate=0.01 seed 1: finished, skipped" in proc.stdout
   assert lines[-1] == f"4/4 runs finished; table: {root / 'sweep.md'}, {root / 'sweep.json'}"
   table = json.loads((root / "sweep.json").read_text())
@@ -85,10 +88,11 @@ def test_smoke_grid_runs_skips_finished_and_writes_one_table(tmp_path):
   losses = [
     json.loads((root / low["name"] / f"seed{s}" / "final_metrics.json").read_text())["test_loss"] for s in (0, 1)
   ]
-  assert low["finished"] == [0, 1] and low["fields"]["test_loss"]["values"] == losses
+  assert low["finished"] == [0, 1] and low["fields"]["test_loss"]["values"] == losses and losses[1] == 5.0
   np.testing.assert_allclose(low["fields"]["test_loss"]["mean"], np.mean(losses), rtol=1e-12)
   high = cells["optimizer.learning_rate=0.01"]["fields"]
   assert high["test_loss"]["values"][1] == 7.0 and high["extra.n"]["n"] == 1  # the pre-finished run counts
+  assert high["test_loss"]["values"][0] != losses[0]  # the cells ran with their own rates
   assert json.loads((root / low["name"] / "seed0" / "config.json").read_text())["optimizer"]["learning_rate"] == 0.001
   text = (root / "sweep.md").read_text()
   assert "| field | optimizer.learning_rate=0.001 | optimizer.learning_rate=0.01 |" in text
@@ -105,7 +109,7 @@ def test_smoke_grid_runs_skips_finished_and_writes_one_table(tmp_path):
   task = subprocess.run(
     ["bash", str(root / "sweep.sbatch")], env=dict(os.environ, SLURM_ARRAY_TASK_ID="3"), capture_output=True, text=True
   )
-  assert task.returncode == 0 and task.stdout == f"finished: {finished}\n", task.stderr
+  assert task.returncode == 0 and task.stdout == f"finished: {finished}\n", task.stderr  # task 3: 0.01, seed 1
 
 
 @pytest.mark.parametrize(

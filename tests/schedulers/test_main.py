@@ -118,6 +118,7 @@ def test_nonfinite_stop_policy_fails_clearly(tmp_path):
   assert "NaN/Inf" in proc.stderr and "nonfinite='skip'" in proc.stderr
 
 
+@pytest.mark.slow  # two smoke runs (8 forced devices, then 1): the default tier's time budget
 def test_eight_devices_match_one_device(tmp_path):
   one = tmp_path / "one"
   eight = tmp_path / "eight"
@@ -133,6 +134,7 @@ def test_eight_devices_match_one_device(tmp_path):
   np.testing.assert_allclose(fb["test_loss"], fa["test_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow  # times every benchmark section: the default tier's time budget
 def test_benchmark_binary_prints_ratios():
   proc = subprocess.run(
     [
