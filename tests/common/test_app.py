@@ -5,6 +5,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -27,6 +28,30 @@ def run_main(*args, timeout=300):
     text=True,
     timeout=timeout,
   )
+
+
+@pytest.fixture(scope="module")
+def finished_smoke(tmp_path_factory):
+  """One finished smoke run, named by module from outside the repository (tests copy its workdir)."""
+  tmp = tmp_path_factory.mktemp("finished_smoke")
+  workdir = tmp / "quiet"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  proc = subprocess.run(
+    [sys.executable, "-m", "schedulers.main", "--config=schedulers.configs.default:smoke", f"--workdir={workdir}"],
+    cwd=tmp,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr
+  return workdir, proc
+
+
+def _copy_of(finished_smoke, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(finished_smoke[0], workdir)
+  return workdir
 
 
 def test_check_and_locate_field_in_a_config_file(tmp_path):
@@ -178,36 +203,36 @@ def _stderr_lines(proc):
   return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
-def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path):
-  run_main(f"--config={SMOKE}", f"--workdir={tmp_path}")
-  recorded = (tmp_path / "config.json").read_text()
-  final = (tmp_path / "final_metrics.json").read_text()
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.greedy.factor=0.5", "--config.seed=3")
+def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path, finished_smoke):
+  workdir = _copy_of(finished_smoke, tmp_path)
+  recorded = (workdir / "config.json").read_text()
+  final = (workdir / "final_metrics.json").read_text()
+  proc = run_main(f"--config={SMOKE}", f"--workdir={workdir}", "--config.greedy.factor=0.5", "--config.seed=3")
   assert proc.returncode == 2, proc.stderr
   assert len(_stderr_lines(proc)) == 1, proc.stderr
   assert "greedy.factor: 0.95 -> 0.5" in proc.stderr and "seed: 0 -> 3" in proc.stderr
   assert "new --workdir" in proc.stderr
-  assert (tmp_path / "config.json").read_text() == recorded
-  assert (tmp_path / "final_metrics.json").read_text() == final
+  assert (workdir / "config.json").read_text() == recorded
+  assert (workdir / "final_metrics.json").read_text() == final
 
 
-def test_resumable_change_is_recorded_in_the_history(tmp_path):
-  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}").returncode == 0
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4", "--config.keep_checkpoints=2")
+def test_resumable_change_is_recorded_in_the_history(tmp_path, finished_smoke):
+  workdir = _copy_of(finished_smoke, tmp_path)  # its file form names the same run as the module form
+  proc = run_main(f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_epochs=4", "--config.keep_checkpoints=2")
   assert proc.returncode == 0, proc.stderr
-  history = [json.loads(line) for line in (tmp_path / "config_history.jsonl").read_text().splitlines()]
+  history = [json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()]
   assert [h["event"] for h in history] == ["start", "resume"]
   assert history[0]["config"]["num_epochs"] == 3
   assert history[1]["changed"] == {"keep_checkpoints": {"from": 3, "to": 2}, "num_epochs": {"from": 3, "to": 4}}
-  assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 4
+  assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 4
   # The same command again changes nothing and records nothing.
   assert (
     run_main(
-      f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.num_epochs=4", "--config.keep_checkpoints=2"
+      f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_epochs=4", "--config.keep_checkpoints=2"
     ).returncode
     == 0
   )
-  assert len((tmp_path / "config_history.jsonl").read_text().splitlines()) == 2
+  assert len((workdir / "config_history.jsonl").read_text().splitlines()) == 2
 
 
 def test_config_identity_helpers():
@@ -278,19 +303,9 @@ def test_benchmark_flags_are_clear():
     assert flag in proc.stdout
 
 
-def test_binary_is_quiet_by_default_and_verbose_on_request(tmp_path):
+def test_binary_is_quiet_by_default_and_verbose_on_request(tmp_path, finished_smoke):
   """Also: `--config=<module>:<variant>` from outside the repository; config.json and TensorBoard record the config."""
-  workdir = tmp_path / "quiet"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-  proc = subprocess.run(
-    [sys.executable, "-m", "schedulers.main", "--config=schedulers.configs.default:smoke", f"--workdir={workdir}"],
-    cwd=tmp_path,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr
+  workdir, proc = finished_smoke
   assert _stderr_lines(proc) == [], proc.stderr[:2000]  # no library INFO, no warnings
   assert len(proc.stdout.splitlines()) <= 12
   assert proc.stdout.splitlines()[-1].startswith(f"outputs in {workdir}")
@@ -307,15 +322,15 @@ def test_binary_is_quiet_by_default_and_verbose_on_request(tmp_path):
   assert math.isclose(hparams["greedy.factor"].number_value, 0.95) and hparams["optimizer.name"].string_value == "adamw"
   assert hparams["model.hidden_sizes"].string_value == "[32]" and not any(k.startswith("provenance") for k in hparams)
   assert json.loads(text.strip("`\n")) == recorded
-  loud = run_main(f"--config={SMOKE}", f"--workdir={tmp_path / 'loud'}", "--verbosity=0")
+  loud = run_main(f"--config={SMOKE}", f"--workdir={_copy_of(finished_smoke, tmp_path)}", "--verbosity=0")
   assert loud.returncode == 0, loud.stderr
-  assert "checkpoint" in loud.stderr.lower()  # orbax's INFO lines are back
+  assert "checkpoint" in loud.stderr.lower()  # orbax's INFO lines (restoring the finished run) are back
 
 
-def test_incompatible_checkpoint_is_one_line_exit_2(tmp_path):
-  assert run_main(f"--config={SMOKE}", f"--workdir={tmp_path}").returncode == 0
-  (tmp_path / "config.json").unlink()  # as if the checkpoints came from other code
-  proc = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.model.hidden_sizes=16,")
+def test_incompatible_checkpoint_is_one_line_exit_2(tmp_path, finished_smoke):
+  workdir = _copy_of(finished_smoke, tmp_path)
+  (workdir / "config.json").unlink()  # as if the checkpoints came from other code
+  proc = run_main(f"--config={SMOKE}", f"--workdir={workdir}", "--config.model.hidden_sizes=16,")
   assert proc.returncode == 2, proc.stderr
   assert len(_stderr_lines(proc)) == 1, proc.stderr[:3000]
   assert (
