@@ -55,10 +55,11 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Parity and kill/resume tests with XLA's optimisations on (the default tiers
-# turn most of them off to bound compile time; see tests/conftest.py).
+# Parity and kill/resume tests (marker `opt`, slow ones included) with XLA's
+# optimisations on (the other tiers turn most of them off to bound compile
+# time; see tests/conftest.py).
 test-opt: $(VENV)/.installed-test
-	JAX_DISABLE_MOST_OPTIMIZATIONS=0 $(BIN)/python -m pytest -n 2 -m "opt and not slow" $(PYTEST_ARGS)
+	JAX_DISABLE_MOST_OPTIMIZATIONS=0 $(BIN)/python -m pytest -n 2 -m opt $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -m slow $(PYTEST_ARGS)

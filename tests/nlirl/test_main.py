@@ -106,7 +106,6 @@ def test_smoke_binary_of_each_variant(tmp_path, variant):
   assert ("adaptation" in results) == (variant in ("smoke", "no_relabel_smoke"))
 
 
-@pytest.mark.opt
 @pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
   """N iterations in one go vs N/2, then a resumed run to N: identical metrics and results."""
