@@ -44,12 +44,17 @@ AGENTS = {  # name -> (table label, random, reads the instruction)
   "reader_memory": ("scripted reader, visited memory (ceiling)", False, True),
 }
 
-_SPLITS = flags.DEFINE_list("splits", ["val_seen", "val_unseen"], "Splits to evaluate (every path x instruction).")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the random agents (the readers are deterministic).")
-_AGENTS = flags.DEFINE_list("agents", list(AGENTS), f"Agents, of {', '.join(AGENTS)}.")
-_MAX_PATHS = flags.DEFINE_integer("max_paths", 0, "Paths per split (0: all), the subset of data.max_eval_episodes.")
-_DATASET_SEED = flags.DEFINE_integer("dataset_seed", 0, "R2R-lite dataset seed (data.dataset_seed).")
-_OUT = flags.DEFINE_string("out", "nlirl/results/baselines", "Where results.json and results.md go.")
+
+def _define_flags() -> None:
+  """The program's flags, defined only when it runs as one: this module is also a library, and a
+  module-level `--out` would clash with other tools' flags of that name in one process (e.g. a test run)."""
+  global _SPLITS, _SEEDS, _AGENTS, _MAX_PATHS, _DATASET_SEED, _OUT
+  _SPLITS = flags.DEFINE_list("splits", ["val_seen", "val_unseen"], "Splits to evaluate (every path x instruction).")
+  _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the random agents (the readers are deterministic).")
+  _AGENTS = flags.DEFINE_list("agents", list(AGENTS), f"Agents, of {', '.join(AGENTS)}.")
+  _MAX_PATHS = flags.DEFINE_integer("max_paths", 0, "Paths per split (0: all), the subset of data.max_eval_episodes.")
+  _DATASET_SEED = flags.DEFINE_integer("dataset_seed", 0, "R2R-lite dataset seed (data.dataset_seed).")
+  _OUT = flags.DEFINE_string("out", "nlirl/results/baselines", "Where results.json and results.md go.")
 
 
 # --- stepping host-side agents in the JAX env ---------------------------------------------------------------
@@ -208,4 +213,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run_tool(main)

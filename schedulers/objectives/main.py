@@ -22,48 +22,36 @@ import subprocess
 import sys
 import time
 
-from absl import flags
-
-from common import app
 from schedulers.objectives import grid, readers, report
 
-_SETTINGS = flags.DEFINE_list("settings", list(grid.SETTINGS), f"Settings to run: {', '.join(grid.SETTINGS)}.")
-_VARIANTS = flags.DEFINE_list("variants", [], "Only these variants (default: each setting's own list).")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Run seeds (settings with vmapped seeds: num_seeds).")
-_ROOT = flags.DEFINE_string("root", "runs/objectives", "Directory of the cells' workdirs.")
-_OUT = flags.DEFINE_string("out", "schedulers/objectives/results", "Where results.md and results.json go.")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only tabulate the finished cells; run nothing.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands of the unfinished cells; run nothing.")
 
-
-def _cells(name: str, setting: grid.Setting, variants: list[str], seeds: list[int]):
+def _cells(name: str, setting: grid.Setting, variants: list[str], seeds: list[int], root: str):
   for seed in seeds if setting.seed_field is not None else [None]:  # seed-major: partial grids stay paired
     for variant in variants:
       leaf = "all" if seed is None else f"seed{seed}"
-      yield variant, seed, pathlib.Path(_ROOT.value) / name / variant / leaf
+      yield variant, seed, pathlib.Path(root) / name / variant / leaf
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  unknown = [s for s in _SETTINGS.value if s not in grid.SETTINGS]
-  if unknown:
-    app.fail(f"--settings: unknown {unknown}; valid: {', '.join(grid.SETTINGS)}")
-  bad = [v for v in _VARIANTS.value if v not in grid.VARIANTS]
-  if bad:
-    app.fail(f"--variants: unknown {bad}; valid: {', '.join(grid.VARIANTS)}")
-  try:
-    seeds = [int(s) for s in _SEEDS.value]
-  except ValueError:
-    app.fail(f"--seeds: integers, got {_SEEDS.value}")
+def run(
+  settings: list[str],
+  variants: list[str],
+  seeds: list[int],
+  root: str,
+  out: str,
+  *,
+  report_only: bool = False,
+  dry_run: bool = False,
+) -> None:
+  """Runs the unfinished cells of `settings` (only `variants`, if given), then writes the tables to `out`."""
   tables, payload = [], {}
-  for name in _SETTINGS.value:
+  for name in settings:
     setting = grid.SETTINGS[name]
-    variants = [v for v in setting.variants if not _VARIANTS.value or v in _VARIANTS.value]
+    chosen = [v for v in setting.variants if not variants or v in variants]
     measured: dict[str, dict[str, list[float]]] = {}
-    for variant, seed, workdir in _cells(name, setting, variants, seeds):
-      if not (workdir / setting.done_file).exists() and not _REPORT_ONLY.value:
+    for variant, seed, workdir in _cells(name, setting, chosen, seeds, root):
+      if not (workdir / setting.done_file).exists() and not report_only:
         cmd = grid.command(setting, variant, seed if seed is not None else 0, str(workdir), sys.executable)
-        if _DRY_RUN.value:
+        if dry_run:
           print(" ".join(cmd))
           continue
         workdir.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +61,7 @@ def main(argv: list[str]) -> None:
         if rc:
           print(f"  exit {rc}: see {workdir.parent / (workdir.name + '.log')}", flush=True)
           continue
-      kept = pathlib.Path(_OUT.value) / "runs" / workdir.relative_to(_ROOT.value)
+      kept = pathlib.Path(out) / "runs" / workdir.relative_to(root)
       if (workdir / setting.done_file).exists():
         kept.mkdir(parents=True, exist_ok=True)
         for file_name in setting.keep:
@@ -85,9 +73,9 @@ def main(argv: list[str]) -> None:
       rows = report.compare(measured)
       payload[name] = {"objective": setting.objective, "rows": rows, "per_seed": measured}
       tables.append(report.markdown(name, setting.objective, rows, {v: grid.VARIANTS[v].meaning for v in measured}))
-  if _DRY_RUN.value or not payload:
+  if dry_run or not payload:
     return
-  out = pathlib.Path(_OUT.value)
+  out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
   previous.update(payload)
@@ -100,7 +88,3 @@ def main(argv: list[str]) -> None:
   (out / "results.md").write_text(head + "\n".join(body))
   print(f"outputs in {out}: results.md, results.json")
   print("\n".join(tables))
-
-
-if __name__ == "__main__":
-  app.run_tool(main)

@@ -77,3 +77,13 @@ def test_readers(tmp_path):
   ev = {s: {"success": {"per_seed": [0.1, 0.2]}} for s in ("val_seen", "val_unseen")}
   (tmp_path / "results.json").write_text(json.dumps({"eval": ev}))
   assert readers.nlirl(tmp_path) == {"val_seen_sr": [0.1, 0.2], "val_unseen_sr": [0.1, 0.2]}
+
+
+def test_importing_the_runner_defines_no_flags():
+  """The flags live in `__main__`: the library module must not clash with other tools' `--out` in one process."""
+  from absl import flags
+
+  before = set(flags.FLAGS)
+  import schedulers.objectives.main  # noqa: F401
+
+  assert set(flags.FLAGS) == before or not {"out", "seeds", "settings"} & (set(flags.FLAGS) - before)
