@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-CONFIDENCE = 0.95
+from common import sweep
 
 
 def interval(values) -> tuple[float, float, float]:
-  """Mean and two-sided t-interval of `values` (nan bounds below 2 values)."""
-  x = np.asarray(values, np.float64)
-  mean = float(np.mean(x))
-  if x.size < 2:
-    return mean, float("nan"), float("nan")
-  half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1) * np.std(x, ddof=1) / np.sqrt(x.size))
-  return mean, mean - half, mean + half
+  """Mean and two-sided 95% t-interval of `values` (`common.sweep.t_interval`; nan bounds below 2 values)."""
+  ci = sweep.t_interval([float(v) for v in values])
+  return ci["mean"], ci["low"], ci["high"]
 
 
 def compare(measured: dict[str, dict[str, list[float]]], reference: str = "constant") -> list[dict]:
