@@ -1,14 +1,19 @@
-"""Offline datasets for the schedulers binary (scikit-learn's bundled digits)."""
+"""Offline datasets for the schedulers binary (scikit-learn's bundled digits).
+
+scikit-learn is imported when data is loaded, not with the module: it is a third
+of the binaries' start-up, which `--help` and the exit-2 checks of a bad config
+do not need.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn import datasets as sk_datasets
-from sklearn import model_selection
 
 
 def stratified_split(x, y, *, val_fraction: float, test_fraction: float, seed: int):
   """Splits arrays into stratified train/val/test dicts of `x` and `y`."""
+  from sklearn import model_selection
+
   x_rest, x_test, y_rest, y_test = model_selection.train_test_split(
     x, y, test_size=test_fraction, stratify=y, random_state=seed
   )
@@ -27,6 +32,8 @@ def load_digits(*, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: 
 
   Shipped inside the scikit-learn wheel: nothing is downloaded.
   """
+  from sklearn import datasets as sk_datasets
+
   digits = sk_datasets.load_digits()
   x = (digits.data / 16.0).astype(np.float32)
   y = digits.target.astype(np.int32)

@@ -63,6 +63,7 @@ def test_smoke_writes_every_output_and_resumes(tmp_path):
 
 
 @pytest.mark.opt
+@pytest.mark.slow  # two 25-epoch runs; the default tier's smoke test checks resuming, `make test-opt` this
 def test_killed_run_resumes_to_identical_final_metrics(tmp_path):
   overrides = ("--config.num_epochs=25",)
   full = tmp_path / "full"
