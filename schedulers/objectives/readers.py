@@ -45,9 +45,9 @@ def ppo(workdir: pathlib.Path) -> dict[str, list[float]]:
 
 
 def digits(workdir: pathlib.Path) -> dict[str, list[float]]:
-  """Minus the test loss at the end, and minus the mean validation loss over the epochs."""
+  """Minus the test loss at the end, and minus the mean validation loss over the epochs (`eval/loss`)."""
   final = json.loads((workdir / "final_metrics.json").read_text())
-  return {"neg_test_loss": [-final["test_loss"]], "neg_val_loss_auc": [-float(np.mean(_curve(workdir, "val_loss")))]}
+  return {"neg_test_loss": [-final["test_loss"]], "neg_val_loss_auc": [-float(np.mean(_curve(workdir, "eval/loss")))]}
 
 
 READERS = {"mql": mql, "nlirl": nlirl, "ppo": ppo, "digits": digits}

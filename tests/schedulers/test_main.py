@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from common import metrics as metrics_lib
+from schedulers.objectives import readers as objective_readers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = "schedulers/configs/default.py:smoke"
@@ -50,6 +51,8 @@ def test_smoke_writes_every_output_and_resumes(tmp_path):
   assert (tmp_path / "plots" / "learning_rate.png").exists()
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == final["step"]
   assert json.loads((tmp_path / "config.json").read_text())["greedy"]["factor"] == 0.95
+  measured = objective_readers.digits(tmp_path)  # the GreedyLR-objectives grid reads these files
+  assert measured["neg_test_loss"] == [-final["test_loss"]] and np.isfinite(measured["neg_val_loss_auc"][0])
 
   # Same command, same workdir: resumes at the end, trains nothing more.
   run_main(tmp_path)
