@@ -110,7 +110,7 @@ def test_bad_config_exits_2_naming_the_field_and_line_without_a_workdir(tmp_path
 
 def _log_with_a_bad_row(tmp_path):
   path = tmp_path / "logs.jsonl"
-  good = list(simulator.generate(simulator.SimConfig(seed=1, num_users=10), 60))
+  good = list(simulator.generate(simulator.preset("closed_world", seed=1, num_users=10), 60))
   good[1]["turns"][0]["asr"]["confidence"] = "sure"
   with open(path, "w") as f:
     for d in good:
