@@ -12,7 +12,7 @@ text and the defect label; the ASR-text share of all requests does not.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 
 def _requests(dialogues: Iterable[Mapping]):
@@ -23,8 +23,13 @@ def _requests(dialogues: Iterable[Mapping]):
         yield t, tr
 
 
-def recurrence(train: Iterable[Mapping], test: Iterable[Mapping]) -> dict:
+def recurrence(
+  train: Iterable[Mapping], test: Iterable[Mapping], where: Callable[[Mapping], bool] | None = None
+) -> dict:
   """Shares of test requests (all, and defective) whose exact true / ASR text occurs in `train`.
+
+  `where(truth)`, if given, keeps only the test requests whose turn `truth` block it accepts
+  (e.g. one domain).
 
   Returns a dict: `requests`, `true_text_seen`, `asr_text_seen`, `defective`,
   `defective_true_text_seen`, `defective_asr_text_seen` (shares in [0, 1];
@@ -38,6 +43,8 @@ def recurrence(train: Iterable[Mapping], test: Iterable[Mapping]) -> dict:
         true_seen.add(t["truth"]["utterance"])
   n = n_true = n_asr = n_def = d_true = d_asr = 0
   for t, tr in _requests(test):
+    if where is not None and not where(tr):
+      continue
     hit_true, hit_asr = tr["utterance"] in true_seen, t["asr"]["text"] in asr_seen
     n += 1
     n_true += hit_true

@@ -37,7 +37,7 @@ class SimConfig:
 
   Open world only:
     catalogue_size: songs in the catalogue (artists, titles, items, stations scale with it).
-    head_size: entities per catalogue in the popular head.
+    head_fraction: share of each catalogue's entities in the popular head (at least one).
     zipf_exponent: popularity law within the head.
     tail_share: probability that a request's entity comes from the tail (uniform).
     new_entity_share: share of entities released after day 0 (uniform over the days).
@@ -66,9 +66,9 @@ class SimConfig:
   error_scale: float = 1.0
   systematic_fraction: float = 0.15
   catalogue_size: int = 3000
-  head_size: int = 300
+  head_fraction: float = 0.1
   zipf_exponent: float = 1.0
-  tail_share: float = 0.3
+  tail_share: float = 0.4
   new_entity_share: float = 0.2
   num_days: int = 90
   activity_exponent: float = 1.0
@@ -97,6 +97,7 @@ class SimConfig:
       "false_wake_rate",
       "systematic_fraction",
       "tail_share",
+      "head_fraction",
       "new_entity_share",
       "accent_fraction",
       "personal_repeat",
@@ -113,7 +114,7 @@ class SimConfig:
       raise ValueError("success_stop_rate + success_negative_rate must be <= 1.")
     if not 0.5 <= self.signal_auc < 1:
       raise ValueError(f"signal_auc must be in [0.5, 1), got {self.signal_auc}.")
-    for name in ("catalogue_size", "head_size", "num_days", "num_accents"):
+    for name in ("catalogue_size", "num_days", "num_accents"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     if self.catalogue_size < 20:
@@ -126,7 +127,7 @@ class SimConfig:
 
 PRESETS = {
   "open_world": {},
-  "tail_heavy": {"tail_share": 0.6, "zipf_exponent": 0.8},
+  "tail_heavy": {"tail_share": 0.8, "zipf_exponent": 0.8},
   "closed_world": {"world": "closed", "num_users": 100, "systematic_fraction": 0.5},
 }
 

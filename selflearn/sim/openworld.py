@@ -10,13 +10,15 @@ own random stream, what the closed world does not have:
   name has phonetic neighbours an ASR can confuse it with).  Each entity has a
   popularity rank (a random order) and a release day: a `new_entity_share` of
   them is released uniformly over days 1..89 and cannot be asked for before.
-  A request draws from the **head** (the `head_size` most popular, Zipf with
-  `zipf_exponent`) with probability `1 - tail_share`, else uniformly from the
+  A request draws from the **head** (the `head_fraction` most popular, Zipf
+  with `zipf_exponent`) with probability `1 - tail_share`, else uniformly from the
   **tail** (the rest): `tail_share` sets how much test traffic was never seen
   in training (`selflearn.evaluation.recurrence`).
 * **Phrasing**: every template of `selflearn.language.ontology.INTENTS` may be
   framed by a prefix ("can you", "hey alexa", ...) and a suffix ("please",
-  "now", ...); each user has three favourite frames (used 80% of the time).
+  "now", ...), each drawn from a Zipf law over its list with the bare form
+  first (exponents 1.5 and 2: half the command prefixes and two thirds of
+  the suffixes are empty); each user has three favourite frames (used 80% of the time).
 * **Accents**: `num_accents` accent groups; group 0 has no confusions of its
   own, every other group a table of systematic ASR confusions (carrier and
   entity words, `accent_fraction` of them) that only its users suffer.
@@ -52,6 +54,15 @@ COMMAND_PREFIXES = (
 )
 QUESTION_PREFIXES = ("", "alexa", "hey alexa", "tell me", "can you tell me", "do you know")
 SUFFIXES = ("", "please", "now", "for me", "right now", "thanks")
+
+
+def _zipf(n: int, a: float) -> np.ndarray:
+  w = np.arange(1, n + 1, dtype=np.float64) ** -a
+  return w / w.sum()
+
+
+# Phrasing is concentrated as in real traffic: most requests are bare ("" first), a few framed.
+COMMAND_P, QUESTION_P, SUFFIX_P = _zipf(len(COMMAND_PREFIXES), 1.5), _zipf(len(QUESTION_PREFIXES), 1.5), _zipf(6, 2.0)
 QUESTION_INTENTS = ("get_weather", "get_temperature", "oven_temperature")
 LEXICON_SIZE = 1500
 NICKNAMES = ("mom", "dad", "grandma", "grandpa", "my sister", "my brother", "the boss", "honey", "my doctor", "coach")
@@ -113,7 +124,7 @@ def _catalogue(rng, names, config, artists=()) -> Catalogue:
   n = len(names)
   release = np.where(rng.random(n) < config.new_entity_share, rng.integers(1, config.num_days, size=n), 0)
   release[0] = 0
-  head = min(config.head_size, n)
+  head = max(1, int(round(config.head_fraction * n)))
   w = np.arange(1, head + 1, dtype=np.float64) ** -config.zipf_exponent
   return Catalogue(tuple(names), release, np.cumsum(w) / w.sum(), head, tuple(artists))
 
@@ -201,9 +212,8 @@ def open_user_extras(i: int, config, parts: OpenParts, rng: np.random.Generator,
   """The open-world fields of user `i`: accent group, favourite frames and entities, device names, contacts."""
   pool = parts.words
   accent_group = int(rng.integers(config.num_accents)) if config.num_accents > 1 else 0
-  n_cmd, n_q, n_s = len(COMMAND_PREFIXES), len(QUESTION_PREFIXES), len(SUFFIXES)
   frames = tuple(
-    (int(rng.integers(n_cmd)), int(rng.integers(n_q)), int(rng.integers(n_s)) if rng.random() < 0.5 else 0)
+    (int(rng.choice(len(COMMAND_P), p=COMMAND_P)), int(rng.choice(len(QUESTION_P), p=QUESTION_P)), _suffix(rng))
     for _ in range(3)
   )
   favourites = {}
@@ -230,12 +240,15 @@ def open_user_extras(i: int, config, parts: OpenParts, rng: np.random.Generator,
   }
 
 
+def _suffix(rng: np.random.Generator) -> int:
+  return int(rng.choice(len(SUFFIX_P), p=SUFFIX_P))
+
+
 def frame(rng: np.random.Generator, user, intent: str) -> tuple[str, str]:
   """(prefix, suffix) of one request: one of the user's favourite frames 80% of the time, else a random one."""
   if user.frames and rng.random() < 0.8:
     c, q, s = user.frames[int(rng.integers(len(user.frames)))]
   else:
-    c, q, s = int(rng.integers(len(COMMAND_PREFIXES))), int(rng.integers(len(QUESTION_PREFIXES))), 0
-    s = int(rng.integers(len(SUFFIXES)))
+    c, q, s = int(rng.choice(len(COMMAND_P), p=COMMAND_P)), int(rng.choice(len(QUESTION_P), p=QUESTION_P)), _suffix(rng)
   prefix = QUESTION_PREFIXES[q] if intent in QUESTION_INTENTS else COMMAND_PREFIXES[c]
   return prefix, SUFFIXES[s]

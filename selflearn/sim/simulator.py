@@ -159,7 +159,7 @@ class _Session:
 
   def false_wake(self) -> None:
     rng = self.rng
-    if self.open and rng.random() < 0.5:  # background speech of any words
+    if self.open:  # background speech of any words
       pool = openworld.word_pool()
       text = " ".join(pool[int(j)] for j in rng.integers(len(pool), size=int(rng.integers(3, 7))))
     else:
