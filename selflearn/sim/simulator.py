@@ -165,8 +165,10 @@ class _Session:
     else:
       text = BACKGROUND[int(rng.integers(len(BACKGROUND)))]
     intent = ontology.GOAL_INTENTS[int(rng.integers(len(ontology.GOAL_INTENTS)))]
-    response = "Sorry, I'm not sure about that."
-    if self.open:
+    response, status = "Sorry, I'm not sure about that.", "no_match"
+    if self.open:  # the assistant acts on the noise as on a request: refuses it, or does something
+      status = "unsupported" if rng.random() < 0.5 else "ok"
+      response = channel_lib.response_text("out_of_scope" if status == "unsupported" else intent, {}, {}, status)
       scores = self.channel.open_scores(defect=True, asr_text=text)
     else:
       scores = dict(
@@ -181,7 +183,7 @@ class _Session:
       pred_intent=intent,
       slots={},
       resolved={},
-      status="no_match",
+      status=status,
       response=response,
       audio=self.channel.audio(false_wake=True),
       **scores,
