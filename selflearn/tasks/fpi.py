@@ -85,8 +85,12 @@ def render(results: dict) -> str:
     "",
     f"{results['test_turns']} test turns; classes: "
     + ", ".join(f"{c} {results['test_class_counts'][c]}" for c in fpi.CLASSES)
-    + f". Trained on: {results['train_labels']} labels.  `metadata_gbt`: a gradient-boosted tree on one"
-    " turn's metadata (no text, no context; the shortcut baseline).",
+    + f". Trained on: {results['train_labels']} labels."
+    + (
+      "  `metadata_gbt`: a gradient-boosted tree on one turn's metadata (no text, no context; the shortcut baseline)."
+      if "metadata_gbt" in results["vs_truth"]
+      else ""
+    ),
     "",
     "| system | reference | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in fpi.CLASSES) + " |",
     "|---|---|---|---|" + "---|" * len(fpi.CLASSES),
