@@ -1,6 +1,12 @@
-"""Writes simulated voice-assistant dialogue logs (JSONL, `selflearn.data.schema` version 1).
+"""Writes simulated voice-assistant dialogue logs (JSONL, `selflearn.data.schema` version 2).
 
-  python -m selflearn.simulate --out=logs.jsonl --num_dialogues=10000 [--seed=0 --num_users=100]
+  python -m selflearn.simulate --out=logs.jsonl --num_dialogues=10000 [--preset=open_world --seed=0]
+  python -m selflearn.simulate --out=logs.jsonl --preset=closed_world --num_users=100
+  python -m selflearn.simulate --out=logs.jsonl --set=tail_share=0.5 --set=signal_auc=0.6
+
+`--preset` names a world of `selflearn.sim.config.PRESETS` (`open_world`,
+the default; `tail_heavy`; `closed_world`, the original world); `--set`
+overrides any `SimConfig` field.
 
 Dialogues stream to disk one at a time (constant memory at any count); a
 progress bar shows on a terminal, progress lines otherwise.  Ends with a
@@ -8,6 +14,7 @@ summary: goal success, failure points, rephrase pairs and rewrites.
 `--validate` re-reads the file through the loader afterwards.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -21,8 +28,10 @@ from selflearn.sim import simulator
 
 _OUT = flags.DEFINE_string("out", None, "Output JSONL path (its directory is created).")
 _NUM = flags.DEFINE_integer("num_dialogues", 1000, "Dialogues to write.")
+_PRESET = flags.DEFINE_enum("preset", "open_world", sorted(simulator.PRESETS), "The simulated world.")
+_SET = flags.DEFINE_multi_string("set", [], "field=value: overrides a SimConfig field (repeatable).")
 _SEED = flags.DEFINE_integer("seed", 0, "World and dialogue seed.")
-_USERS = flags.DEFINE_integer("num_users", 100, "Simulated customers.")
+_USERS = flags.DEFINE_integer("num_users", None, "Simulated customers (default: the preset's).")
 _ERRORS = flags.DEFINE_float("error_scale", 1.0, "Multiplies every injected error probability (0..3).")
 _WAKE = flags.DEFINE_float("false_wake_rate", 0.05, "Probability that a goal is preceded by a false wake.")
 _TURNS = flags.DEFINE_integer("max_turns", 12, "Turns per dialogue at most.")
@@ -40,17 +49,31 @@ def main(argv: list[str]) -> int:
     _fail("--out is required: the JSONL file to write.")
   if _NUM.value < 0:
     _fail(f"--num_dialogues={_NUM.value}: must be >= 0.")
+  overrides = {}
+  fields = {f.name: f.type for f in dataclasses.fields(simulator.SimConfig)}
+  for item in _SET.value:
+    key, sep, raw = item.partition("=")
+    if not sep or key not in fields or key == "world":
+      _fail(f"--set={item}: expected field=value with a SimConfig field (not world: use --preset)")
+    cast = {"int": int, "float": float, "str": str}[fields[key]]
+    try:
+      overrides[key] = cast(raw)
+    except ValueError:
+      _fail(f"--set={item}: {key} takes a {fields[key]}")
+  if _USERS.value is not None:
+    overrides["num_users"] = _USERS.value
   try:
-    config = simulator.SimConfig(
+    config = simulator.preset(
+      _PRESET.value,
       seed=_SEED.value,
-      num_users=_USERS.value,
       error_scale=_ERRORS.value,
       false_wake_rate=_WAKE.value,
       max_turns=_TURNS.value,
+      **overrides,
     )
   except ValueError as e:
     flag = str(e).split(" ", 1)[0]
-    _fail(f"--{flag}: {e}")
+    _fail(f"--{flag if flag not in overrides else 'set=' + flag}: {e}")
   out = pathlib.Path(_OUT.value)
   if out.is_dir():
     _fail(f"--out={out}: is a directory.")

@@ -172,6 +172,7 @@ SELFLEARN_CORE = (
   "selflearn.evaluation.metrics",
   "selflearn.evaluation.bootstrap",
   "selflearn.evaluation.winloss",
+  "selflearn.evaluation.recurrence",
   "selflearn.configs",
   "selflearn.benchmark",
   "selflearn.benchmarks",

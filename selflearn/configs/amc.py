@@ -32,10 +32,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.same_family = True  # guardrail: the rewrite stays in the source's observed NLU domain family
   config.tol = 1e-10  # max-abs error bound of the absorption solve (amc.absorption_probabilities)
   config.bootstrap = 1000  # bootstrap resamples of test dialogues for the win/loss CI
+  config.tune_on = "validation"  # validation: apply the sweep's best guardrails on the validation split | none
   config.sweep = ml_collections.ConfigDict()
-  config.sweep.min_support = [1, 3, 10]  # guardrail table: min_support values (other guardrails as configured)
-  config.sweep.min_gain = [0.0, 0.2, 0.4]  # guardrail table: min_gain values
-  config.sweep.min_visits = [0.0, 0.05, 0.2]  # guardrail table: min_visits values (at the configured support/gain)
+  config.sweep.min_support = [1, 3, 10]  # guardrail grid (judged on validation): min_support values
+  config.sweep.min_gain = [0.0, 0.2, 0.4]  # guardrail grid: min_gain values
+  config.sweep.min_visits = [0.0, 0.05, 0.2]  # guardrail grid: min_visits values
   if arg == "smoke":
     base.smoke_data(config)
     config.min_source_support = 1

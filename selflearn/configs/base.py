@@ -19,11 +19,15 @@ def common_config(task: str) -> ml_collections.ConfigDict:
   config.data.log_path = ""  # a JSONL log to read; empty: simulate into <workdir>/data/logs.jsonl
   config.data.skip_invalid = False  # skip (and count) invalid log rows instead of failing on the first
   config.data.num_dialogues = 6000  # dialogues to simulate (when log_path is empty)
+  config.data.preset = "closed_world"  # selflearn.sim.config.PRESETS: closed_world | open_world | tail_heavy
   config.data.sim_seed = 0  # simulator seed
   config.data.num_users = 200  # simulated customers
   config.data.error_scale = 1.0  # multiplies the simulator's error rates
-  config.data.val_fraction = 0.1  # last dialogues before the test split
-  config.data.test_fraction = 0.2  # last dialogues of the log
+  config.data.split = "dialogue"  # dialogue (by log order: the fractions below) | temporal (by start day)
+  config.data.val_fraction = 0.1  # last dialogues before the test split (split=dialogue)
+  config.data.test_fraction = 0.2  # last dialogues of the log (split=dialogue)
+  config.data.train_days = 60  # split=temporal: days [0, train_days) train
+  config.data.val_days = 10  # split=temporal: the next val_days validation, the rest test
   config.data.max_turns = 12  # turns per dialogue kept (padding / truncation)
   config.data.max_tokens = 12  # words per text kept
   config.data.vocab_size = 4000  # word vocabulary of the token encoder (training split)

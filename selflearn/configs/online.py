@@ -40,6 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ranker.num_epochs = 30  # ranker epochs
   config.ranker.passthrough_ratio = 2.0  # frictionless requests (label: no rewrite) per mined pair
   config.ranker.thresholds = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # logit margins tried on val
+  config.ranker.tune_on = "observable"  # observable (agreement with users' corrections, signals.proxy) | judge
 
   config.guard = ml_collections.ConfigDict()
   config.guard.margin = 0.5  # a personal override must beat the global decision's logit by this much

@@ -1,11 +1,13 @@
 """The dialogue-log format (JSONL, one dialogue per line) and its validation.
 
-Version `SCHEMA_VERSION` = 1.  A record is what `selflearn.sim.simulator`
-writes; the field-by-field description is in `selflearn/README.md` ("Log
-schema").  Fields outside `truth` are what a production log would hold
-(observations: ASR/NLU/ER outputs, confidences, responses, timestamps,
-barge-ins); `truth` blocks hold the simulator's ground truth and must never
-be model inputs.
+Version `SCHEMA_VERSION` = 2 (version-1 rows are still read).  A record is
+what `selflearn.sim.simulator` writes; the field-by-field description is in
+`selflearn/README.md` ("Log schema").  Fields outside `truth` are what a
+production log would hold (observations: ASR/NLU/ER outputs, confidences,
+responses, timestamps, barge-ins); `truth` blocks hold the simulator's ground
+truth and must never be model inputs.  Version 2 adds two optional blocks: a
+row (and each turn) may omit `truth` (a production log has none), and a row
+may carry `annotations` (human labels, one entry per annotator pass).
 
 `validate(record)` checks a row structurally (`DIALOGUE`: required keys, no
 unknown keys, types, ranges, enums) and semantically (`check_consistency`:
@@ -22,7 +24,8 @@ import json
 import math
 from typing import Any, Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 STAGES = ("wake", "asr", "nlu", "entity", "result")
 FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity", "result", "correct")
 SEGMENTS = ("B", "I", "O")
@@ -43,6 +46,11 @@ class _Invalid(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Opt:
   spec: Any  # the value may also be null
+
+
+@dataclasses.dataclass(frozen=True)
+class Omit:
+  spec: Any  # the key may be absent (schema version 2's optional blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,26 +95,28 @@ TURN = {
   "response": {"text": str, "duration": Num(0.0)},
   "signals": {"barge_in": bool, "barge_in_time": Opt(Num(0.0))},  # seconds into the response
   "audio": ListOf(float),  # 6 summary acoustic features
-  "truth": {
-    "utterance": str,  # what the user (or the TV) actually said
-    "domain": str,
-    "intent": str,
-    "slots": MapOf(str),  # slot -> spoken span
-    "values": MapOf(str),  # slot -> canonical entity meant
-    "tags": ListOf(str),  # BIO slot tags, one per word of asr.text
-    "goal_id": Opt(int),  # null for a false wake
-    "segment": Enum(SEGMENTS),  # B: starts a goal, I: inside one, O: no goal
-    "attempt": Opt(int),  # 0 for the first request of a goal, k for the k-th rephrase; null for stop/feedback
-    "stage_errors": STAGE_FLAGS,
-    "recovered": STAGE_FLAGS,  # an error a later stage undid
-    "failure_point": Enum(FAILURE_POINTS),
-    "defect": bool,
-    "rephrase_of": Opt(int),  # the turn this request rephrases
-    "rephrase_kind": Opt(Enum(REPHRASE_KINDS)),
-    "rewrite": Opt(str),  # the query that would have succeeded
-    "rewrite_kind": Opt(Enum(REWRITE_KINDS)),
-    "error_pattern": Opt({"heard": str, "meant": str}),  # the shared ASR confusion behind a global rewrite
-  },
+  "truth": Omit(
+    {
+      "utterance": str,  # what the user (or the TV) actually said
+      "domain": str,
+      "intent": str,
+      "slots": MapOf(str),  # slot -> spoken span
+      "values": MapOf(str),  # slot -> canonical entity meant
+      "tags": ListOf(str),  # BIO slot tags, one per word of asr.text
+      "goal_id": Opt(int),  # null for a false wake
+      "segment": Enum(SEGMENTS),  # B: starts a goal, I: inside one, O: no goal
+      "attempt": Opt(int),  # 0 for the first request of a goal, k for the k-th rephrase; null for stop/feedback
+      "stage_errors": STAGE_FLAGS,
+      "recovered": STAGE_FLAGS,  # an error a later stage undid
+      "failure_point": Enum(FAILURE_POINTS),
+      "defect": bool,
+      "rephrase_of": Opt(int),  # the turn this request rephrases
+      "rephrase_kind": Opt(Enum(REPHRASE_KINDS)),
+      "rewrite": Opt(str),  # the query that would have succeeded
+      "rewrite_kind": Opt(Enum(REWRITE_KINDS)),
+      "error_pattern": Opt({"heard": str, "meant": str}),  # the shared ASR confusion behind a global rewrite
+    }
+  ),
 }
 GOAL = {
   "goal_id": int,
@@ -119,8 +129,22 @@ GOAL = {
   "failure_point": Enum(FAILURE_POINTS),  # of the goal's last request
   "end": Enum(GOAL_ENDS),
 }
+# One annotator pass over a dialogue (schema version 2): every label may be missing (null).
+ANNOTATION = {
+  "annotator": str,  # who labelled (a person, a team, or "sim:<seed>" for a simulated annotator)
+  "turns": ListOf(
+    {
+      "turn_id": int,
+      "segment": Opt(Enum(SEGMENTS)),
+      "intent": Opt(str),
+      "failure_point": Opt(Enum(FAILURE_POINTS)),
+      "defect": Opt(bool),
+    }
+  ),
+  "goals": ListOf({"turn_ids": ListOf(int), "success": Opt(bool)}),
+}
 DIALOGUE = {
-  "schema_version": Enum((SCHEMA_VERSION,)),
+  "schema_version": Enum(SUPPORTED_VERSIONS),
   "dialogue_id": str,
   "user_id": str,
   "device": {
@@ -138,12 +162,15 @@ DIALOGUE = {
   },
   "start_time": Num(0.0),
   "turns": ListOf(TURN),
-  "truth": {
-    "goals": ListOf(GOAL),
-    "rephrase_pairs": ListOf(
-      {"source_turn": int, "target_turn": int, "kind": Enum(REPHRASE_KINDS), "gap": Num(0.0)}  # gap: seconds
-    ),
-  },
+  "truth": Omit(
+    {
+      "goals": ListOf(GOAL),
+      "rephrase_pairs": ListOf(
+        {"source_turn": int, "target_turn": int, "kind": Enum(REPHRASE_KINDS), "gap": Num(0.0)}  # gap: seconds
+      ),
+    }
+  ),
+  "annotations": Omit(ListOf(ANNOTATION)),
 }
 
 
@@ -152,7 +179,9 @@ def _type_name(v: Any) -> str:
 
 
 def _check(value: Any, spec: Any, path: str) -> None:
-  if isinstance(spec, Opt):
+  if isinstance(spec, Omit):
+    _check(value, spec.spec, path)
+  elif isinstance(spec, Opt):
     if value is not None:
       _check(value, spec.spec, path)
   elif spec is bool:
@@ -185,14 +214,15 @@ def _check(value: Any, spec: Any, path: str) -> None:
   elif isinstance(spec, dict):
     if not isinstance(value, dict):
       raise _Invalid(f"{path}: expected an object, got {_type_name(value)}")
-    missing = [k for k in spec if k not in value]
+    missing = [k for k in spec if k not in value and not isinstance(spec[k], Omit)]
     if missing:
       raise _Invalid(f"{path + '.' if path else ''}{missing[0]}: missing field")
     unknown = [k for k in value if k not in spec]
     if unknown:
       raise _Invalid(f"{path + '.' if path else ''}{unknown[0]}: unknown field (schema version {SCHEMA_VERSION})")
     for k, sub in spec.items():
-      _check(value[k], sub, f"{path}.{k}" if path else k)
+      if k in value:
+        _check(value[k], sub, f"{path}.{k}" if path else k)
   else:  # pragma: no cover - a bug in the spec itself
     raise TypeError(f"bad spec {spec!r} at {path}")
 
@@ -216,6 +246,8 @@ def check_consistency(d: dict) -> None:
       raise _Invalid(f"{p}.turn_id: expected {i} (turn ids are consecutive from 0), got {t['turn_id']}")
     if i and t["timestamp"] < turns[i - 1]["timestamp"]:
       raise _Invalid(f"{p}.timestamp: earlier than the previous turn's")
+    if "truth" not in t:
+      continue
     tr = t["truth"]
     if len(tr["tags"]) != len(t["asr"]["text"].split()):
       raise _Invalid(f"{p}.truth.tags: {len(tr['tags'])} tags for {len(t['asr']['text'].split())} recognised words")
@@ -230,6 +262,17 @@ def check_consistency(d: dict) -> None:
       raise _Invalid(f"{p}.truth.segment: 'O' exactly when goal_id is null")
     if tr["rephrase_of"] is not None and not 0 <= tr["rephrase_of"] < i:
       raise _Invalid(f"{p}.truth.rephrase_of: {tr['rephrase_of']} is not an earlier turn")
+  for a, ann in enumerate(d.get("annotations", ())):
+    for k, label in enumerate(ann["turns"]):
+      if not 0 <= label["turn_id"] < len(turns):
+        raise _Invalid(f"annotations[{a}].turns[{k}].turn_id: turn {label['turn_id']} does not exist")
+    for k, goal in enumerate(ann["goals"]):
+      if any(not 0 <= tid < len(turns) for tid in goal["turn_ids"]):
+        raise _Invalid(f"annotations[{a}].goals[{k}].turn_ids: names a turn that does not exist")
+  if "truth" not in d:
+    return
+  if any("truth" not in t for t in turns):
+    raise _Invalid("turns: a row with a truth block needs one in every turn")
   goals = d["truth"]["goals"]
   for g, goal in enumerate(goals):
     if goal["goal_id"] != g:
@@ -253,11 +296,15 @@ def check_consistency(d: dict) -> None:
 
 
 def validate(d: Any) -> None:
-  """Raises `ValueError` ('field: message') unless `d` is a valid version-1 record."""
+  """Raises `ValueError` ('field: message') unless `d` is a valid record (version 1 or 2)."""
   if not isinstance(d, dict):
     raise _Invalid(f"expected a JSON object per line, got {_type_name(d)}")
-  if d.get("schema_version") not in (None, SCHEMA_VERSION):
-    raise _Invalid(f"schema_version: {d['schema_version']!r} is not supported (this code reads {SCHEMA_VERSION})")
+  if d.get("schema_version") not in (None, *SUPPORTED_VERSIONS):
+    raise _Invalid(
+      f"schema_version: {d['schema_version']!r} is not supported (this code reads {list(SUPPORTED_VERSIONS)})"
+    )
+  if d.get("schema_version") == 1 and ("truth" not in d or "annotations" in d):
+    raise _Invalid("truth: required in schema version 1 (and annotations are version 2)")
   _check(d, DIALOGUE, "")
   check_consistency(d)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from selflearn.data import schema
 from selflearn.language import ontology
+from selflearn.sim import config as config_lib
 from selflearn.sim import world as world_lib
 from selflearn.sim.users import User
 
@@ -57,26 +58,42 @@ def fuller_template(intent: str, template: str) -> str:
 class Channel:
   """The pipeline of one dialogue: its world, user, device and random generator."""
 
-  def __init__(self, world: world_lib.World, config, user: User, device: dict, rng: np.random.Generator):
+  def __init__(self, world: world_lib.World, config, user: User, device: dict, rng: np.random.Generator, day=0):
     """`config` is the dialogue's `simulator.SimConfig` (its `error_scale`); `device` its device dict."""
     self.world, self.config, self.user, self.device, self.rng = world, config, user, device, rng
+    self.day, self.open = day, world.is_open
 
-  def request(self, intent, template, values, spoken_full, clarity, goal_id, attempt) -> dict:
+  def request(self, intent, template, values, spoken_full, clarity, goal_id, attempt, frame=("", "")) -> dict:
     """One request of goal `goal_id` (`template` spoken with `spoken_full`) through the pipeline, with its truth."""
     rng, world, user, cfg = self.rng, self.world, self.user, self.config
     scale = cfg.error_scale
     words, tags = render(template, spoken_full)
+    prefix, suffix = frame[0].split(), frame[1].split()
+    words, tags = prefix + words + suffix, ["O"] * len(prefix) + tags + ["O"] * len(suffix)
     true_text = " ".join(words)
     # ASR: token by token, the tag travels with its word.
+    table, accent = world.asr_confusions, {}
+    if self.open:
+      table = world.open.late_confusions if self.day >= cfg.drift_day else world.asr_confusions
+      accent = world.open.accent_confusions[user.accent_group]
     heard, heard_tags = [], []
     systematic, random_slot, carrier_err, pattern = set(), set(), False, None
+    accent_slot, accent_err = set(), False
     for w, tag in zip(words, tags):
       slot = tag[2:] if tag != "O" else None
-      conf = world.asr_confusions.get(w)
+      conf = table.get(w)
+      acc = accent.get(w)
       if slot and conf and rng.random() < conf[1] * clarity * scale:
         heard.append(conf[0])
         systematic.add(slot)
         pattern = pattern or {"heard": conf[0], "meant": w}
+      elif acc and rng.random() < acc[1] * clarity * scale:
+        heard.append(acc[0])  # the user's accent: a confusion only their accent group suffers
+        accent_err = True
+        if slot:
+          accent_slot.add(slot)
+        else:
+          carrier_err = True
       elif (
         w not in ontology.FUNCTION_WORDS
         and world.neighbours.get(w)
@@ -95,7 +112,7 @@ class Channel:
       heard_tags.append(tag)
     asr_text = " ".join(heard)
     asr_error = asr_text != true_text
-    asr_changed_slots = systematic | random_slot
+    asr_changed_slots = systematic | random_slot | accent_slot
     # NLU.
     pred_intent, nlu_rewrite = intent, None
     carrier_recovered = True
@@ -130,7 +147,7 @@ class Channel:
       truth_value = values.get(slot)
       ok, value = True, truth_value
       if slot in asr_changed_slots:
-        recover = 0.15 if slot in systematic else 0.5
+        recover = 0.15 if slot in systematic or slot in accent_slot else 0.5
         if rng.random() >= recover:
           ok, asr_slot_lost = False, True
           value = None if rng.random() < 0.5 else pred_slots[slot]
@@ -144,6 +161,9 @@ class Channel:
           value = f"{pred_slots['city']} {ontology.CITIES[pred_slots['city']][0]}"
           if value != truth_value:
             ok, er_rewrite = False, "personal"
+        elif self.open and slot in ("device", "contact") and value != pred_slots[slot]:
+          if rng.random() >= cfg.alias_resolve:  # a personal name ("the juniper", "grandma") the resolver lacks
+            ok, value, er_rewrite = False, None, "personal"
         elif slot == "contact" and rng.random() < 0.35 * scale:
           ok, value = False, None
         elif rng.random() < 0.02 * scale:
@@ -172,9 +192,12 @@ class Channel:
     # The rewrite that would have worked.
     rewrite, rewrite_kind = None, None
     canonical_full = text(fuller_template(intent, template), spoken_full)
+    if er_rewrite and self.open:  # the canonical names a resolver knows
+      spoken_full = dict(spoken_full, **{k: values[k] for k in ("device", "contact") if k in values})
+      canonical_full = text(fuller_template(intent, template), spoken_full)
     if failure == "asr":
       rewrite = true_text
-      rewrite_kind = "global" if systematic and asr_slot_lost else "user_asr"
+      rewrite_kind = "global" if systematic and asr_slot_lost else "personal" if accent_err else "user_asr"
     elif failure == "nlu" and nlu_rewrite:
       rewrite, rewrite_kind = text(nlu_rewrite, spoken_full), "global"
     elif failure == "entity" and er_rewrite:
@@ -188,19 +211,25 @@ class Channel:
     elif own_result_error and rng.random() < 0.5:
       status = "error"
     response = response_text(pred_intent, resolved, pred_slots, status)
+    if self.open:
+      scores = self.open_scores(defect=failure != "correct", asr_text=asr_text)
+    else:
+      scores = dict(
+        asr_conf=beta(rng, 4, 2.5) if asr_error else beta(rng, 9, 1.5),
+        nbest=self.nbest(asr_text, true_text, asr_error),
+        wake_score=beta(rng, 8, 1.5),
+        nlu_conf=beta(rng, 3, 3) if nlu_error else beta(rng, 8, 2),
+        er_score=beta(rng, 20, 1) if slot_ok and not asr_changed_slots else beta(rng, 4, 3),
+      )
     turn = self.observed(
       asr_text=asr_text,
-      asr_conf=beta(rng, 4, 2.5) if asr_error else beta(rng, 9, 1.5),
-      nbest=self.nbest(asr_text, true_text, asr_error),
-      wake_score=beta(rng, 8, 1.5),
       pred_intent=pred_intent,
-      nlu_conf=beta(rng, 3, 3) if nlu_error else beta(rng, 8, 2),
       slots=pred_slots,
       resolved=resolved,
-      er_score=beta(rng, 20, 1) if slot_ok and not asr_changed_slots else beta(rng, 4, 3),
       status=status,
       response=response,
       audio=self.audio(false_wake=False, clarity=clarity),
+      **scores,
     )
     turn["truth"] = {
       "utterance": true_text,
@@ -244,9 +273,44 @@ class Channel:
       out.append({"text": " ".join(alt), "confidence": beta(rng, 1.5, 6)})
     return out
 
-  def audio(self, *, false_wake: bool, clarity: float = 1.0) -> list[float]:
-    """Summary acoustic features: SNR, speech rate, energy, distance, pitch variance, TV-likeness."""
+  def open_scores(self, *, defect: bool, asr_text: str) -> dict:
+    """Open world: confidences from one distribution whatever failed, shifted on a defect by `signal_auc`'s shift.
+
+    Each confidence is `sigmoid(N(mu, 1) - shift * defect)`, `shift = sqrt(2) Phi^-1(signal_auc)`,
+    so each one alone separates defective from correct turns with ROC AUC `signal_auc`, for
+    every failing component alike.  The n-best never holds the true text because of an error:
+    it lists 0-2 phonetic variants of the 1-best, as many whether or not the 1-best is wrong.
+    """
     rng = self.rng
+    s = config_lib.signal_shift(self.config.signal_auc) if defect else 0.0
+
+    def conf(mu: float) -> float:
+      return round(float(1.0 / (1.0 + np.exp(-(rng.normal(mu, 1.0) - s)))), 4)
+
+    asr_conf = conf(2.0)
+    nbest = []
+    words = asr_text.split()
+    content = [i for i, w in enumerate(words) if self.world.neighbours.get(w)]
+    for _ in range(int(rng.choice(3, p=[0.3, 0.4, 0.3])) if content else 0):
+      i = content[int(rng.integers(len(content)))]
+      opts = self.world.neighbours[words[i]]
+      alt = words[:i] + [opts[int(rng.integers(len(opts)))]] + words[i + 1 :]
+      nbest.append({"text": " ".join(alt), "confidence": round(float(rng.beta(1.5, 6)), 4)})
+    return dict(asr_conf=asr_conf, nbest=nbest, wake_score=conf(2.5), nlu_conf=conf(1.5), er_score=conf(2.5))
+
+  def audio(self, *, false_wake: bool, clarity: float = 1.0) -> list[float]:
+    """Summary acoustic features: SNR, speech rate, energy, distance, pitch variance, TV-likeness.
+
+    Open world: a false wake differs from a request only in TV-likeness, by the shift that gives
+    it ROC AUC `signal_auc` alone (in the closed world every feature differs).
+    """
+    rng = self.rng
+    if self.open:
+      tv_shift = 0.2 * config_lib.signal_shift(self.config.signal_auc) if false_wake else 0.0
+      snr = rng.normal(20.0 - 4.0 * self.user.accent * clarity, 4.0)
+      rate = rng.normal(3.0 * (0.8 if clarity < 1 else 1.0), 0.4)
+      feats = (snr / 30.0, rate / 3.0, rng.normal(0.7, 0.15), rng.normal(1.8, 0.8) / 3.0, rng.normal(0.5, 0.2))
+      return [round(float(x), 4) for x in (*feats, rng.normal(0.2 + tv_shift, 0.2))]
     snr = rng.normal(8.0 if false_wake else 20.0 - 4.0 * self.user.accent * clarity, 4.0)
     rate = rng.normal(3.0 * (0.8 if clarity < 1 else 1.0), 0.4)
     energy = rng.normal(0.3 if false_wake else 0.7, 0.15)

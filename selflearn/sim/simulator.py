@@ -28,7 +28,6 @@ one-off recognition error).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -36,11 +35,20 @@ import numpy as np
 from selflearn.data import schema
 from selflearn.language import ontology
 from selflearn.sim import channel as channel_lib
+from selflearn.sim import openworld
 from selflearn.sim import users as users_lib
 from selflearn.sim import world as world_lib
+from selflearn.sim.config import PRESETS, SimConfig, preset, signal_shift  # noqa: F401  (re-exported)
 from selflearn.sim.users import User
 from selflearn.sim.world import World
 
+_CLOSED_SLOTS = {
+  "device": ontology.DEVICES,
+  "room": ontology.ROOMS,
+  "level": ontology.LEVELS,
+  "duration": ontology.DURATIONS,
+  "time": ontology.TIMES,
+}
 BASE_TIME = 1767225600.0  # 2026-01-01T00:00:00Z
 BACKGROUND = (
   "and now the news at nine",
@@ -54,46 +62,11 @@ BACKGROUND = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class SimConfig:
-  """Simulation knobs (all error rates scale with `error_scale`).
-
-  Attributes:
-    seed: world and dialogue seed.
-    num_users: simulated customers.
-    max_goals: goals per dialogue (1 + Poisson(0.8), capped).
-    max_turns: turns per dialogue (later goals are dropped).
-    false_wake_rate: probability that a goal is preceded by a false wake.
-    error_scale: multiplies every injected error probability.
-    systematic_fraction: share of confusable entity words with a shared ASR confusion.
-  """
-
-  seed: int = 0
-  num_users: int = 100
-  max_goals: int = 4
-  max_turns: int = 12
-  false_wake_rate: float = 0.05
-  error_scale: float = 1.0
-  systematic_fraction: float = 0.5
-
-  def __post_init__(self):
-    if self.num_users < 1:
-      raise ValueError(f"num_users must be >= 1, got {self.num_users}.")
-    if self.max_goals < 1 or self.max_turns < 2:
-      raise ValueError(f"need max_goals >= 1 and max_turns >= 2, got {self.max_goals}, {self.max_turns}.")
-    if not 0 <= self.false_wake_rate <= 1:
-      raise ValueError(f"false_wake_rate must be in [0, 1], got {self.false_wake_rate}.")
-    if not 0 <= self.error_scale <= 3:
-      raise ValueError(f"error_scale must be in [0, 3], got {self.error_scale}.")
-    if not 0 <= self.systematic_fraction <= 1:
-      raise ValueError(f"systematic_fraction must be in [0, 1], got {self.systematic_fraction}.")
-
-
 def generate(config: SimConfig, num_dialogues: int, *, start: int = 0, world: World | None = None) -> Iterator[dict]:
   """Lazily yields dialogues `start .. start + num_dialogues - 1` (schema records)."""
   if num_dialogues < 0:
     raise ValueError(f"num_dialogues must be >= 0, got {num_dialogues}.")
-  world = world or world_lib.make_world(config.seed, config.num_users, systematic_fraction=config.systematic_fraction)
+  world = world or world_lib.make_world_for(config)
   for i in range(start, start + num_dialogues):
     yield simulate_dialogue(world, config, i)
 
@@ -108,16 +81,19 @@ def _time_of_day(hour: int) -> str:
 def simulate_dialogue(world: World, config: SimConfig, index: int) -> dict:
   """Dialogue `index`: a pure function of `(world, config, index)`."""
   rng = np.random.default_rng([config.seed, 1, index])
-  user = world.users[int(rng.integers(len(world.users)))]
+  if world.is_open:  # Zipf activity: most users have a few dialogues, a few have hundreds
+    user = world.users[min(int(np.searchsorted(world.open.user_cdf, rng.random(), side="right")), len(world.users) - 1)]
+  else:
+    user = world.users[int(rng.integers(len(world.users)))]
   device = dict(user.devices[int(rng.integers(len(user.devices)))])
-  day = int(rng.integers(0, 90))
+  day = int(rng.integers(0, config.num_days))
   hour = int(user.active_hours[int(rng.integers(len(user.active_hours)))])
   tod = _time_of_day(hour)
   oven_on = device["room"] == "kitchen" and tod != "night" and rng.random() < 0.35
   device["state"] = {"oven": "on" if oven_on else "off", "lights": "on" if rng.random() < 0.5 else "off"}
   start = BASE_TIME + day * 86400 + hour * 3600 + float(rng.uniform(0, 3600))
   context = {"time_of_day": tod, "hour": hour, "weekday": (day + 3) % 7, "location": user.home_city}
-  sim = _Session(world, config, user, device, rng, start)
+  sim = _Session(world, config, user, device, rng, start, day)
   num_goals = min(1 + int(rng.poisson(0.8)), config.max_goals)
   for _ in range(num_goals):
     if len(sim.turns) >= config.max_turns - 1:
@@ -153,9 +129,10 @@ def _sample_intent(rng: np.random.Generator, user: User, tod: str, device: dict)
 class _Session:
   """Mutable builder of one dialogue's turns (host-side simulation only)."""
 
-  def __init__(self, world: World, config: SimConfig, user: User, device: dict, rng: np.random.Generator, t0: float):
+  def __init__(self, world: World, config: SimConfig, user: User, device: dict, rng: np.random.Generator, t0, day=0):
     self.world, self.config, self.user, self.device, self.rng = world, config, user, device, rng
-    self.channel = channel_lib.Channel(world, config, user, device, rng)
+    self.day, self.open = day, world.is_open
+    self.channel = channel_lib.Channel(world, config, user, device, rng, day=day)
     self.t = t0
     self.turns: list[dict] = []
     self.goals: list[dict] = []
@@ -182,22 +159,34 @@ class _Session:
 
   def false_wake(self) -> None:
     rng = self.rng
-    text = BACKGROUND[int(rng.integers(len(BACKGROUND)))]
+    if self.open:  # background speech of any words
+      pool = openworld.word_pool()
+      text = " ".join(pool[int(j)] for j in rng.integers(len(pool), size=int(rng.integers(3, 7))))
+    else:
+      text = BACKGROUND[int(rng.integers(len(BACKGROUND)))]
     intent = ontology.GOAL_INTENTS[int(rng.integers(len(ontology.GOAL_INTENTS)))]
-    response = "Sorry, I'm not sure about that."
+    response, status = "Sorry, I'm not sure about that.", "no_match"
+    if self.open:  # the assistant acts on the noise as on a request: refuses it, or does something
+      status = "unsupported" if rng.random() < 0.5 else "ok"
+      response = channel_lib.response_text("out_of_scope" if status == "unsupported" else intent, {}, {}, status)
+      scores = self.channel.open_scores(defect=True, asr_text=text)
+    else:
+      scores = dict(
+        asr_conf=channel_lib.beta(rng, 3, 3),
+        nbest=[],
+        wake_score=channel_lib.beta(rng, 3, 2.5),
+        nlu_conf=channel_lib.beta(rng, 2, 4),
+        er_score=channel_lib.beta(rng, 1, 4),
+      )
     turn = self.channel.observed(
       asr_text=text,
-      asr_conf=channel_lib.beta(rng, 3, 3),
-      nbest=[],
-      wake_score=channel_lib.beta(rng, 3, 2.5),
       pred_intent=intent,
-      nlu_conf=channel_lib.beta(rng, 2, 4),
       slots={},
       resolved={},
-      er_score=channel_lib.beta(rng, 1, 4),
-      status="no_match",
+      status=status,
       response=response,
       audio=self.channel.audio(false_wake=True),
+      **scores,
     )
     errors = {s: s == "wake" for s in schema.STAGES}
     errors.update(nlu=True, entity=True, result=True)  # everything after a false wake acts on noise
@@ -243,12 +232,15 @@ class _Session:
     self.goals.append(goal)
     templates = ontology.INTENTS[intent][1]
     template = self._first_template(intent, templates)
+    if "{room}" in template and spoken_full.get("device") in self.user.device_aliases:
+      template = templates[0]  # a named device is called by its name alone
+    frame = openworld.frame(rng, user, intent) if self.open else ("", "")
     goal["canonical"] = channel_lib.text(channel_lib.fuller_template(intent, template), spoken_full)
     kind, clarity, previous = None, 1.0, None
     attempt = 0
     gap = self._gap(20.0, 0.7)
     while True:
-      turn = self.channel.request(intent, template, values, spoken_full, clarity, goal_id, attempt)
+      turn = self.channel.request(intent, template, values, spoken_full, clarity, goal_id, attempt, frame=frame)
       turn["truth"]["rephrase_of"] = previous
       turn["truth"]["rephrase_kind"] = kind
       self._append(turn, gap)
@@ -266,22 +258,21 @@ class _Session:
       goal["failure_point"] = fp
       if fp == "correct" and intent != "out_of_scope":
         goal["success"], goal["end"] = True, "success"
-        if rng.random() < user.feedback and self._room():
+        if self.open:
+          self._friction_after_success(turn, goal)
+        elif rng.random() < user.feedback and self._room():
           self._side_turn("feedback_positive", goal, self._gap(2.0))
         return
       media = goal["domain"] in channel_lib.MEDIA
       if rng.random() < min(0.95, user.barge_in * (1.5 if media else 1.0)):
-        duration = turn["response"]["duration"]
-        turn["signals"]["barge_in"] = True
-        turn["signals"]["barge_in_time"] = round(float(rng.uniform(0.5, max(0.6, duration))), 3)
-        self.t += turn["signals"]["barge_in_time"] - duration
+        self._barge_in(turn)
       if intent == "out_of_scope" or attempt >= user.patience or not self._room():
         goal["end"] = "abandon"
         if rng.random() < 0.3 and self._room():
           self._side_turn("stop", goal, self._gap(1.5))
           goal["end"] = "stop"
         return
-      reaction = rng.choice(["rephrase", "repeat", "stop", "negative", "abandon"], p=[0.5, 0.15, 0.1, 0.1, 0.15])
+      reaction = rng.choice(["rephrase", "repeat", "stop", "negative", "abandon"], p=self._reaction_probs())
       if reaction == "abandon":
         goal["end"] = "abandon"
         return
@@ -308,6 +299,34 @@ class _Session:
           clarity = 0.8
           template = channel_lib.fuller_template(intent, template)
 
+  def _reaction_probs(self) -> list[float]:
+    """After a failed request: rephrase, repeat, stop, negative feedback, silent abandonment."""
+    if not self.open:
+      return [0.5, 0.15, 0.1, 0.1, 0.15]
+    silence = self.config.failure_silence_rate
+    return [p / 0.85 * (1 - silence) for p in (0.5, 0.15, 0.1, 0.1)] + [silence]
+
+  def _barge_in(self, turn: dict) -> None:
+    duration = turn["response"]["duration"]
+    turn["signals"]["barge_in"] = True
+    turn["signals"]["barge_in_time"] = round(float(self.rng.uniform(0.5, max(0.6, duration))), 3)
+    self.t += turn["signals"]["barge_in_time"] - duration
+
+  def _friction_after_success(self, turn: dict, goal: dict) -> None:
+    """Open world: users interrupt, stop and complain about responses that did serve them, at stated rates."""
+    rng, cfg = self.rng, self.config
+    if rng.random() < cfg.success_barge_in_rate:
+      self._barge_in(turn)
+    r = rng.random()
+    if not self._room():
+      return
+    if r < cfg.success_stop_rate:
+      self._side_turn("stop", goal, self._gap(3.0, 0.8))
+    elif r < cfg.success_stop_rate + cfg.success_negative_rate:
+      self._side_turn("feedback_negative", goal, self._gap(2.0))
+    elif rng.random() < self.user.feedback:
+      self._side_turn("feedback_positive", goal, self._gap(2.0))
+
   def _end_of(self, turn_id: int) -> float:
     t = self.turns[turn_id]
     heard = t["signals"]["barge_in_time"]
@@ -327,6 +346,8 @@ class _Session:
     rng, user, world = self.rng, self.user, self.world
     slots = sorted({p[1:-1] for t in ontology.INTENTS[intent][1] for p in t.split() if p.startswith("{")})
     values, spoken = {}, {}
+    if self.open:
+      return self._open_values(intent, slots)
     for slot in slots:
       if slot == "artist" and intent == "play_artist":
         ranks = np.arange(1, len(user.artist_order) + 1, dtype=np.float64) ** -1.1
@@ -353,25 +374,78 @@ class _Session:
       spoken["city_full"] = values["city"]
     return values, spoken
 
+  def _open_values(self, intent: str, slots: list[str]) -> tuple[dict, dict]:
+    """`_goal_values` in the open world: catalogue entities by popularity and release, personal names."""
+    rng, user, cfg, cats = self.rng, self.user, self.config, self.world.open.catalogues
+    values, spoken = {}, {}
+
+    def entity(slot: str) -> int:
+      own = user.favourites.get(slot, ())
+      if own and rng.random() < cfg.personal_repeat:
+        return own[int(rng.integers(len(own)))]
+      return cats[slot].sample(rng, self.day, cfg.tail_share)
+
+    for slot in slots:
+      if slot in ("song", "artist") and intent == "play_song":
+        continue  # drawn below: the song entity names its artist
+      if slot in openworld.GENERATED_SLOTS:
+        v = cats[slot].names[entity(slot)]
+      elif slot == "city":
+        v = user.home_city if rng.random() < 0.6 else list(ontology.CITIES)[int(rng.integers(len(ontology.CITIES)))]
+      elif slot == "device" and user.device_aliases and rng.random() < 0.5:
+        alias = sorted(user.device_aliases)[int(rng.integers(len(user.device_aliases)))]
+        device, room = user.device_aliases[alias]
+        spoken["device"], values["device"] = alias, f"{room} {device}"
+        continue
+      elif slot == "contact":
+        if rng.random() < 0.5:
+          nick = sorted(user.nicknames)[int(rng.integers(len(user.nicknames)))]
+          spoken["contact"], values["contact"] = nick, user.nicknames[nick]
+          continue
+        v = user.contacts[int(rng.integers(len(user.contacts)))]
+      else:
+        options = _CLOSED_SLOTS[slot]
+        v = options[int(rng.integers(len(options)))]
+      spoken[slot] = v
+      values[slot] = v
+    if intent == "play_song":
+      song = cats["song"]
+      i = entity("song")
+      spoken["song"], spoken["artist"] = song.names[i], song.artists[i]
+      values["song"] = f"{song.names[i]} by {song.artists[i]}"
+      values["artist"] = song.artists[i]
+    if "city" in spoken:
+      states = ontology.CITIES[spoken["city"]]
+      state = user.city_state.get(spoken["city"], states[0])
+      values["city"] = f"{spoken['city']} {state}"
+      spoken["city_full"] = values["city"]
+    return values, spoken
+
   def _side_turn(self, intent: str, goal: dict, gap: float) -> None:
     """A stop / feedback turn inside a goal: processed correctly, no rewrite."""
     rng = self.rng
     templates = ontology.INTENTS[intent][1]
     text = templates[int(rng.integers(len(templates)))]
     response = {"stop": "", "feedback_positive": "You're welcome.", "feedback_negative": "Sorry about that."}[intent]
+    if self.open:
+      scores = self.channel.open_scores(defect=False, asr_text=text)
+    else:
+      scores = dict(
+        asr_conf=channel_lib.beta(rng, 9, 1.5),
+        nbest=[],
+        wake_score=channel_lib.beta(rng, 8, 1.5),
+        nlu_conf=channel_lib.beta(rng, 8, 2),
+        er_score=1.0,
+      )
     turn = self.channel.observed(
       asr_text=text,
-      asr_conf=channel_lib.beta(rng, 9, 1.5),
-      nbest=[],
-      wake_score=channel_lib.beta(rng, 8, 1.5),
       pred_intent=intent,
-      nlu_conf=channel_lib.beta(rng, 8, 2),
       slots={},
       resolved={},
-      er_score=1.0,
       status="ok",
       response=response,
       audio=self.channel.audio(false_wake=False),
+      **scores,
     )
     turn["truth"] = {
       "utterance": text,

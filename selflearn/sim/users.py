@@ -57,6 +57,12 @@ class User:
   city_state: Mapping[str, str]  # ambiguous city -> the state this user means
   contacts: tuple[str, ...]
   devices: tuple[Mapping[str, object], ...]  # {"device_id", "type", "has_screen", "room"}
+  # Open world only (`selflearn.sim.openworld`); empty in the closed world.
+  accent_group: int = 0  # 0: no accent-specific confusions
+  frames: tuple[tuple[int, int, int], ...] = ()  # favourite (command prefix, question prefix, suffix) indices
+  favourites: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # slot -> catalogue indices
+  device_aliases: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)  # name -> (device, room)
+  nicknames: Mapping[str, str] = dataclasses.field(default_factory=dict)  # "grandma" -> a contact
 
 
 def make_user(i: int, rng: np.random.Generator, song_popularity: Mapping[str, tuple[str, ...]]) -> User:

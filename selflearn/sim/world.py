@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from selflearn.language import ontology, phonetics
+from selflearn.sim import openworld
 from selflearn.sim import users as users_lib
 
 
@@ -42,6 +43,11 @@ class World:
   song_popularity: Mapping[str, tuple[str, ...]]  # title -> artists, most popular first
   result_error: Mapping[str, float]  # domain -> result failure rate
   vocabulary: tuple[str, ...]  # every word a template or catalogue can produce (sorted)
+  open: openworld.OpenParts | None = None  # the open world's catalogues, accents, drift, activity
+
+  @property
+  def is_open(self) -> bool:
+    return self.open is not None
 
   def slot_values(self, slot: str, user: users_lib.User) -> Sequence[str]:
     """The values `user` may say for `slot` (contacts are personal)."""
@@ -119,6 +125,38 @@ def make_world(seed: int = 0, num_users: int = 100, *, systematic_fraction: floa
     song_popularity=song_popularity,
     result_error=result_error,
     vocabulary=tuple(sorted(vocab)),
+  )
+
+
+def make_world_for(config) -> World:
+  """The world of a `simulator.SimConfig`: the closed world (`make_world`) or the open one (`make_open_world`)."""
+  if config.world == "closed":
+    return make_world(config.seed, config.num_users, systematic_fraction=config.systematic_fraction)
+  return make_open_world(config)
+
+
+def make_open_world(config) -> World:
+  """The open world of `config` (`selflearn.sim.openworld`): a pure function of the config's world fields."""
+  rng = np.random.default_rng([config.seed, 0x09E4])
+  parts, extra = openworld.make_open_parts(config, rng, phonetics.phonetic_neighbours)
+  song_popularity = openworld.song_popularity(parts.catalogues["song"])
+  result_error = {d: float(rng.uniform(0.02, 0.06)) for d in ontology.DOMAIN_NAMES if d not in ("none", "global")}
+  users = []
+  for i in range(config.num_users):
+    base = users_lib.make_user(i, rng, {})  # a song entity names its artist: no per-user song habit
+    users.append(dataclasses.replace(base, **openworld.open_user_extras(i, config, parts, rng, base.devices)))
+  neighbours = extra["neighbours"]
+  vocab = set(neighbours) | {w for opts in neighbours.values() for w in opts}
+  vocab |= {w for u in users for n in list(u.device_aliases) + list(u.nicknames) + list(u.contacts) for w in n.split()}
+  return World(
+    seed=config.seed,
+    users=tuple(users),
+    asr_confusions=extra["early"],
+    neighbours=neighbours,
+    song_popularity=song_popularity,
+    result_error=result_error,
+    vocabulary=tuple(sorted(vocab)),
+    open=parts,
   )
 
 

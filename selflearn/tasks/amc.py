@@ -10,8 +10,10 @@ Large-Scale Conversational AI Agents", AAAI-20 (IAAI), arXiv:1911.02557:
 3. evaluation on the TEST split (`evaluation.replay.evaluate_rewrites`):
    every request turn whose text is a source gets the rewrite; win if the
    rewrite serves the goal and the original did not, loss if the original
-   did and the rewrite does not, tie otherwise; a guardrail sweep and the
-   four (sessions, states) variants.
+   did and the rewrite does not, tie otherwise; the four (sessions, states)
+   variants.  The guardrail sweep is judged on the VALIDATION split, and
+   with `tune_on="validation"` (the default) its best setting (most net
+   wins) is the one applied: the test split is read once per variant.
 
 Nothing is fitted; the run is a deterministic function of the config.
 """
@@ -53,6 +55,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "min_gain", lambda v: base.finite_number(v) and 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "min_visits", lambda v: base.finite_number(v) and v >= 0, "must be a number >= 0")
   app.check(config, "same_family", lambda v: isinstance(v, bool), "must be True or False")
+  app.check(config, "tune_on", lambda v: v in ("validation", "none"), "must be 'validation' or 'none'")
   app.check(config, "tol", lambda v: base.finite_number(v) and 0 < v < 1e-3, "must be in (0, 1e-3)")
   app.check(
     config,
@@ -72,6 +75,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     lambda v: len(v) >= 1 and all(base.finite_number(x) and x >= 0 for x in v),
     "must list >= 0",
   )
+  base.require_closed_world(config)
   base.validate_common(config, batch_unit="none")
 
 
@@ -114,22 +118,25 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
   train, test = dialogues.train, dialogues.test
   ch = _chain(config, train, interpret, states=config.states, pairs_source=config.pairs_source)
   visit_rows = _visits(ch, config)
-  rows = table.rewrite_table(ch, **_guardrails(config), visit_rows=visit_rows)
-  headline = replay.evaluate_rewrites(world, test, table.table_lookup(rows, config.states, interpret),
-                                      bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
+  # Guardrails: every sweep combination is judged on the VALIDATION split; with `tune_on="validation"`
+  # the one with the most net wins (wins - losses; then fewer losses, then fewer rules) is applied,
+  # and the test split is read once, with it.
   sweep = []
   for ms in config.sweep.min_support:
     for mg in config.sweep.min_gain:
-      t = table.rewrite_table(ch, **_guardrails(config, min_support=ms, min_gain=mg), visit_rows=visit_rows)
-      ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, config.states, interpret))
-      sweep.append(
-        {"min_support": ms, "min_gain": mg, "min_visits": config.min_visits, "rules": len(t), **_summary(ev)}
-      )
-  for mv in config.sweep.min_visits:
-    t = table.rewrite_table(ch, **_guardrails(config, min_visits=mv), visit_rows=visit_rows)
-    ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, config.states, interpret))
-    sweep.append({"min_support": config.min_support, "min_gain": config.min_gain, "min_visits": mv, "rules": len(t),
-                  **_summary(ev)})  # fmt: skip
+      for mv in config.sweep.min_visits:
+        t = table.rewrite_table(ch, **_guardrails(config, min_support=ms, min_gain=mg, min_visits=mv),
+                                visit_rows=visit_rows)  # fmt: skip
+        ev = replay.evaluate_rewrites(world, dialogues.val, table.table_lookup(t, config.states, interpret))
+        sweep.append({"min_support": ms, "min_gain": mg, "min_visits": mv, "rules": len(t), **_summary(ev)})
+  chosen = {}
+  if config.tune_on == "validation" and sweep:
+    best = max(sweep, key=lambda r: (r["wins"] - r["losses"], -r["losses"], -r["rules"]))
+    chosen = {k: best[k] for k in ("min_support", "min_gain", "min_visits")}
+  guards = _guardrails(config, **chosen)
+  rows = table.rewrite_table(ch, **guards, visit_rows=visit_rows)
+  headline = replay.evaluate_rewrites(world, test, table.table_lookup(rows, config.states, interpret),
+                                      bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
   variants = []
   for pairs_source in chain.PAIRS_SOURCES:
     for states in chain.STATES:
@@ -137,7 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
         c, t, ev = ch, rows, headline
       else:
         c = _chain(config, train, interpret, states=states, pairs_source=pairs_source)
-        t = table.rewrite_table(c, **_guardrails(config), visit_rows=_visits(c, config))
+        t = table.rewrite_table(c, **guards, visit_rows=_visits(c, config))
         ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, states, interpret),
                                       bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
       variants.append({"pairs_source": pairs_source, "states": states, "num_states": len(c.keys), "rules": len(t),
@@ -146,7 +153,9 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
     "task": "amc",
     "states": config.states,
     "pairs_source": config.pairs_source,
-    "guardrails": _guardrails(config),
+    "guardrails": guards,
+    "tune_on": config.tune_on,
+    "val_dialogues": len(dialogues.val),
     "train_dialogues": len(train),
     "test_dialogues": len(test),
     "chain": {
@@ -234,7 +243,9 @@ def render(results: Mapping) -> str:
     lines.append(f"| {k} | {b['win']} | {b['loss']} | {b['tie']} |")
   lines += [
     "",
-    "Guardrails (other settings as configured):",
+    f"Guardrail sweep on the VALIDATION split ({results['val_dialogues']} dialogues; tuning: {results['tune_on']};"
+    f" applied: min_support {results['guardrails']['min_support']}, min_gain {results['guardrails']['min_gain']},"
+    f" min_visits {results['guardrails']['min_visits']}):",
     "",
     "| min_support | min_gain | min_visits | rules | triggered | wins | losses | win/loss | defect red. (trig.) |",
     "|---|---|---|---|---|---|---|---|---|",
@@ -246,7 +257,7 @@ def render(results: Mapping) -> str:
     )
   lines += [
     "",
-    "Sessions and states (configured guardrails):",
+    "Sessions and states (the applied guardrails; test split):",
     "",
     "| sessions | states | chain states | rules | triggered | win/loss (95% CI) | defect red. (trig.) | overall |",
     "|---|---|---|---|---|---|---|---|",

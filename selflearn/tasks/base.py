@@ -42,12 +42,28 @@ def finite_number(v) -> bool:
 def sim_config(config: ml_collections.ConfigDict) -> simulator.SimConfig:
   """The simulator settings of the `data` block (raises ValueError naming a bad one)."""
   d = config.data
-  return simulator.SimConfig(seed=d.sim_seed, num_users=d.num_users, error_scale=d.error_scale, max_turns=d.max_turns)
+  return simulator.preset(
+    d.preset, seed=d.sim_seed, num_users=d.num_users, error_scale=d.error_scale, max_turns=d.max_turns
+  )
 
 
 def world_of(config: ml_collections.ConfigDict) -> world_lib.World:
-  """The simulated world the logs come from (`data.sim_seed`, `data.num_users`)."""
-  return world_lib.make_world(config.data.sim_seed, config.data.num_users)
+  """The simulated world the logs come from (`data.preset`, `data.sim_seed`, `data.num_users`)."""
+  return world_lib.make_world_for(sim_config(config))
+
+
+def require_closed_world(config: ml_collections.ConfigDict) -> None:
+  """Tasks scored by the judge (`selflearn.sim.judge`) run on the closed world only, for now.
+
+  The judge's NLU and resolver know the closed world's templates and catalogues; on the open
+  world's generated catalogues, framed phrasings and personal names it would misjudge rewrites.
+  """
+  if config.data.preset != "closed_world":
+    raise app.ConfigError(
+      "data.preset",
+      f"{config.data.preset!r}: this task is scored by the simulated judge, which covers the closed_world preset"
+      " only (the open world's catalogues and phrasings are not in it yet)",
+    )
 
 
 def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dialogues") -> int:
@@ -68,6 +84,10 @@ def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dia
     app.check(config, field, positive_int, "must be an integer >= 1")
   app.check(config, "data.max_turns", lambda v: v >= 2, "must be >= 2")
   app.check(config, "data.vocab_size", lambda v: isinstance(v, int) and v >= 10, "must be an integer >= 10")
+  app.check(config, "data.split", lambda v: v in splits.SPLITS, f"must be one of {splits.SPLITS}")
+  app.check(config, "data.preset", lambda v: v in simulator.PRESETS, f"must be one of {sorted(simulator.PRESETS)}")
+  app.check(config, "data.train_days", positive_int, "must be an integer >= 1")
+  app.check(config, "data.val_days", positive_int, "must be an integer >= 1")
   app.check(config, "data.val_fraction", lambda v: 0 < v < 0.5, "must be in (0, 0.5)")
   app.check(config, "data.test_fraction", lambda v: 0 < v < 0.5, "must be in (0, 0.5)")
   optimizers.check_optimizer_config(config, "optimizer")
@@ -89,9 +109,14 @@ def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dia
     except ValueError as e:
       raise app.ConfigError(f"data.{str(e).split(' ', 1)[0]}", str(e)) from None
     count = config.data.num_dialogues
-  train_count, _, test_count = splits.split_sizes(
-    count, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction
-  )
+  if config.data.split == "temporal":  # sizes by day are known after reading; expect uniform days over 90
+    d = config.data
+    train_count = int(count * min(d.train_days, 90) / 90)
+    test_count = int(count * max(90 - d.train_days - d.val_days, 0) / 90)
+  else:
+    train_count, _, test_count = splits.split_sizes(
+      count, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction
+    )
   if batch_unit == "dialogues":
     app.check(
       config,
@@ -119,7 +144,13 @@ def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
       logs.write_logs(str(tmp), simulator.generate(sim_config(config), d.num_dialogues), total=d.num_dialogues)
       os.replace(tmp, path)
   return splits.read_split(
-    path, val_fraction=d.val_fraction, test_fraction=d.test_fraction, skip_invalid=d.skip_invalid
+    path,
+    val_fraction=d.val_fraction,
+    test_fraction=d.test_fraction,
+    skip_invalid=d.skip_invalid,
+    split=d.split,
+    train_days=d.train_days,
+    val_days=d.val_days,
   )
 
 

@@ -3,7 +3,8 @@
 `run` trains the model (`understanding.fpi`; one `training.fit` stage,
 `workdir/fpi`; optionally a no-context baseline, `workdir/fpi_baseline`) on
 the training split's labels (`train_labels`: a simulated annotator pass by
-default, or the truth), then scores the test split against the truth and
+default, or the truth) and the metadata-only shortcut baseline
+(`understanding.shortcut`, on the same labels), then scores the test split against the truth and
 against a three-annotator majority, next to a simulated single human
 annotator (`sim.annotators`).
 """
@@ -19,7 +20,7 @@ import numpy as np
 from selflearn import training
 from selflearn.sim import annotators
 from selflearn.tasks import base, encoded
-from selflearn.understanding import dataset, fpi, losses
+from selflearn.understanding import dataset, fpi, losses, shortcut
 
 validate_config = encoded.validate_config
 load_data = encoded.load_data
@@ -49,6 +50,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, data: dataset.
     )  # fmt: skip
     probs = dataset.predict(net, params, test)["fpi"]
     systems[name] = np.argmax(probs, -1)[mask]
+  train_fpi = encoded.training_labels(config, data.train)["fpi"]
+  systems["metadata_gbt"] = shortcut.fit_predict(data.train.inputs, train_fpi, data.test.inputs, seed=config.seed)
   systems["human"] = y_human
   results = {
     "task": "fpi",
@@ -76,13 +79,18 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, data: dataset.
 
 def render(results: dict) -> str:
   """The Markdown tables of a results dict."""
-  systems = [s for s in ("model", "baseline", "human") if s in results["vs_truth"]]  # JSON sorts keys
+  systems = [s for s in ("model", "baseline", "metadata_gbt", "human") if s in results["vs_truth"]]  # JSON sorts keys
   lines = [
     "# Failure-point isolation: test split",
     "",
     f"{results['test_turns']} test turns; classes: "
     + ", ".join(f"{c} {results['test_class_counts'][c]}" for c in fpi.CLASSES)
-    + f". Trained on: {results['train_labels']} labels.",
+    + f". Trained on: {results['train_labels']} labels."
+    + (
+      "  `metadata_gbt`: a gradient-boosted tree on one turn's metadata (no text, no context; the shortcut baseline)."
+      if "metadata_gbt" in results["vs_truth"]
+      else ""
+    ),
     "",
     "| system | reference | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in fpi.CLASSES) + " |",
     "|---|---|---|---|" + "---|" * len(fpi.CLASSES),

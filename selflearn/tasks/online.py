@@ -5,7 +5,9 @@ The keynote's online rewriter, learnt from customers' own reformulations
 (`mining`, `pairs_source`), the global and personal indexes (`index`), a
 dual encoder trained DPR-style (`retrieval`, `train`), listwise rankers
 (`ranker`), and the two layers with their guard (`layers`).  Thresholds are
-tuned on the validation split's traffic; the **simulated A/B** runs on the
+chosen on the validation split's traffic from observable agreement with the
+users' own corrections (`signals.proxy`; `ranker.tune_on="judge"`: by the
+judge, as the earlier runs did); the **simulated A/B** runs on the
 test split: every request turn (the same turns in every arm) is decided by
 each arm, a rewrite is judged by the judge (`evaluation.replay.outcomes`),
 with defect rates, paired differences with 95% bootstrap CIs over
@@ -15,6 +17,7 @@ further -4% (personal), win / loss counts and trigger rates.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 from typing import Any
@@ -27,7 +30,7 @@ from common import app
 from selflearn.data import splits
 from selflearn.evaluation import replay
 from selflearn.rewriting.online import index, layers, mining, ranker, train
-from selflearn.signals import text_features
+from selflearn.signals import proxy, text_features
 from selflearn.sim import judge
 from selflearn.tasks import base
 
@@ -59,11 +62,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "ranker.hidden_dim", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0")
   app.check(config, "ranker.passthrough_ratio", lambda v: v >= 0, "must be >= 0")
   app.check(config, "ranker.thresholds", lambda v: len(v) >= 1 and all(float(x) == x for x in v), "must be numbers")
+  app.check(config, "ranker.tune_on", lambda v: v in ("observable", "judge"), "must be 'observable' or 'judge'")
   app.check(config, "guard.margin", lambda v: v >= 0, "must be >= 0")
   app.check(config, "guard.min_entity", lambda v: 0 <= v <= 1, "must be in [0, 1]")
   app.check(config, "guard.dominant_share", lambda v: 0 < v <= 1, "must be in (0, 1]")
   app.check(config, "guard.dominant_ratio", lambda v: 0 <= v <= 100, "must be in [0, 100]")
   app.check(config, "ab.num_bootstrap", base.positive_int, "must be an integer >= 1")
+  base.require_closed_world(config)
   base.validate_common(config, batch_unit="pairs")
 
 
@@ -105,15 +110,19 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     history = [pi.history(q.user_id, q.time) for q in queries]
     return turns, queries, g_lists, p_lists, g_logits, p_logits, history
 
-  # Thresholds tuned on the validation split's traffic.
+  # Thresholds chosen on the validation split's traffic: from observable agreement with the users' own
+  # corrections (`signals.proxy`, the default), or (`ranker.tune_on="judge"`, the earlier runs) by the judge.
   v_turns, v_q, v_gl, v_pl, v_glog, v_plog, v_hist = arm_inputs(dialogues.val)
-  judge_val = lambda texts: replay.outcomes(world, dialogues.val, v_turns, texts)
-  th_g, val_g = layers.tune_threshold(rk.thresholds, lambda th: layers.decide_global(v_gl, v_glog, th), judge_val)
+  if rk.tune_on == "judge":
+    judge_val = lambda texts: replay.outcomes(world, dialogues.val, v_turns, texts)
+    pick = functools.partial(layers.tune_threshold, judge=judge_val)
+  else:
+    observe = lambda texts: proxy.agree_disturb(dialogues.val, v_turns, texts, rephrase_gap=gap)
+    pick = functools.partial(proxy.select_threshold, score=observe)
+  th_g, val_g = pick(rk.thresholds, lambda th: layers.decide_global(v_gl, v_glog, th))
   v_gtexts = layers.decide_global(v_gl, v_glog, th_g)
-  th_p, val_p = layers.tune_threshold(
-    rk.thresholds,
-    lambda th: layers.decide_personal(v_q, v_pl, v_plog, th, v_gtexts, v_hist, config).texts,
-    judge_val,
+  th_p, val_p = pick(
+    rk.thresholds, lambda th: layers.decide_personal(v_q, v_pl, v_plog, th, v_gtexts, v_hist, config).texts
   )
 
   # The A/B on the test split.
@@ -155,7 +164,8 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     | {
       "threshold_global": th_g,
       "threshold_personal": th_p,
-      "val_defect_by_threshold": {"global": val_g, "personal": val_p},
+      "tune_on": rk.tune_on,
+      "val_by_threshold": {"global": val_g, "personal": val_p},
     },
     "ab": ab,
   }

@@ -8,7 +8,7 @@ from selflearn.sim import world as world_lib
 
 @pytest.fixture(scope="session")
 def sim_config():
-  return simulator.SimConfig(seed=3, num_users=40)
+  return simulator.preset("closed_world", seed=3, num_users=40)  # the original world: pinned numbers
 
 
 @pytest.fixture(scope="session")

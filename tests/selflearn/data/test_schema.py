@@ -20,7 +20,7 @@ def _write(path, rows):
   [
     (lambda d: d.pop("user_id"), "user_id: missing field"),
     (lambda d: d.update(extra=1), "extra: unknown field"),
-    (lambda d: d.update(schema_version=2), "schema_version: 2 is not supported"),
+    (lambda d: d.update(schema_version=3), "schema_version: 3 is not supported"),
     (lambda d: d["turns"][0]["asr"].update(confidence=1.5), r"turns\[0\].asr.confidence: 1.5 is outside"),
     (lambda d: d["turns"][0]["asr"].update(confidence=True), r"turns\[0\].asr.confidence: expected a finite number"),
     (lambda d: d["turns"][0].update(turn_id=5), r"turns\[0\].turn_id: expected 0"),

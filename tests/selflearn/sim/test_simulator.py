@@ -20,7 +20,7 @@ def test_same_seed_same_logs_other_seed_other_logs(sim_config, sim_world, dialog
   # Dialogue i depends only on (config, i): a slice regenerates on its own.
   tail = list(simulator.generate(sim_config, 5, start=100, world=sim_world))
   assert [schema.dumps(d) for d in tail] == [schema.dumps(d) for d in dialogues[100:105]]
-  other = list(simulator.generate(simulator.SimConfig(seed=4, num_users=40), 50))
+  other = list(simulator.generate(simulator.preset("closed_world", seed=4, num_users=40), 50))
   assert [schema.dumps(d) for d in other] != [schema.dumps(d) for d in dialogues[:50]]
 
 

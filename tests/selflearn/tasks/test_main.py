@@ -41,7 +41,7 @@ def test_fpi_smoke_writes_results_checkpoints_and_metrics(fpi_run):
   workdir, proc = fpi_run
   assert f"outputs in {workdir}" in proc.stdout and "simulating 120 dialogues" in proc.stdout
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["vs_truth"]) == {"model", "human"}
+  assert set(results["vs_truth"]) == {"model", "metadata_gbt", "human"}
   assert sum(results["test_class_counts"].values()) == results["test_turns"] > 0
   assert 0 <= results["vs_truth"]["model"]["accuracy"] <= 1
   assert "share of the simulated human" in (workdir / "results.md").read_text().lower()
@@ -110,7 +110,7 @@ def test_bad_config_exits_2_naming_the_field_and_line_without_a_workdir(tmp_path
 
 def _log_with_a_bad_row(tmp_path):
   path = tmp_path / "logs.jsonl"
-  good = list(simulator.generate(simulator.SimConfig(seed=1, num_users=10), 60))
+  good = list(simulator.generate(simulator.preset("closed_world", seed=1, num_users=10), 60))
   good[1]["turns"][0]["asr"]["confidence"] = "sure"
   with open(path, "w") as f:
     for d in good:
