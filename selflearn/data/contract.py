@@ -9,7 +9,7 @@ One JSON object (or Parquet row) per turn:
 | `timestamp` | yes | epoch seconds (number >= 0) or an ISO-8601 string (no zone: UTC) |
 | `utterance` | yes | non-empty string: what the recogniser heard |
 | `intent`, `domain` | no | string: the NLU's reading, any names |
-| `slots` | no | object, slot name -> recognised span |
+| `slots` | no | object, slot name -> recognised span (Parquet: a map or struct column; null spans dropped) |
 | `response` | no | string: what the assistant said |
 | `asr_confidence` | no | number in [0, 1] |
 | `device_type` | no | string, any names |
@@ -137,6 +137,10 @@ def validate_turn(row: Any, audio_width: Optional[int] = None) -> dict:
   for field in ("intent", "domain", "response", "device_type"):
     turn[field] = _opt_str(row, field)
   slots = row.get("slots")
+  if isinstance(slots, list) and all(isinstance(kv, (tuple, list)) and len(kv) == 2 for kv in slots):
+    slots = dict(slots)  # a Parquet map column reads as (key, value) pairs
+  if isinstance(slots, dict):
+    slots = {k: v for k, v in slots.items() if v is not None}  # a Parquet struct column holds every slot
   if slots is not None:
     if not isinstance(slots, dict):
       raise _Invalid(f"slots: expected an object (slot -> span), got {_type_name(slots)}")
@@ -164,7 +168,7 @@ def validate_turn(row: Any, audio_width: Optional[int] = None) -> dict:
       raise _Invalid(f"audio_features: {len(audio)} values, but this log's audio features have {audio_width}")
     audio = [float(x) for x in audio]
   turn["audio_features"] = audio
-  turn["extra"] = {k: v for k, v in row.items() if k not in FIELDS}
+  turn["extra"] = {k: v for k, v in row.items() if k not in FIELDS and v is not None}
   return turn
 
 

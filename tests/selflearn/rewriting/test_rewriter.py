@@ -1,0 +1,124 @@
+"""The Rewriter API: save / load in a fresh process gives the same answers; index updates without recompiling."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from selflearn.configs import online as online_config
+from selflearn.data import splits
+from selflearn.rewriting import api
+from selflearn.rewriting.online import index, ranker, retrieval
+from selflearn.rewriting.online import rewriter as online_rewriter
+from selflearn.rewriting.precomputed import rewriter as table_rewriter
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+FIXTURE = ROOT / "tests" / "selflearn" / "fixtures" / "handwritten_log.jsonl"
+REQUESTS = [
+  {"utterance": "play tailor swift", "user_id": "alice"},
+  {"utterance": "order a flat why", "user_id": "nobody", "context": {"domain": "Cafe"}},
+  {"utterance": "open the garage door", "user_id": "bob", "timestamp": "2026-01-03T00:00:00Z"},
+  {"utterance": "set the thermo stat to seventy", "user_id": "carol", "asr_confidence": 0.4},
+  {"utterance": "   ", "user_id": "dave"},
+]
+
+
+def _cli(model, requests, tmp_path):
+  src, out = tmp_path / "requests.jsonl", tmp_path / "answers.jsonl"
+  src.write_text("".join(json.dumps(r) + "\n" for r in requests))
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  cmd = [sys.executable, "-m", "selflearn.rewrite", f"--model={model}", f"--in={src}", f"--out={out}"]
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return proc, out
+
+
+def _as_json(answers):
+  return [None if a is None else a.to_json() for a in answers]
+
+
+def _online(tmp_path):
+  config = online_config.get_config("smoke")
+  config.guard.margin = 0.0
+  d = splits.read_contract_split(FIXTURE, val_fraction=0.1, test_fraction=0.2)
+  gi, pi = index.build_indexes(d.train, rephrase_gap=config.rephrase_gap)
+  encoder, rank = online_rewriter._networks(online_rewriter._subconfig(config), 0)  # pylint: disable=protected-access
+  key = jax.random.PRNGKey(3)
+  params = {"encoder": encoder.init(key), "ranker_global": rank.init(key), "ranker_personal": rank.init(key + 1)}
+  # Untrained parameters, low thresholds: the layers rewrite, so the comparison covers real decisions.
+  return online_rewriter.OnlineRewriter(config=config, params=params, thresholds=(-5.0, -5.0), gi=gi, pi=pi)
+
+
+def test_online_rewriter_reloaded_in_a_fresh_process_answers_identically(tmp_path):
+  rw = _online(tmp_path)
+  before = _as_json(rw.rewrite(REQUESTS))
+  assert any(a is not None for a in before) and before[-1] is None
+  assert {a["source"] for a in before if a} <= {"global", "personal"}
+  rw.save(tmp_path / "model")
+  assert json.loads((tmp_path / "model" / "rewriter.json").read_text())["version"] == api.VERSION
+  proc, out = _cli(tmp_path / "model", REQUESTS, tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  after = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [None if a["rewrite"] is None else {k: a[k] for k in ("rewrite", "score", "source")} for a in after] == before
+  assert _as_json(api.load(tmp_path / "model").rewrite(REQUESTS)) == before
+
+
+def test_table_rewriter_round_trip(tmp_path):
+  rows = [{"source": "play tailor swift", "source_text": "play tailor swift", "rewrite": "play taylor swift",
+           "rewrite_success": 0.9, "source_success": 0.2}]  # fmt: skip
+  rw = table_rewriter.TableRewriter(rows)
+  before = rw.rewrite([("Play  Tailor swift", "u"), ("play taylor swift", "u")])
+  assert before == [api.Rewrite("play taylor swift", 0.9, "table"), None]
+  rw.save(tmp_path / "t")
+  assert api.Rewriter.load(tmp_path / "t").rewrite([("Play  Tailor swift", "u"), ("play taylor swift", "u")]) == before
+  rw.export_table(tmp_path / "table.json")
+  assert json.loads((tmp_path / "table.json").read_text()) == rows
+
+
+def test_load_refuses_what_it_cannot_read(tmp_path):
+  with pytest.raises(ValueError, match="not a saved rewriter"):
+    api.load(tmp_path)
+  (tmp_path / "rewriter.json").write_text(json.dumps({"version": 99, "kind": "amc_table"}))
+  with pytest.raises(ValueError, match="version 99"):
+    api.load(tmp_path)
+
+
+def test_index_updates_do_not_recompile_the_search(tmp_path):
+  rw = _online(tmp_path)
+  q = rw.ret.embed(["order an espresso tonic"])
+  before = retrieval._search._cache_size()  # pylint: disable=protected-access
+  rw.rewrite(REQUESTS[:1])
+  compiled = retrieval._search._cache_size()  # pylint: disable=protected-access
+  capacity = rw.ret.g_index.capacity
+  assert rw.ret.g_index.size < capacity, "the bucketed index leaves room"
+  k = rw.config.retrieval.k + 1  # what candidate_lists asks for (k is a compile-time constant)
+  rw.add_rewrites(["order an espresso tonic"])
+  _, rows = retrieval.search(rw.ret.g_index, q, k)
+  assert rw.ret.gi.texts[rows[0, 0]] == "order an espresso tonic"
+  rw.remove_rewrites(["order an espresso tonic"])
+  _, rows = retrieval.search(rw.ret.g_index, q, k)
+  assert "order an espresso tonic" not in [rw.ret.gi.texts[r] for r in rows[0] if r >= 0]
+  rw.rewrite(REQUESTS[:1])
+  assert rw.ret.g_index.capacity == capacity
+  assert retrieval._search._cache_size() == compiled >= before  # pylint: disable=protected-access
+  # A new user: their history is their own slice of the personal index.
+  rw.add_history("zoe", ["play taylor swift", "order a flat white"], [1.0, 2.0])
+  a, b = rw.ret.p_index.spans["zoe"]
+  assert b - a == 2 and rw.ret.pi.history("zoe", 10.0) == 2
+  lists = index.candidate_lists(rw.ret, [ranker.Query("play tailor swift", 0, 0, 0, "", "", {}, "zoe", 10.0)],
+                                personal=True)  # fmt: skip
+  assert any(c.in_personal for c in lists[0])
+
+
+def test_index_grows_past_its_capacity():
+  idx = retrieval.build_index(np.eye(3, 4, dtype=np.float32), bucketed=True)
+  assert idx.capacity == 4
+  idx = retrieval.add_rows(idx, np.eye(4, dtype=np.float32)[[3, 3]])
+  assert idx.size == 5 and idx.capacity == 8
+  s, rows = retrieval.search(idx, np.eye(4, dtype=np.float32)[[3]], 3)
+  assert sorted(rows[0, :2].tolist()) == [3, 4] and rows[0, 2] in (0, 1, 2)
