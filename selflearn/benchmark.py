@@ -33,7 +33,12 @@ says so and exits 2.
   absorption_probabilities` on a 100k-state chain shaped like a rewrite graph
   (power-law out-degree, mostly local edges) against scipy.sparse.linalg
   (`spsolve` under a time limit, else `bicgstab` per absorbing column at the
-  same guaranteed error); goal >= 1.0x (`selflearn.benchmarks.absorption`).
+  same guaranteed error); goal >= 1.0x (`selflearn.benchmarks.absorption`);
+  then the whole precomputed-rewriting path (build Q and R from counts,
+  solve B, select rewrites with sparse expected visits) on
+  reformulation-shaped chains of `--amc_sizes` states (default 100k and
+  1M), each in a fresh process: time per stage, peak memory, and the
+  measured growth between the sizes.
 
 `--sections=encoder,retrieval,absorption` runs all three.  Sections are
 entries of `SECTIONS` (name -> function, and whether it needs torch).
@@ -57,6 +62,7 @@ _THREADS = flags.DEFINE_integer("threads", 1, "CPU cores for both sides (0: ever
 _SENTENCES = flags.DEFINE_integer("sentences", 2000, "Generated sentences in the encoder benchmark.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sentences per forward pass, both sides.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed rounds per side (median).")
+_AMC_SIZES = flags.DEFINE_list("amc_sizes", ["100000", "1000000"], "States of the end-to-end AMC chains (absorption).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +94,8 @@ def bench_absorption(threads: int) -> None:
 
   print("\n== absorption: B = (I - Q)^-1 R on a 100k-state rewrite-shaped chain (ours vs scipy.sparse) ==")
   lib.run()
+  print("\n== absorption end to end: build, solve, select on reformulation-shaped count chains, 100k and 1M states ==")
+  lib.end_to_end(tuple(int(n) for n in _AMC_SIZES.value))
 
 
 SECTIONS = {
