@@ -54,6 +54,21 @@ def _online(tmp_path):
   return online_rewriter.OnlineRewriter(config=config, params=params, thresholds=(-5.0, -5.0), gi=gi, pi=pi)
 
 
+@pytest.fixture(scope="module")
+def online_rw(tmp_path_factory):
+  return _online(tmp_path_factory.mktemp("online"))
+
+
+def test_online_rewriter_reloaded_in_process_answers_identically(online_rw, tmp_path):
+  rw = online_rw  # shared with the update test: either order, the round trip must hold
+  before = _as_json(rw.rewrite(REQUESTS))
+  rw.save(tmp_path / "model")
+  loaded = api.load(tmp_path / "model")
+  assert isinstance(loaded, online_rewriter.OnlineRewriter) and loaded.now == rw.now
+  assert _as_json(loaded.rewrite(REQUESTS)) == before
+
+
+@pytest.mark.slow  # a fresh process: imports and compiles from scratch (about 25 s of CPU)
 def test_online_rewriter_reloaded_in_a_fresh_process_answers_identically(tmp_path):
   rw = _online(tmp_path)
   before = _as_json(rw.rewrite(REQUESTS))
@@ -88,8 +103,8 @@ def test_load_refuses_what_it_cannot_read(tmp_path):
     api.load(tmp_path)
 
 
-def test_index_updates_do_not_recompile_the_search(tmp_path):
-  rw = _online(tmp_path)
+def test_index_updates_do_not_recompile_the_search(online_rw):
+  rw = online_rw
   q = rw.ret.embed(["order an espresso tonic"])
   before = retrieval._search._cache_size()  # pylint: disable=protected-access
   rw.rewrite(REQUESTS[:1])
@@ -98,6 +113,7 @@ def test_index_updates_do_not_recompile_the_search(tmp_path):
   assert rw.ret.g_index.size < capacity, "the bucketed index leaves room"
   k = rw.config.retrieval.k + 1  # what candidate_lists asks for (k is a compile-time constant)
   rw.add_rewrites(["order an espresso tonic"])
+  assert "order an espresso tonic" in rw.ret.gi.row
   _, rows = retrieval.search(rw.ret.g_index, q, k)
   assert rw.ret.gi.texts[rows[0, 0]] == "order an espresso tonic"
   rw.remove_rewrites(["order an espresso tonic"])
