@@ -223,6 +223,17 @@ def candidate_lists(ret: Retriever, queries: Sequence[ranker.Query], *, personal
   return out
 
 
+def fuzzy_blocks(queries: Sequence[str], choices: Sequence[str], *, max_entries: int = 1 << 24):
+  """(first row, rapidfuzz ratio block [rows, len(choices)] int32) over `queries` in row blocks.
+
+  Memory is one block (at most `max_entries` scores), not queries x choices;
+  the scores are those of one `process.cdist` call.
+  """
+  rows = max(1, max_entries // max(len(choices), 1))
+  for start in range(0, len(queries), rows):
+    yield start, process.cdist(queries[start : start + rows], choices, scorer=fuzz.ratio, dtype=np.int32)
+
+
 def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, params=None) -> dict[str, Any]:
   """Recall@k of held-out pairs whose target is in the global index: encoder, untrained encoder, rapidfuzz."""
   covered = [p for p in pairs if p.target_text in ret.gi.row]
@@ -238,7 +249,9 @@ def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, param
     index = retrieval.build_index(untrained.embed(ret.gi.texts), chunk=ret.config.retrieval.chunk)
     _, rows = retrieval.search(index, untrained.embed(queries), k)
     out["untrained_encoder"] = retrieval.recall_at_k(rows, targets)
-  sims = process.cdist(queries, ret.gi.texts, scorer=fuzz.ratio, dtype=np.int32)
-  rows = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+  width = min(k, len(ret.gi.texts))
+  rows = np.full((len(queries), width), -1, np.int64)
+  for start, sims in fuzzy_blocks(queries, ret.gi.texts):  # row blocks, never a queries x index matrix
+    rows[start : start + sims.shape[0]] = np.argsort(-sims, axis=1, kind="stable")[:, :width]
   out["rapidfuzz_ratio"] = retrieval.recall_at_k(rows, targets)
   return out
