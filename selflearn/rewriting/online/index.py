@@ -146,11 +146,21 @@ class Retriever:
     ids = retrieval.featurize(texts, num_buckets=r.num_buckets, max_ngrams=r.max_ngrams)
     return retrieval.encode(self.network, self.params, ids, self.emb_fn(texts))
 
-  def build(self, *, bucketed: bool = False) -> "Retriever":
-    """Embeds the global index (exact search, `retrieval.Index`) and the personal rows (per-user slices)."""
+  def build(self, *, bucketed: bool = False, backend: str = "jax") -> "Retriever":
+    """Embeds the global index and the personal rows (per-user slices).
+
+    `backend`: "jax" (exact search, `retrieval.Index`) or "faiss_flat" /
+    "faiss_hnsw" / "faiss_ivf" (`retrieval.build_faiss_index`).
+    """
     mesh = retrieval.rows_mesh()
     chunk = self.config.retrieval.chunk
-    self.g_index = retrieval.build_index(self.embed(self.gi.texts), chunk=chunk, mesh=mesh, bucketed=bucketed)
+    vectors = self.embed(self.gi.texts)
+    if backend == "jax":
+      self.g_index = retrieval.build_index(vectors, chunk=chunk, mesh=mesh, bucketed=bucketed)
+    elif backend.startswith("faiss_") and backend[6:] in retrieval.FAISS_KINDS:
+      self.g_index = retrieval.build_faiss_index(vectors, kind=backend[6:])
+    else:
+      raise ValueError(f"backend must be jax or faiss_<{'|'.join(retrieval.FAISS_KINDS)}>, got {backend!r}")
     self.p_index = PersonalSlices.build(self.pi.rows, self.embed([s for _, s in self.pi.rows]))
     return self
 

@@ -245,6 +245,11 @@ def add_rows(index: Index, vectors: np.ndarray, *, groups: Optional[np.ndarray] 
   """
   vectors = np.asarray(vectors, np.float32)
   m = vectors.shape[0]
+  if isinstance(index, FaissIndex):
+    if groups is not None:
+      raise ValueError("the faiss backend has no groups (the personal index is per-user slices)")
+    index.index.add_with_ids(np.ascontiguousarray(vectors), np.arange(index.size, index.size + m, dtype=np.int64))
+    return dataclasses.replace(index, size=index.size + m, live=np.concatenate([index.live, np.ones(m, bool)]))
   if (groups is None) != (index.groups is None):
     raise ValueError("groups must be given exactly when the index is grouped")
   if index.size + m > index.capacity:
@@ -277,7 +282,90 @@ def remove_rows(index: Index, rows: Sequence[int]) -> Index:
   rows = np.asarray(rows, np.int64)
   if rows.size and (rows.min() < 0 or rows.max() >= index.size):
     raise ValueError(f"rows must be in [0, {index.size}), got {rows.min()}..{rows.max()}")
+  if isinstance(index, FaissIndex):
+    live = index.live.copy()
+    live[rows] = False
+    return dataclasses.replace(index, live=live)
   return dataclasses.replace(index, valid=index.valid.at[jnp.asarray(rows)].set(False))
+
+
+# --- the optional faiss backend -----------------------------------------------------------------
+
+FAISS_KINDS = ("flat", "hnsw", "ivf")
+
+
+@dataclasses.dataclass
+class FaissIndex:
+  """The same interface over faiss-cpu (optional): exact `IndexFlatIP`, or approximate HNSW / IVF, in an `IndexIDMap`.
+
+  Row ids are the row numbers; removed rows are masked on the host (`live`)
+  and filtered from the results (HNSW cannot delete).
+  """
+
+  index: object
+  size: int
+  kind: str
+  live: np.ndarray  # [size] bool
+
+  @property
+  def capacity(self) -> int:
+    return self.size
+
+
+def _faiss():
+  try:
+    import faiss  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("the faiss backend needs faiss-cpu (pip install -e '.[faiss]')") from None
+  return faiss
+
+
+def build_faiss_index(
+  vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 64, nlist: Optional[int] = None,
+  nprobe: int = 16, train_size: int = 65536, seed: int = 0,
+) -> FaissIndex:  # fmt: skip
+  """A `FaissIndex` over `[N, D]` vectors (inner product): `kind` flat (exact), hnsw or ivf (approximate).
+
+  IVF: `nlist` lists (default about 4 sqrt(N)) trained by k-means on at most
+  `train_size` rows, `nprobe` lists searched per query.  HNSW: `hnsw_m`
+  links per node, `ef_search` candidates per query.
+  """
+  if kind not in FAISS_KINDS:
+    raise ValueError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
+  faiss = _faiss()
+  vectors = np.ascontiguousarray(vectors, np.float32)
+  n, d = vectors.shape
+  if kind == "flat":
+    base = faiss.IndexFlatIP(d)
+  elif kind == "hnsw":
+    base = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    base.hnsw.efSearch = ef_search
+  else:
+    nlist = nlist or max(1, min(n, int(4 * np.sqrt(max(n, 1)))))
+    base = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = vectors if n <= train_size else vectors[np.sort(rng.choice(n, train_size, replace=False))]
+    base.train(sample)
+    base.nprobe = nprobe
+  index = faiss.IndexIDMap(base)
+  if n:
+    index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+  return FaissIndex(index, n, kind, np.ones(n, bool))
+
+
+def _faiss_search(index: FaissIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  dead = int(index.size - index.live.sum())
+  kk = min(max(index.size, 1), k + dead)
+  scores, ids = index.index.search(np.ascontiguousarray(queries, np.float32), kk)
+  ok = ids >= 0
+  ok[ok] = index.live[ids[ok]]
+  out_s = np.full((len(queries), k), -np.inf, np.float32)
+  out_i = np.full((len(queries), k), -1, np.int32)
+  for r in range(len(queries)):
+    keep = np.flatnonzero(ok[r])[:k]
+    out_s[r, : keep.size] = scores[r, keep]
+    out_i[r, : keep.size] = ids[r, keep]
+  return out_s, out_i
 
 
 def rows_mesh() -> Optional[Mesh]:
@@ -359,6 +447,10 @@ def search(
   """
   queries = np.asarray(queries, np.float32)
   nq = queries.shape[0]
+  if isinstance(index, FaissIndex):
+    if query_groups is not None:
+      raise ValueError("the faiss backend has no groups (the personal index is per-user slices)")
+    return _faiss_search(index, queries, k)
   if index.groups is not None and query_groups is None:
     raise ValueError("a grouped index needs query_groups")
   block = max(1, min(query_chunk, nq))

@@ -16,7 +16,10 @@ through `common.checkpoint`); the index vectors are recomputed by the
 encoder on load.  Updates without recompiling the search: `add_rewrites`
 / `remove_rewrites` change the global index inside its bucketed capacity
 (`retrieval.add_rows`, `remove_rows`); `add_history` adds a user's (new
-or existing) successful requests to the personal slices.
+or existing) successful requests to the personal slices.  `backend`:
+the global index's search, exact in JAX (default) or faiss
+(`faiss_flat` exact, `faiss_hnsw` / `faiss_ivf` approximate; saved in the
+manifest, `load(dir, backend=...)` overrides it).
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ class OnlineRewriter(api.Rewriter):
   kind = "online"
 
   def __init__(self, *, config, params: dict, thresholds: tuple[float, float], gi: index.GlobalIndex,
-               pi: index.PersonalIndex, text_dim: int = 0, now: Optional[float] = None, emb_fn=None):  # fmt: skip
+               pi: index.PersonalIndex, text_dim: int = 0, now: Optional[float] = None, emb_fn=None,
+               backend: str = "jax"):  # fmt: skip
     self.config = _subconfig(config)
     self.params = params  # {"encoder", "ranker_global", "ranker_personal"}
     self.thresholds = (float(thresholds[0]), float(thresholds[1]))
@@ -79,7 +83,9 @@ class OnlineRewriter(api.Rewriter):
     all_times = [t for ts in pi.all_times.values() for t in ts]
     self.now = float(now) if now is not None else (max(all_times) + 1.0 if all_times else 0.0)
     emb_fn = emb_fn or _embedder(self.config.retrieval.text_encoder)
-    self.ret = index.Retriever(self.encoder, params["encoder"], self.config, gi, pi, emb_fn).build(bucketed=True)
+    self.backend = backend
+    self.ret = index.Retriever(self.encoder, params["encoder"], self.config, gi, pi, emb_fn)
+    self.ret.build(bucketed=True, backend=backend)
 
   # --- serving ---------------------------------------------------------------------
 
@@ -184,7 +190,7 @@ class OnlineRewriter(api.Rewriter):
     api.write_json(directory / INDEX, self._index_json())
     self._write_manifest(
       directory, config=self.config.to_dict(), thresholds=list(self.thresholds), text_dim=self.text_dim,
-      now=self.now, index=INDEX, params=PARAMS,
+      now=self.now, index=INDEX, params=PARAMS, backend=self.backend,
     )  # fmt: skip
     return directory
 
@@ -201,7 +207,6 @@ class OnlineRewriter(api.Rewriter):
 
   @classmethod
   def _load(cls, directory: pathlib.Path, manifest: dict, **kw) -> "OnlineRewriter":
-    del kw
     config = ml_collections.ConfigDict(manifest["config"])
     data = json.loads((directory / manifest["index"]).read_text())
     g = data["global"]
@@ -221,8 +226,9 @@ class OnlineRewriter(api.Rewriter):
     ckpt.close()
     if step is None:
       raise ValueError(f"{directory / manifest['params']}: no saved parameters")
+    backend = kw.get("backend", manifest.get("backend", "jax"))
     out = cls(config=config, params=params, thresholds=tuple(manifest["thresholds"]), gi=gi, pi=pi,
-              text_dim=manifest["text_dim"], now=manifest["now"])  # fmt: skip
+              text_dim=manifest["text_dim"], now=manifest["now"], backend=backend)  # fmt: skip
     dead = [r for r, ok in enumerate(g.get("live", [])) if not ok]
     if dead:
       out.ret.g_index = retrieval.remove_rows(out.ret.g_index, dead)
