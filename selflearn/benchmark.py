@@ -28,7 +28,10 @@ says so and exits 2.
   (jitted chunked matmul + `lax.top_k`) against NumPy (matmul +
   `argpartition`) and faiss-cpu `IndexFlatIP` (the peer; optional, in the
   `bench` extra) on the same 100k x 384 L2-normalised index; goals >= 0.5x
-  faiss, >= 2x NumPy (`selflearn.benchmarks.retrieval`).
+  faiss, >= 2x NumPy (`selflearn.benchmarks.retrieval`); then
+  `--retrieval_rows` (default 1M) x 384 rows: ours, faiss `IndexFlatIP`,
+  IVF and HNSW (build time, queries/s, recall@10 vs exact), and the
+  personal-layer lookup at `--personal_users` (default 1M) users.
 * absorption: the absorbing-Markov-chain solve `selflearn.amc.
   absorption_probabilities` on a 100k-state chain shaped like a rewrite graph
   (power-law out-degree, mostly local edges) against scipy.sparse.linalg
@@ -62,6 +65,8 @@ _THREADS = flags.DEFINE_integer("threads", 1, "CPU cores for both sides (0: ever
 _SENTENCES = flags.DEFINE_integer("sentences", 2000, "Generated sentences in the encoder benchmark.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sentences per forward pass, both sides.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed rounds per side (median).")
+_SCALE = flags.DEFINE_integer("retrieval_rows", 1_000_000, "Rows of the retrieval scale run (0: skip it).")
+_USERS = flags.DEFINE_integer("personal_users", 1_000_000, "Users of the personal-lookup run (retrieval section).")
 _AMC_SIZES = flags.DEFINE_list("amc_sizes", ["100000", "1000000"], "States of the end-to-end AMC chains (absorption).")
 
 
@@ -86,6 +91,11 @@ def bench_retrieval(threads: int) -> None:
 
   print("\n== retrieval: exact top-10 over 100k x 384 (ours vs NumPy vs faiss IndexFlatIP) ==")
   lib.main(["bench_retrieval"])
+  if _SCALE.value:
+    print(f"\n== retrieval at scale: {_SCALE.value:,} x 384, exact and approximate backends, recall@10 vs exact ==")
+    lib.run_scale(_SCALE.value)
+    print(f"\n== personal-layer lookup at {_USERS.value:,} users ==")
+    lib.personal_lookup(_USERS.value)
 
 
 def bench_absorption(threads: int) -> None:
