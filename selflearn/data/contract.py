@@ -353,7 +353,12 @@ def scan(path: str | os.PathLike, *, skip_invalid: bool = False, min_count: int 
 
 
 def detect(path: str | os.PathLike) -> str:
-  """'contract' (one turn per row) or 'dialogues' (the simulator's records, one dialogue per row)."""
+  """'contract' (one turn per row) or 'dialogues' (the simulator's records, one dialogue per row).
+
+  A Parquet file, or a JSONL file whose first row has `session_id` or
+  `utterance` (and no `turns`), is a contract log; an empty JSONL file too
+  (reported as empty).
+  """
   if is_parquet(path):
     return "contract"
   with open(path, encoding="utf-8") as f:
@@ -363,5 +368,6 @@ def detect(path: str | os.PathLike) -> str:
           obj = json.loads(line)
         except json.JSONDecodeError:
           return "dialogues"  # the dialogue reader names the bad line
-        return "dialogues" if isinstance(obj, dict) and "turns" in obj else "contract"
+        turn_row = isinstance(obj, dict) and "turns" not in obj and ("session_id" in obj or "utterance" in obj)
+        return "contract" if turn_row else "dialogues"  # anything else: the dialogue reader names what is wrong
   return "contract"

@@ -100,6 +100,12 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
   train_pairs = mining.mine_pairs(dialogues.train, source=pairs_source, rephrase_gap=gap)
   val_pairs = mining.mine_pairs(dialogues.val, source=pairs_source, rephrase_gap=gap)
   test_pairs = mining.mine_pairs(dialogues.test, source="gap", rephrase_gap=gap)
+  if not judged and len(train_pairs) < 2:
+    raise app.ConfigError(
+      "data.log_path",
+      f"only {len(train_pairs)} reformulation pairs mined from the {len(dialogues.train)} training sessions (friction"
+      " followed by a successful request within rephrase_gap); the online rewriter needs at least 2",
+    )
   gi, pi = index.build_indexes(dialogues.train, rephrase_gap=gap)
   emb_fn, text_dim = train.text_embedder(config, workdir)
   network, params = train.train_encoder(
