@@ -175,6 +175,7 @@ SELFLEARN_CORE = (
   "selflearn.configs",
   "selflearn.benchmark",
   "selflearn.benchmarks",
+  "selflearn.rewrite",
 )
 
 
