@@ -297,10 +297,12 @@ def visits(
   if sources.size == 0:
     return sp.csr_matrix((0, n))
   _, labels = csgraph.connected_components(Q, directed=True, connection="weak")
-  size = np.bincount(labels)[labels[sources]]
+  comp_size = np.bincount(labels)
+  size = comp_size[labels[sources]]
   order = np.argsort(labels[sources], kind="stable")
-  n_bound, _ = _norm_bound(Q, max_iter)
-  QT = Q.T.tocsr()
+  by_comp = np.argsort(labels, kind="stable")  # states grouped by component
+  comp_start = np.concatenate([[0], np.cumsum(comp_size)])
+  local = np.full(n, -1, np.int64)
   parts, rows_of = [], []
   start = 0
   cum = np.cumsum(size[order])
@@ -309,17 +311,27 @@ def visits(
     stop = max(start + 1, int(np.searchsorted(cum, base + max_entries, side="right")))
     block = order[start:stop]
     m = block.size
-    E = sp.csr_matrix((np.ones(m), (sources[block], np.arange(m))), shape=(n, m))
-    X = _sparse_iterate(QT, E, n_bound, tol, max_iter)
+    # The block's components only: the system, its norm bound and every sparse operation are that size, not n.
+    comps = np.unique(labels[sources[block]])
+    members = np.concatenate([by_comp[comp_start[c] : comp_start[c + 1]] for c in comps])
+    local[members] = np.arange(members.size)
+    Qb = Q[members][:, members].tocsr()
+    n_bound, _ = _norm_bound(Qb, max_iter)
+    E = sp.csr_matrix((np.ones(m), (local[sources[block]], np.arange(m))), shape=(members.size, m))
+    X = _sparse_iterate(Qb.T.tocsr(), E, n_bound, tol, max_iter)
     X.data[np.abs(X.data) < tol] = 0.0
     X.eliminate_zeros()
-    parts.append(X.T.tocsr())
+    Xt = X.T.tocsr()
+    parts.append(sp.csr_matrix((Xt.data, members[Xt.indices], Xt.indptr), shape=(m, n)))
     rows_of.append(block)
+    local[members] = -1
     start = stop
   out = sp.vstack(parts).tocsr()
   inverse = np.empty(sources.size, np.int64)
   inverse[np.concatenate(rows_of)] = np.arange(sources.size)
-  return out[inverse]
+  out = out[inverse]
+  out.sort_indices()
+  return out
 
 
 def _sparse_iterate(M: sp.csr_matrix, E: sp.csr_matrix, n_bound: float, tol: float, max_iter: int) -> sp.csr_matrix:
