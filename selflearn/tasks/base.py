@@ -8,9 +8,10 @@ a simulated log (one dialogue per row, `data.schema`) or a log to the
 minimal per-turn contract (`data.contract`, JSONL or Parquet: no ground
 truth; a session is a dialogue); `validate_common` reads it once before any
 work and refuses, naming the fields, a task that needs labels the log
-cannot hold (`NEEDS_TRUTH`), an empty or all-skipped log, and a simulated
-log whose seed or users do not match the config's world (the judge would
-score it against another world).  `validate_common`
+cannot hold (`NEEDS_TRUTH`), an empty or all-skipped log, and, for the
+tasks that judge with the simulator (`JUDGED_TASKS`), a simulated log whose
+seed or users do not match the config's world (the judge would score it
+against another world).  `validate_common`
 checks the fields of `configs/base.common_config` before anything is
 simulated, read or compiled.  Runners may use the simulator (`world_of`,
 the judge); the models they drive never do.
@@ -79,6 +80,10 @@ def needs_truth(config: ml_collections.ConfigDict) -> str | None:
   return None
 
 
+# Tasks that judge with the simulated world (`world_of`): their simulated log must come from the config's world.
+JUDGED_TASKS = ("amc", "online", "teach")
+
+
 def _check_simulated_log(config: ml_collections.ConfigDict, path: pathlib.Path, seeds: set, max_user: int) -> None:
   """A simulated log must come from the config's world: same simulator seed, no user beyond data.num_users."""
   d = config.data
@@ -109,7 +114,7 @@ def _scan_dialogue_log(config: ml_collections.ConfigDict, path: pathlib.Path) ->
         max_user = max(max_user, int(row["user_id"][1:]))
   except logs.LogFormatError as e:
     raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
-  if stats.rows > stats.skipped:
+  if stats.rows > stats.skipped and config.task in JUDGED_TASKS:
     _check_simulated_log(config, path, seeds, max_user)
   return stats
 
