@@ -28,12 +28,20 @@ says so and exits 2.
   (jitted chunked matmul + `lax.top_k`) against NumPy (matmul +
   `argpartition`) and faiss-cpu `IndexFlatIP` (the peer; optional, in the
   `bench` extra) on the same 100k x 384 L2-normalised index; goals >= 0.5x
-  faiss, >= 2x NumPy (`selflearn.benchmarks.retrieval`).
+  faiss, >= 2x NumPy (`selflearn.benchmarks.retrieval`); then
+  `--retrieval_rows` (default 1M) x 384 rows: ours, faiss `IndexFlatIP`,
+  IVF and HNSW (build time, queries/s, recall@10 vs exact), and the
+  personal-layer lookup at `--personal_users` (default 1M) users.
 * absorption: the absorbing-Markov-chain solve `selflearn.amc.
   absorption_probabilities` on a 100k-state chain shaped like a rewrite graph
   (power-law out-degree, mostly local edges) against scipy.sparse.linalg
   (`spsolve` under a time limit, else `bicgstab` per absorbing column at the
-  same guaranteed error); goal >= 1.0x (`selflearn.benchmarks.absorption`).
+  same guaranteed error); goal >= 1.0x (`selflearn.benchmarks.absorption`);
+  then the whole precomputed-rewriting path (build Q and R from counts,
+  solve B, select rewrites with sparse expected visits) on
+  reformulation-shaped chains of `--amc_sizes` states (default 100k and
+  1M), each in a fresh process: time per stage, peak memory, and the
+  measured growth between the sizes.
 
 `--sections=encoder,retrieval,absorption` runs all three.  Sections are
 entries of `SECTIONS` (name -> function, and whether it needs torch).
@@ -57,6 +65,9 @@ _THREADS = flags.DEFINE_integer("threads", 1, "CPU cores for both sides (0: ever
 _SENTENCES = flags.DEFINE_integer("sentences", 2000, "Generated sentences in the encoder benchmark.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sentences per forward pass, both sides.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed rounds per side (median).")
+_SCALE = flags.DEFINE_integer("retrieval_rows", 1_000_000, "Rows of the retrieval scale run (0: skip it).")
+_USERS = flags.DEFINE_integer("personal_users", 1_000_000, "Users of the personal-lookup run (retrieval section).")
+_AMC_SIZES = flags.DEFINE_list("amc_sizes", ["100000", "1000000"], "States of the end-to-end AMC chains (absorption).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +91,11 @@ def bench_retrieval(threads: int) -> None:
 
   print("\n== retrieval: exact top-10 over 100k x 384 (ours vs NumPy vs faiss IndexFlatIP) ==")
   lib.main(["bench_retrieval"])
+  if _SCALE.value:
+    print(f"\n== retrieval at scale: {_SCALE.value:,} x 384, exact and approximate backends, recall@10 vs exact ==")
+    lib.run_scale(_SCALE.value)
+    print(f"\n== personal-layer lookup at {_USERS.value:,} users ==")
+    lib.personal_lookup(_USERS.value)
 
 
 def bench_absorption(threads: int) -> None:
@@ -88,6 +104,8 @@ def bench_absorption(threads: int) -> None:
 
   print("\n== absorption: B = (I - Q)^-1 R on a 100k-state rewrite-shaped chain (ours vs scipy.sparse) ==")
   lib.run()
+  print("\n== absorption end to end: build, solve, select on reformulation-shaped count chains, 100k and 1M states ==")
+  lib.end_to_end(tuple(int(n) for n in _AMC_SIZES.value))
 
 
 SECTIONS = {

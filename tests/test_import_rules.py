@@ -176,6 +176,7 @@ SELFLEARN_CORE = (
   "selflearn.configs",
   "selflearn.benchmark",
   "selflearn.benchmarks",
+  "selflearn.rewrite",
 )
 
 

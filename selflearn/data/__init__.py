@@ -1,6 +1,10 @@
-"""Dialogue logs: the versioned schema, reading and writing, splits, truth readers.
+"""Dialogue logs: the versioned schema, the minimal log contract, reading and writing, splits, truth readers.
 
-Modules: `schema` (the record spec and its validation), `logs` (streaming
-reader and writer), `splits` (train / validation / test by dialogue),
-`truth` (readers of the ground-truth blocks, never model inputs).
+Modules: `schema` (the simulator's record spec and its validation),
+`contract` (the minimal per-turn contract of a team's own logs: JSONL and
+Parquet readers, sessions, the validation pass), `vocab` (vocabularies
+learned from a log, with an explicit unknown bucket), `logs` (streaming
+reader and writer of simulated logs), `splits` (train / validation / test by
+dialogue or session), `truth` (readers of the ground-truth blocks, never
+model inputs).
 """

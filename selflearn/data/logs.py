@@ -58,6 +58,7 @@ def iter_logs(
     FileNotFoundError: if `path` does not exist.
   """
   stats = LoadStats() if stats is None else stats
+  width = None  # the audio-feature width of the log's first valid turn: every turn must have it
   with open(path, encoding="utf-8") as f:
     for lineno, line in enumerate(f, 1):
       if not line.strip():
@@ -66,6 +67,12 @@ def iter_logs(
         try:
           d = json.loads(line)
           schema.validate(d)
+          for k, t in enumerate(d["turns"]):
+            width = len(t["audio"]) if width is None else width
+            if len(t["audio"]) != width:
+              raise ValueError(
+                f"turns[{k}].audio: {len(t['audio'])} values, but this log's audio features have {width}"
+              )
         except json.JSONDecodeError as e:
           error = LogFormatError(path, lineno, f"not JSON: {e.msg} (column {e.colno})")
         except ValueError as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from selflearn.data import logs
+from selflearn.data import contract, logs
 
 
 @dataclasses.dataclass
@@ -28,6 +28,8 @@ class Dialogues:
   log_path: os.PathLike | str
   skipped: int
   skipped_errors: list
+  has_truth: bool = True  # False for a log to the minimal contract (`data.contract`)
+  report: dict = dataclasses.field(default_factory=dict)  # what the reader saw (contract logs: counts, vocabularies)
 
 
 def split_sizes(n: int, *, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
@@ -78,3 +80,20 @@ def read_split(
   n_train, n_val, _ = split_sizes(len(rows), val_fraction=val_fraction, test_fraction=test_fraction)
   cut = n_train + n_val
   return Dialogues(rows[:n_train], rows[n_train:cut], rows[cut:], path, stats.skipped, stats.errors)
+
+
+def read_contract_split(
+  path: str | os.PathLike, *, val_fraction: float, test_fraction: float, skip_invalid: bool = False
+) -> Dialogues:
+  """A log to the minimal per-turn contract, one observed dialogue per session (`contract.to_dialogue`), split."""
+  scan = contract.scan(path, skip_invalid=skip_invalid)  # the learned vocabularies and counts, for the report
+  stats = logs.LoadStats()
+  rows = [contract.to_dialogue(s) for s in contract.iter_sessions(path, skip_invalid=skip_invalid, stats=stats)]
+  if stats.skipped:
+    print(f"warning: skipped {stats.skipped} invalid rows of {path} (first: {stats.errors[0]})", flush=True)
+  n_train, n_val, _ = split_sizes(len(rows), val_fraction=val_fraction, test_fraction=test_fraction)
+  cut = n_train + n_val
+  return Dialogues(
+    rows[:n_train], rows[n_train:cut], rows[cut:], path, stats.skipped, stats.errors, has_truth=False,
+    report=scan.report(),
+  )  # fmt: skip

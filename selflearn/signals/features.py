@@ -126,11 +126,15 @@ class Dataset:
     return int(self.inputs["turn_mask"].shape[0])
 
 
-def _index(names: Sequence[str], value: str) -> int:
+def _index(names: Sequence[str], value: str, field: str) -> int:
+  """The category's id; an unknown value is an error (never silently category 0, e.g. the false-wake class)."""
   try:
     return names.index(value)
   except ValueError:
-    return 0
+    raise ValueError(
+      f"{field}: {value!r} is not one of the {len(names)} categories this model encodes"
+      " (it reads the simulator's categories; a log to the minimal contract goes to the rewriting tasks)"
+    ) from None
 
 
 def encode(
@@ -180,7 +184,7 @@ def encode(
         d["context"]["time_of_day"],
         d["device"]["state"].get("oven", "off"),
       )
-      inputs["cat"][i, j] = [_index(names, v) for names, v in zip(cat_names, cats)]
+      inputs["cat"][i, j] = [_index(names, v, f) for names, v, f in zip(cat_names, cats, CATEGORICAL)]
       asr_nbest = [h["confidence"] for h in t["asr"]["nbest"]]
       resp_dur = t["response"]["duration"]
       barge = t["signals"]["barge_in"]
@@ -205,10 +209,12 @@ def encode(
         len(asr_nbest),
         j / T,
       ]
-      inputs["audio"][i, j] = t["audio"][:AUDIO_SIZE]
+      if len(t["audio"]) != AUDIO_SIZE:
+        raise ValueError(f"turns[{j}].audio: {len(t['audio'])} values, this model reads {AUDIO_SIZE}")
+      inputs["audio"][i, j] = t["audio"]
       tr = t["truth"]
       labels["segment"][i, j] = SEGMENTS.index(tr["segment"])
-      labels["intent"][i, j] = _index(INTENTS, tr["intent"])
+      labels["intent"][i, j] = _index(INTENTS, tr["intent"], "truth.intent")
       labels["fpi"][i, j] = FAILURE_POINTS.index(tr["failure_point"])
       if tr["goal_id"] is not None:
         labels["goal"][i, j] = tr["goal_id"]

@@ -5,7 +5,8 @@ that met friction, quickly followed by another attempt.  This module finds
 them from observations only:
 
 * `friction(dialogue, i)`: turn `i` met friction: the user barged in, the
-  result was an error / no match, or the next turn (within `stop_gap`
+  result was an error / no match, the turn carries negative feedback (the
+  log contract's `feedback: -1`), or the next turn (within `stop_gap`
   seconds) is "stop" / negative feedback, or the user tried again
   quickly (a follow-up request within `rephrase_gap`);
 * `reformulation_sessions(dialogue)`: chains of requests, each following a
@@ -38,6 +39,12 @@ def is_request(turn: Mapping) -> bool:
   return turn["nlu"]["intent"] not in SIDE_INTENTS
 
 
+def own_friction(turn: Mapping) -> bool:
+  """Friction the turn itself shows: a barge-in, an error / no-match result, explicit negative feedback (-1)."""
+  status = turn.get("result", {}).get("status")
+  return bool(turn["signals"]["barge_in"]) or status in ("error", "no_match") or turn.get("feedback") == -1
+
+
 def _next_request(turns: Sequence[Mapping], i: int) -> Optional[int]:
   return next((j for j in range(i + 1, len(turns)) if is_request(turns[j])), None)
 
@@ -46,7 +53,7 @@ def friction(dialogue: Mapping, i: int, *, rephrase_gap: float = 15.0, stop_gap:
   """Whether request `i` met observable friction (see the module docstring)."""
   turns = dialogue["turns"]
   t = turns[i]
-  if t["signals"]["barge_in"] or t["result"]["status"] in ("error", "no_match"):
+  if own_friction(t):
     return True
   if i + 1 < len(turns):
     nxt = turns[i + 1]
@@ -102,7 +109,7 @@ def reformulation_sessions(
       chain.append(nxt[chain[-1]])
     # Friction of the last request ignores its own follow-up when that starts a new goal (not in the chain).
     last = chain[-1]
-    success = not (turns[last]["signals"]["barge_in"] or turns[last]["result"]["status"] in ("error", "no_match"))
+    success = not own_friction(turns[last])
     if success and last + 1 < len(turns):
       nt = turns[last + 1]
       success = not (nt["nlu"]["intent"] in NEGATIVE_INTENTS and nt["timestamp"] - end_of(turns[last]) <= stop_gap)

@@ -32,6 +32,7 @@ from common import app
 from selflearn.data import splits
 from selflearn.evaluation import replay
 from selflearn.rewriting.precomputed import chain, table
+from selflearn.rewriting.precomputed import rewriter as table_rewriter
 from selflearn.sim import judge
 from selflearn.tasks import base
 
@@ -111,8 +112,70 @@ def _summary(ev: Mapping) -> dict:
   return {k: ev[k] for k in keys}
 
 
+def _chain_summary(config, ch, rows) -> dict:
+  sources = table.candidate_sources(
+    ch, max_source_success=config.max_source_success, min_source_support=config.min_source_support
+  )
+  return {"num_states": len(ch.keys), "num_edges": int(ch.Q.nnz), "num_sessions": ch.num_sessions,
+          "num_transitions": ch.num_transitions, "num_sources": len(sources), "rules": len(rows)}  # fmt: skip
+
+
+def run_unjudged(config, workdir: pathlib.Path, dialogues: splits.Dialogues) -> dict[str, Any]:
+  """A log without truth (the minimal contract): the chain and table from every session, no judged replay.
+
+  Friction comes from the observable signals (barge-in, negative feedback,
+  a quick follow-up request) and sessions from the time gaps; there is no
+  simulator to judge a rewrite, so the output is the table (`rewrites.json`,
+  `rewriter/`) and the chain's counts, with the log's learned vocabularies.
+  """
+  dialogues_used = dialogues.train + dialogues.val + dialogues.test
+  ch = _chain(config, dialogues_used, None, states="text", pairs_source="gap")
+  rows = table.rewrite_table(ch, **_guardrails(config), visit_rows=_visits(ch, config))
+  results = _jsonable({
+    "task": "amc",
+    "judged": False,
+    "states": "text",
+    "pairs_source": "gap",
+    "guardrails": _guardrails(config),
+    "log": dialogues.report,
+    "chain_dialogues": len(dialogues_used),
+    "chain": _chain_summary(config, ch, rows),
+  })  # fmt: skip
+  (workdir / "rewrites.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+  table_rewriter.TableRewriter(rows, states="text").save(workdir / "rewriter")
+  lines = [
+    "# Precomputed rewriting (absorbing Markov chain) on a log without ground truth",
+    "",
+    f"{results['chain_dialogues']} sessions (the whole log) -> {results['chain']['num_states']} states,"
+    f" {results['chain']['num_edges']} edges, {results['chain']['num_sessions']} reformulation sessions,"
+    f" {results['chain']['rules']} rewrites.  Not judged: the log holds no truth and there is no simulator.",
+    "",
+    "| vocabulary | values kept | unknown bucket (values / rows) | rows without it |",
+    "|---|---|---|---|",
+  ]
+  for name, v in results["log"]["vocabularies"].items():
+    u = v["unknown_bucket"]
+    lines.append(f"| {name} | {v['known_values']} | {u['values']} / {u['count']} | {v['missing']} |")
+  base.write_results(workdir, results, "\n".join(lines) + "\n")
+  print(
+    f"outputs in {workdir}: results.json, results.md, rewrites.json, rewriter/ | {len(rows)} rewrites from"
+    f" {results['chain_dialogues']} sessions ({dialogues.report['turns']} turns, {dialogues.report['users']} users,"
+    f" {dialogues.report['skipped']} rows skipped); intents {_vocab_line(dialogues.report, 'intent')};"
+    f" devices {_vocab_line(dialogues.report, 'device_type')}; not judged (no truth in the log)",
+    flush=True,
+  )
+  return {"rules": len(rows), "states": len(ch.keys)}
+
+
+def _vocab_line(report, name) -> str:
+  v = report["vocabularies"][name]
+  return f"{v['known_values']} learned (+{v['unknown_bucket']['values']} in <unk>, {v['missing']} rows without)"
+
+
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: splits.Dialogues) -> dict[str, Any]:
   """Builds the chain and rewrite table from the training split, judges it on the test split, writes results."""
+  if not dialogues.has_truth:
+    return run_unjudged(config, workdir, dialogues)
   world = base.world_of(config)
   interpret = functools.partial(judge.resolve, world)  # the user-independent reading of a text
   train, test = dialogues.train, dialogues.test
@@ -177,6 +240,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
   }
   results = _jsonable(results)
   (workdir / "rewrites.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+  if config.states == "text":
+    table_rewriter.TableRewriter(rows, states="text").save(workdir / "rewriter")
   base.write_results(workdir, results, render(results))
   print(
     f"outputs in {workdir}: results.json, results.md, rewrites.json | {len(rows)} rewrites;"

@@ -3,7 +3,15 @@
 `load_dialogues(config, workdir)` gets a run's logs: it simulates
 `data.num_dialogues` dialogues into `workdir/data/logs.jsonl` (once; reused
 on resume), or reads `data.log_path` through the validating loader, and
-splits them by dialogue (`selflearn.data.splits`).  `validate_common`
+splits them by dialogue (`selflearn.data.splits`).  `data.log_path` may be
+a simulated log (one dialogue per row, `data.schema`) or a log to the
+minimal per-turn contract (`data.contract`, JSONL or Parquet: no ground
+truth; a session is a dialogue); `validate_common` reads it once before any
+work and refuses, naming the fields, a task that needs labels the log
+cannot hold (`NEEDS_TRUTH`), an empty or all-skipped log, and, for the
+tasks that judge with the simulator (`JUDGED_TASKS`), a simulated log whose
+seed or users do not match the config's world (the judge would score it
+against another world).  `validate_common`
 checks the fields of `configs/base.common_config` before anything is
 simulated, read or compiled.  Runners may use the simulator (`world_of`,
 the judge); the models they drive never do.
@@ -21,7 +29,7 @@ import ml_collections
 
 from common import app, trainer
 from schedulers import optimizers
-from selflearn.data import logs, splits
+from selflearn.data import contract, logs, splits
 from selflearn.sim import simulator
 from selflearn.sim import world as world_lib
 
@@ -66,6 +74,73 @@ def require_closed_world(config: ml_collections.ConfigDict) -> None:
     )
 
 
+# What each task needs from a simulated log that the minimal contract does not hold (`needs_truth`).
+NEEDS_TRUTH = {
+  "fpi": "truth.failure_point and truth.stage_errors (failure-point labels) and the simulated annotators",
+  "labels": "truth.segment, truth.goal_id, truth.intent, truth.tags, truth.values and truth.goals (label targets)",
+  "rephrase": "truth.rephrase_pairs (the detector's training labels)",
+  "teach": "the simulator's teaching turns and their truth (extractor labels, judged replay)",
+}
+
+
+def needs_truth(config: ml_collections.ConfigDict) -> str | None:
+  """What `config` needs that a log without ground truth lacks (None: it runs on the minimal contract)."""
+  if config.task in NEEDS_TRUTH:
+    return NEEDS_TRUTH[config.task]
+  if config.get("pairs_source") == "truth":
+    return "truth.rephrase_pairs (pairs_source='truth'; use pairs_source='gap')"
+  if config.task == "amc" and config.get("states") == "interpretation":
+    return "the simulator's NLU reading of each text (states='interpretation'; use states='text')"
+  if config.task == "online" and config.get("upper_bound"):
+    return "truth.rephrase_pairs (upper_bound=True runs pairs_source='truth'; set upper_bound=False)"
+  return None
+
+
+# Tasks that judge with the simulated world (`world_of`): their simulated log must come from the config's world.
+JUDGED_TASKS = ("amc", "online", "teach")
+
+
+def _check_simulated_log(config: ml_collections.ConfigDict, path: pathlib.Path, seeds: set, max_user: int) -> None:
+  """A simulated log must come from the config's world: same simulator seed, no user beyond data.num_users."""
+  d = config.data
+  other = sorted(s for s in seeds if s != d.sim_seed)
+  if other:
+    raise app.ConfigError(
+      "data.sim_seed",
+      f"{path} was simulated with seed {other[0]} (dialogue ids 's{other[0]}-d...'), not data.sim_seed={d.sim_seed}:"
+      " the judge would score it against another world",
+    )
+  if max_user >= d.num_users:
+    raise app.ConfigError(
+      "data.num_users",
+      f"{path} has user u{max_user}, beyond the config's {d.num_users} simulated users (data.num_users)",
+    )
+
+
+def _scan_dialogue_log(config: ml_collections.ConfigDict, path: pathlib.Path) -> logs.LoadStats:
+  stats = logs.LoadStats()
+  seeds: set = set()
+  max_user = -1
+  try:
+    for row in logs.iter_logs(path, skip_invalid=config.data.skip_invalid, stats=stats):
+      head = row["dialogue_id"].split("-", 1)[0]
+      if head[:1] == "s" and head[1:].isdigit():
+        seeds.add(int(head[1:]))
+      if row["user_id"][:1] == "u" and row["user_id"][1:].isdigit():
+        max_user = max(max_user, int(row["user_id"][1:]))
+  except logs.LogFormatError as e:
+    raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
+  if stats.rows > stats.skipped and config.task in JUDGED_TASKS:
+    _check_simulated_log(config, path, seeds, max_user)
+  return stats
+
+
+def _empty_log(path, stats: logs.LoadStats) -> ValueError:
+  first = f"; first: {stats.errors[0]}" if stats.errors else ""
+  what = "is empty" if not stats.rows else f"has no valid row ({stats.rows} read, {stats.skipped} skipped{first})"
+  return ValueError(f"data.log_path: {path} {what}")
+
+
 def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dialogues") -> int:
   """Checks the fields every task has (`configs.base.common_config`); returns the training-split size.
 
@@ -95,13 +170,24 @@ def validate_common(config: ml_collections.ConfigDict, *, batch_unit: str = "dia
     path = pathlib.Path(config.data.log_path)
     if not path.is_file():
       raise app.ConfigError("data.log_path", f"no such file {path}")
-    stats = logs.LoadStats()
-    try:
-      for _ in logs.iter_logs(path, skip_invalid=config.data.skip_invalid, stats=stats):
-        pass
-    except logs.LogFormatError as e:
-      raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
-    count = stats.rows - stats.skipped
+    if contract.detect(path) == "contract":
+      need = needs_truth(config)
+      if need is not None:
+        raise ValueError(
+          f"data.log_path: {path} is a log to the minimal contract (no ground truth); task {config.task!r} needs {need}"
+        )
+      try:
+        scan = contract.scan(path, skip_invalid=config.data.skip_invalid)
+      except logs.LogFormatError as e:
+        raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
+      if not scan.sessions:
+        raise _empty_log(path, scan.stats)
+      count = scan.sessions
+    else:
+      stats = _scan_dialogue_log(config, path)
+      count = stats.rows - stats.skipped
+      if not count:
+        raise _empty_log(path, stats)
   else:
     app.check(config, "data.num_dialogues", positive_int, "must be an integer >= 1")
     try:
@@ -135,6 +221,10 @@ def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   data_dir = workdir / "data"
   if d.log_path:
     path = pathlib.Path(d.log_path)
+    if contract.detect(path) == "contract":
+      return splits.read_contract_split(
+        path, val_fraction=d.val_fraction, test_fraction=d.test_fraction, skip_invalid=d.skip_invalid
+      )
   else:
     path = data_dir / "logs.jsonl"
     if not path.exists() and jax.process_index() == 0:

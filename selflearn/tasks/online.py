@@ -30,7 +30,8 @@ from common import app
 from selflearn.data import splits
 from selflearn.evaluation import replay
 from selflearn.rewriting.online import index, layers, mining, ranker, train
-from selflearn.signals import proxy, text_features
+from selflearn.rewriting.online import rewriter as online_rewriter
+from selflearn.signals import proxy, sessions, text_features
 from selflearn.sim import judge
 from selflearn.tasks import base
 
@@ -72,12 +73,44 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   base.validate_common(config, batch_unit="pairs")
 
 
+def _observed_request_turns(split) -> list[tuple[int, int]]:
+  """(dialogue, turn) of every request turn, as the log observes them (no truth: a log to the minimal contract)."""
+  return [(di, i) for di, d in enumerate(split) for i, t in enumerate(d["turns"]) if sessions.is_request(t)]
+
+
+def proxy_outcomes(split, turns, texts, pairs, *, rephrase_gap: float) -> np.ndarray:
+  """Observable stand-in for the judge on a log without truth.
+
+  A turn that is a mined pair's source is served when the decision is the
+  session's successful reformulation; a frictionless request when it is left
+  alone; any other turn counts as failing whatever the decision (it does
+  not move a threshold comparison).
+  """
+  target = {(p.dialogue, p.source): p.target_text for p in pairs}
+  ok = {(di, i) for di, d in enumerate(split) for i in mining.successful_requests(d, rephrase_gap=rephrase_gap)}
+  out = np.zeros(len(turns), bool)
+  for n, ((di, i), x) in enumerate(zip(turns, texts)):
+    text = split[di]["turns"][i]["asr"]["text"]
+    if (di, i) in target:
+      out[n] = x == target[di, i]
+    elif (di, i) in ok:
+      out[n] = x is None or x == text
+  return out
+
+
 def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, *, pairs_source: str, prefix: str):
-  """Mines, trains (resuming) and A/B-tests one rewriter; returns its results block."""
+  """Mines, trains (resuming), saves the rewriter and A/B-tests it (judged; on a log without truth: proxies)."""
   gap = config.rephrase_gap
+  judged = dialogues.has_truth
   train_pairs = mining.mine_pairs(dialogues.train, source=pairs_source, rephrase_gap=gap)
   val_pairs = mining.mine_pairs(dialogues.val, source=pairs_source, rephrase_gap=gap)
   test_pairs = mining.mine_pairs(dialogues.test, source="gap", rephrase_gap=gap)
+  if not judged and len(train_pairs) < 2:
+    raise app.ConfigError(
+      "data.log_path",
+      f"only {len(train_pairs)} reformulation pairs mined from the {len(dialogues.train)} training sessions (friction"
+      " followed by a successful request within rephrase_gap); the online rewriter needs at least 2",
+    )
   gi, pi = index.build_indexes(dialogues.train, rephrase_gap=gap)
   emb_fn, text_dim = train.text_embedder(config, workdir)
   network, params = train.train_encoder(
@@ -86,7 +119,12 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
   ret = index.Retriever(network, params, config, gi, pi, emb_fn).build()
   untrained = jax.jit(network.init)(jax.random.PRNGKey(config.seed + 7))
   recall = index.retrieval_recall(ret, test_pairs, config.retrieval.k, params=untrained)
-  mined_ok = [judge.rewrite_succeeds(world, dialogues.train[p.dialogue], p.source, p.target_text) for p in train_pairs]
+  if judged:
+    mined_ok = [
+      judge.rewrite_succeeds(world, dialogues.train[p.dialogue], p.source, p.target_text) for p in train_pairs
+    ]
+  else:
+    mined_ok = []
 
   rk = config.ranker
   stages = {}
@@ -100,8 +138,10 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     net, p = train.train_ranker(config, workdir / f"{prefix}ranker_{name}", tr, va, seed=config.seed + off)
     stages[name] = (net, p, len(tr[1]), len(va[1]))
 
+  request_turns = replay.request_turns if judged else _observed_request_turns
+
   def arm_inputs(split):
-    turns = replay.request_turns(split)
+    turns = request_turns(split)
     queries = [ranker.Query.of_turn(split[di], i) for di, i in turns]
     g_lists = index.candidate_lists(ret, queries, personal=False)
     p_lists = index.candidate_lists(ret, queries, personal=True)
@@ -111,9 +151,10 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     return turns, queries, g_lists, p_lists, g_logits, p_logits, history
 
   # Thresholds chosen on the validation split's traffic: from observable agreement with the users' own
-  # corrections (`signals.proxy`, the default), or (`ranker.tune_on="judge"`, the earlier runs) by the judge.
+  # corrections (`signals.proxy`: the default, and the only choice on a log without truth), or
+  # (`ranker.tune_on="judge"`, the earlier runs) by the judge.
   v_turns, v_q, v_gl, v_pl, v_glog, v_plog, v_hist = arm_inputs(dialogues.val)
-  if rk.tune_on == "judge":
+  if judged and rk.tune_on == "judge":
     judge_val = lambda texts: replay.outcomes(world, dialogues.val, v_turns, texts)
     pick = functools.partial(layers.tune_threshold, judge=judge_val)
   else:
@@ -124,22 +165,33 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
   th_p, val_p = pick(
     rk.thresholds, lambda th: layers.decide_personal(v_q, v_pl, v_plog, th, v_gtexts, v_hist, config).texts
   )
+  rewriter_params = {"encoder": params, "ranker_global": stages["global"][1], "ranker_personal": stages["personal"][1]}
+  rw = online_rewriter.OnlineRewriter(
+    config=config, params=rewriter_params, thresholds=(th_g, th_p), gi=gi, pi=pi, text_dim=text_dim, emb_fn=emb_fn
+  )
+  if jax.process_index() == 0:
+    rw.save(workdir / f"{prefix}rewriter")
 
   # The A/B on the test split.
   turns, queries, g_lists, p_lists, g_logits, p_logits, history = arm_inputs(dialogues.test)
   g_texts = layers.decide_global(g_lists, g_logits, th_g)
   p_dec = layers.decide_personal(queries, p_lists, p_logits, th_p, g_texts, history, config)
-  oracle = []
-  for di, i in turns:
-    truth = dialogues.test[di]["turns"][i]["truth"]
-    oracle.append(truth["rewrite"] if truth["defect"] and truth["rewrite"] else None)
-  texts = {"none": [None] * len(turns), "global": g_texts, "personal": p_dec.texts, "oracle": oracle}
-  success = {a: replay.outcomes(world, dialogues.test, turns, t) for a, t in texts.items()}
+  texts = {"none": [None] * len(turns), "global": g_texts, "personal": p_dec.texts}
+  if judged:
+    oracle = []
+    for di, i in turns:
+      truth = dialogues.test[di]["turns"][i]["truth"]
+      oracle.append(truth["rewrite"] if truth["defect"] and truth["rewrite"] else None)
+    texts["oracle"] = oracle
+    success = {a: replay.outcomes(world, dialogues.test, turns, t) for a, t in texts.items()}
+  else:
+    success = {a: proxy_outcomes(dialogues.test, turns, t, test_pairs, rephrase_gap=gap) for a, t in texts.items()}
   triggered = {
     a: np.asarray([x is not None and x != queries[n].text for n, x in enumerate(t)], bool) for a, t in texts.items()
   }
   dialogue_of = np.asarray([di for di, _ in turns], np.int64)
   ab = replay.ab_report(dialogue_of, success, triggered, num=config.ab.num_bootstrap, seed=config.ab.seed)
+  ab["judge"] = "simulator" if judged else "observable proxy (mined reformulations; no truth in the log)"
   kinds: dict[str, int] = {}
   for s in p_dec.source:
     kinds[s] = kinds.get(s, 0) + 1
@@ -173,11 +225,12 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: splits.Dialogues) -> dict[str, Any]:
   """Trains (resuming) and A/B-tests the online rewriter; writes results.json / results.md."""
-  world = base.world_of(config)
+  world = base.world_of(config) if dialogues.has_truth else None
   main = pipeline(config, workdir, dialogues, world, pairs_source=config.pairs_source, prefix="")
   results = {
     "task": "online",
     "data": {"train": len(dialogues.train), "val": len(dialogues.val), "test": len(dialogues.test)},
+    "log": dialogues.report or {"format": "simulated"},
     "main": main,
     "keynote": KEYNOTE,
   }
@@ -187,9 +240,10 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
   base.write_results(workdir, results, render(results))
   ab = main["ab"]
   g, p = ab["none_vs_global"], ab["global_vs_personal"]
+  what = "defect rate" if dialogues.has_truth else "proxy failure rate (no truth in the log: mined reformulations)"
   print(
-    f"outputs in {workdir}: results.json, results.md, encoder/, ranker_*/, data/ |"
-    f" defect rate none {g['rate_a']:.4f} -> global {g['rate_b']:.4f} ({g['relative']:+.1%}; keynote -13%)"
+    f"outputs in {workdir}: results.json, results.md, rewriter/, encoder/, ranker_*/, data/ |"
+    f" {what} none {g['rate_a']:.4f} -> global {g['rate_b']:.4f} ({g['relative']:+.1%}; keynote -13%)"
     f" -> + personal {p['rate_b']:.4f} ({p['relative']:+.1%}; keynote a further -4%)",
     flush=True,
   )
@@ -209,6 +263,9 @@ def _ci(x) -> str:
 def render(results: dict) -> str:
   """The Markdown tables of a results dict."""
   lines = ["# Online query rewriting: simulated A/B on the test split", ""]
+  judge_kind = results["main"]["ab"].get("judge", "simulator")
+  if judge_kind != "simulator":
+    lines += [f"Judge: {judge_kind}: defect rates below are proxy rates, not served goals.", ""]
   blocks = [("main", results["main"])] + ([("upper_bound", results["upper_bound"])] if "upper_bound" in results else [])
   lines += [
     "| pairs | arm | defect rate | trigger rate | vs previous arm | relative | 95% CI (relative) | wins / losses"
@@ -220,6 +277,8 @@ def render(results: dict) -> str:
     prev = {"global": "none_vs_global", "personal": "global_vs_personal", "oracle": "none_vs_oracle"}
     keynote = {"global": "-13%", "personal": "a further -4%", "oracle": ""}
     for arm in ("none", "global", "personal", "oracle"):
+      if arm not in ab["arms"]:
+        continue
       a = ab["arms"][arm]
       if arm == "none":
         lines.append(f"| {block['pairs_source']} | none | {a['defect_rate']:.4f} | 0 | | | | | |")

@@ -91,8 +91,41 @@ def build_indexes(dialogues: Sequence[Mapping], *, rephrase_gap: float = 15.0) -
   return gi, PersonalIndex(times, all_times, meta, rows)
 
 
-def _user_int(user: str) -> int:
-  return int(user.lstrip("u"))
+@dataclasses.dataclass
+class PersonalSlices:
+  """The personal rows' vectors grouped by user: a query scores only its own user's slice (no scan over all users).
+
+  `spans[user] = (start, end)` rows of `vectors`; a user's rows are
+  contiguous (`PersonalIndex.rows` is sorted by user), so a lookup costs
+  the user's own rows whatever the number of users.
+  """
+
+  vectors: np.ndarray  # [rows, D] float32
+  spans: dict[str, tuple[int, int]]
+
+  @classmethod
+  def build(cls, rows: Sequence[tuple[str, str]], vectors: np.ndarray) -> "PersonalSlices":
+    spans: dict[str, tuple[int, int]] = {}
+    for r, (user, _) in enumerate(rows):
+      a, _ = spans.get(user, (r, r))
+      if user in spans and spans[user][1] != r:
+        raise ValueError(f"personal rows of user {user!r} are not contiguous")
+      spans[user] = (a, r + 1)
+    return cls(np.asarray(vectors, np.float32), spans)
+
+  def search(self, queries: np.ndarray, users: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the top-k rows of its user's slice by inner product (-inf / -1 beyond the user's rows)."""
+    scores = np.full((len(users), k), -np.inf, np.float32)
+    rows = np.full((len(users), k), -1, np.int32)
+    for n, user in enumerate(users):
+      a, b = self.spans.get(user, (0, 0))
+      if b <= a:
+        continue
+      s = self.vectors[a:b] @ np.asarray(queries[n], np.float32)
+      order = np.argsort(-s, kind="stable")[:k]
+      scores[n, : order.size] = s[order]
+      rows[n, : order.size] = a + order
+    return scores, rows
 
 
 @dataclasses.dataclass
@@ -106,21 +139,29 @@ class Retriever:
   pi: PersonalIndex
   emb_fn: Any  # texts -> frozen sentence embeddings or None
   g_index: Optional[retrieval.Index] = None
-  p_index: Optional[retrieval.Index] = None
+  p_index: Optional[PersonalSlices] = None
 
   def embed(self, texts: Sequence[str]) -> np.ndarray:
     r = self.config.retrieval
     ids = retrieval.featurize(texts, num_buckets=r.num_buckets, max_ngrams=r.max_ngrams)
     return retrieval.encode(self.network, self.params, ids, self.emb_fn(texts))
 
-  def build(self) -> "Retriever":
+  def build(self, *, bucketed: bool = False, backend: str = "jax") -> "Retriever":
+    """Embeds the global index and the personal rows (per-user slices).
+
+    `backend`: "jax" (exact search, `retrieval.Index`) or "faiss_flat" /
+    "faiss_hnsw" / "faiss_ivf" (`retrieval.build_faiss_index`).
+    """
     mesh = retrieval.rows_mesh()
     chunk = self.config.retrieval.chunk
-    self.g_index = retrieval.build_index(self.embed(self.gi.texts), chunk=chunk, mesh=mesh)
-    groups = np.asarray([_user_int(u) for u, _ in self.pi.rows], np.int32)
-    self.p_index = retrieval.build_index(
-      self.embed([s for _, s in self.pi.rows]), groups=groups, chunk=chunk, mesh=mesh
-    )
+    vectors = self.embed(self.gi.texts)
+    if backend == "jax":
+      self.g_index = retrieval.build_index(vectors, chunk=chunk, mesh=mesh, bucketed=bucketed)
+    elif backend.startswith("faiss_") and backend[6:] in retrieval.FAISS_KINDS:
+      self.g_index = retrieval.build_faiss_index(vectors, kind=backend[6:])
+    else:
+      raise ValueError(f"backend must be jax or faiss_<{'|'.join(retrieval.FAISS_KINDS)}>, got {backend!r}")
+    self.p_index = PersonalSlices.build(self.pi.rows, self.embed([s for _, s in self.pi.rows]))
     return self
 
 
@@ -159,8 +200,7 @@ def candidate_lists(ret: Retriever, queries: Sequence[ranker.Query], *, personal
   q_emb = ret.embed([q.text for q in queries])
   g_scores, g_rows = retrieval.search(ret.g_index, q_emb, min(k + 1, max(len(ret.gi.texts), 1)))
   if personal and ret.pi.rows:
-    groups = np.asarray([_user_int(q.user_id) for q in queries], np.int32)
-    p_scores, p_rows = retrieval.search(ret.p_index, q_emb, 2 * k + 1, query_groups=groups)
+    p_scores, p_rows = ret.p_index.search(q_emb, [q.user_id for q in queries], 2 * k + 1)
   out = []
   for n, q in enumerate(queries):
     source = _global_candidate(ret.gi, q.text, score=1.0, rank=0, is_source=True, domain=q.domain, slots=dict(q.slots))
@@ -193,6 +233,17 @@ def candidate_lists(ret: Retriever, queries: Sequence[ranker.Query], *, personal
   return out
 
 
+def fuzzy_blocks(queries: Sequence[str], choices: Sequence[str], *, max_entries: int = 1 << 24):
+  """(first row, rapidfuzz ratio block [rows, len(choices)] int32) over `queries` in row blocks.
+
+  Memory is one block (at most `max_entries` scores), not queries x choices;
+  the scores are those of one `process.cdist` call.
+  """
+  rows = max(1, max_entries // max(len(choices), 1))
+  for start in range(0, len(queries), rows):
+    yield start, process.cdist(queries[start : start + rows], choices, scorer=fuzz.ratio, dtype=np.int32)
+
+
 def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, params=None) -> dict[str, Any]:
   """Recall@k of held-out pairs whose target is in the global index: encoder, untrained encoder, rapidfuzz."""
   covered = [p for p in pairs if p.target_text in ret.gi.row]
@@ -208,7 +259,9 @@ def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, param
     index = retrieval.build_index(untrained.embed(ret.gi.texts), chunk=ret.config.retrieval.chunk)
     _, rows = retrieval.search(index, untrained.embed(queries), k)
     out["untrained_encoder"] = retrieval.recall_at_k(rows, targets)
-  sims = process.cdist(queries, ret.gi.texts, scorer=fuzz.ratio, dtype=np.int32)
-  rows = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+  width = min(k, len(ret.gi.texts))
+  rows = np.full((len(queries), width), -1, np.int64)
+  for start, sims in fuzzy_blocks(queries, ret.gi.texts):  # row blocks, never a queries x index matrix
+    rows[start : start + sims.shape[0]] = np.argsort(-sims, axis=1, kind="stable")[:, :width]
   out["rapidfuzz_ratio"] = retrieval.recall_at_k(rows, targets)
   return out

@@ -178,38 +178,194 @@ def _jitted_apply(network):
 
 @dataclasses.dataclass(frozen=True)
 class Index:
-  """Row vectors padded to a multiple of `chunk` (device array), their count and optional row groups."""
+  """Row vectors padded to a capacity (a multiple of `chunk`; device array), a live-row mask, optional groups.
 
-  vectors: jax.Array  # [num_chunks * chunk, D]
+  `size` rows have been written (live or removed); `valid` masks the live
+  ones, so padding and removed rows never score.  The search compiles per
+  capacity, not per size: `add_rows` / `remove_rows` within the capacity
+  reuse the compiled search.
+  """
+
+  vectors: jax.Array  # [capacity, D]
   size: int
   chunk: int
-  groups: Optional[jax.Array] = None  # [num_chunks * chunk] int32 (padding rows: -1)
+  groups: Optional[jax.Array] = None  # [capacity] int32 (padding rows: -1)
   mesh: Optional[Mesh] = None
+  valid: Optional[jax.Array] = None  # [capacity] bool: live rows
+
+  @property
+  def capacity(self) -> int:
+    return int(self.vectors.shape[0])
+
+
+def _put(x: np.ndarray, mesh: Optional[Mesh]) -> jax.Array:
+  if mesh is not None and mesh.size > 1:
+    return jax.device_put(x, NamedSharding(mesh, P(ROWS_AXIS)))
+  return jnp.asarray(x)
 
 
 def build_index(
-  vectors: np.ndarray, *, groups: Optional[np.ndarray] = None, chunk: int = 8192, mesh: Optional[Mesh] = None
+  vectors: np.ndarray,
+  *,
+  groups: Optional[np.ndarray] = None,
+  chunk: int = 8192,
+  mesh: Optional[Mesh] = None,
+  bucketed: bool = False,
 ) -> Index:
   """An `Index` over `[N, D]` vectors (`groups`: `[N]` ints, e.g. user ids, for a per-group search).
 
   With a `mesh` (1-D, axis `rows`) of more than one device the rows are
   sharded over it; the padded size is a multiple of `chunk * mesh.size`.
+  `bucketed`: the capacity is the next power of two of N (at least one
+  chunk), so that rows can be added without recompiling the search.
   """
   vectors = np.asarray(vectors, np.float32)
   n, d = vectors.shape
   shards = 1 if mesh is None else mesh.size
-  chunk = max(1, min(chunk, -(-max(n, 1) // shards)))
-  rows = -(-max(n, 1) // (chunk * shards)) * chunk * shards
+  want = 1 << max(0, (max(n, 1) - 1).bit_length()) if bucketed else max(n, 1)
+  chunk = max(1, min(chunk, -(-want // shards)))
+  rows = -(-want // (chunk * shards)) * chunk * shards
   padded = np.zeros((rows, d), np.float32)
   padded[:n] = vectors
+  valid = np.zeros((rows,), bool)
+  valid[:n] = True
   g = None
   if groups is not None:
     g = np.full((rows,), -1, np.int32)
     g[:n] = np.asarray(groups, np.int32)
-  if mesh is not None and mesh.size > 1:
-    spec = NamedSharding(mesh, P(ROWS_AXIS))
-    return Index(jax.device_put(padded, spec), n, chunk, None if g is None else jax.device_put(g, spec), mesh)
-  return Index(jnp.asarray(padded), n, chunk, None if g is None else jnp.asarray(g), None)
+  mesh = mesh if mesh is not None and mesh.size > 1 else None
+  return Index(_put(padded, mesh), n, chunk, None if g is None else _put(g, mesh), mesh, _put(valid, mesh))
+
+
+def add_rows(index: Index, vectors: np.ndarray, *, groups: Optional[np.ndarray] = None) -> Index:
+  """`index` with `vectors` appended as rows `size, size + 1, ...`.
+
+  Within the capacity the arrays keep their shape (no recompilation);
+  beyond it the capacity doubles until it fits (one new compilation).
+  """
+  vectors = np.asarray(vectors, np.float32)
+  m = vectors.shape[0]
+  if isinstance(index, FaissIndex):
+    if groups is not None:
+      raise ValueError("the faiss backend has no groups (the personal index is per-user slices)")
+    index.index.add_with_ids(np.ascontiguousarray(vectors), np.arange(index.size, index.size + m, dtype=np.int64))
+    return dataclasses.replace(index, size=index.size + m, live=np.concatenate([index.live, np.ones(m, bool)]))
+  if (groups is None) != (index.groups is None):
+    raise ValueError("groups must be given exactly when the index is grouped")
+  if index.size + m > index.capacity:
+    old = np.asarray(index.vectors)[: index.size]
+    old_valid = np.asarray(index.valid)[: index.size]
+    old_g = None if index.groups is None else np.asarray(index.groups)[: index.size]
+    cap = index.capacity
+    while cap < index.size + m:
+      cap *= 2
+    grown = build_index(
+      np.concatenate([old, np.zeros((cap - index.size, old.shape[1]), np.float32)]),
+      groups=None if old_g is None else np.concatenate([old_g, np.full(cap - index.size, -1, np.int32)]),
+      chunk=index.chunk, mesh=index.mesh,
+    )  # fmt: skip
+    valid = np.zeros(cap, bool)
+    valid[: index.size] = old_valid
+    index = dataclasses.replace(grown, size=index.size, valid=_put(valid, index.mesh))
+  rows = jnp.arange(index.size, index.size + m)
+  return dataclasses.replace(
+    index,
+    vectors=index.vectors.at[rows].set(jnp.asarray(vectors)),
+    groups=None if groups is None else index.groups.at[rows].set(jnp.asarray(groups, jnp.int32)),
+    valid=index.valid.at[rows].set(True),
+    size=index.size + m,
+  )
+
+
+def remove_rows(index: Index, rows: Sequence[int]) -> Index:
+  """`index` with `rows` masked out (their slots stay; the search never returns them)."""
+  rows = np.asarray(rows, np.int64)
+  if rows.size and (rows.min() < 0 or rows.max() >= index.size):
+    raise ValueError(f"rows must be in [0, {index.size}), got {rows.min()}..{rows.max()}")
+  if isinstance(index, FaissIndex):
+    live = index.live.copy()
+    live[rows] = False
+    return dataclasses.replace(index, live=live)
+  return dataclasses.replace(index, valid=index.valid.at[jnp.asarray(rows)].set(False))
+
+
+# --- the optional faiss backend -----------------------------------------------------------------
+
+FAISS_KINDS = ("flat", "hnsw", "ivf")
+
+
+@dataclasses.dataclass
+class FaissIndex:
+  """The same interface over faiss-cpu (optional): exact `IndexFlatIP`, or approximate HNSW / IVF, in an `IndexIDMap`.
+
+  Row ids are the row numbers; removed rows are masked on the host (`live`)
+  and filtered from the results (HNSW cannot delete).
+  """
+
+  index: object
+  size: int
+  kind: str
+  live: np.ndarray  # [size] bool
+
+  @property
+  def capacity(self) -> int:
+    return self.size
+
+
+def _faiss():
+  try:
+    import faiss  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("the faiss backend needs faiss-cpu (pip install -e '.[faiss]')") from None
+  return faiss
+
+
+def build_faiss_index(
+  vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 64, nlist: Optional[int] = None,
+  nprobe: int = 16, train_size: int = 65536, seed: int = 0,
+) -> FaissIndex:  # fmt: skip
+  """A `FaissIndex` over `[N, D]` vectors (inner product): `kind` flat (exact), hnsw or ivf (approximate).
+
+  IVF: `nlist` lists (default about 4 sqrt(N)) trained by k-means on at most
+  `train_size` rows, `nprobe` lists searched per query.  HNSW: `hnsw_m`
+  links per node, `ef_search` candidates per query.
+  """
+  if kind not in FAISS_KINDS:
+    raise ValueError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
+  faiss = _faiss()
+  vectors = np.ascontiguousarray(vectors, np.float32)
+  n, d = vectors.shape
+  if kind == "flat":
+    base = faiss.IndexFlatIP(d)
+  elif kind == "hnsw":
+    base = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    base.hnsw.efSearch = ef_search
+  else:
+    nlist = nlist or max(1, min(n, int(4 * np.sqrt(max(n, 1)))))
+    base = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = vectors if n <= train_size else vectors[np.sort(rng.choice(n, train_size, replace=False))]
+    base.train(sample)
+    base.nprobe = nprobe
+  index = faiss.IndexIDMap(base)
+  if n:
+    index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+  return FaissIndex(index, n, kind, np.ones(n, bool))
+
+
+def _faiss_search(index: FaissIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  dead = int(index.size - index.live.sum())
+  kk = min(max(index.size, 1), k + dead)
+  scores, ids = index.index.search(np.ascontiguousarray(queries, np.float32), kk)
+  ok = ids >= 0
+  ok[ok] = index.live[ids[ok]]
+  out_s = np.full((len(queries), k), -np.inf, np.float32)
+  out_i = np.full((len(queries), k), -1, np.int32)
+  for r in range(len(queries)):
+    keep = np.flatnonzero(ok[r])[:k]
+    out_s[r, : keep.size] = scores[r, keep]
+    out_i[r, : keep.size] = ids[r, keep]
+  return out_s, out_i
 
 
 def rows_mesh() -> Optional[Mesh]:
@@ -217,24 +373,24 @@ def rows_mesh() -> Optional[Mesh]:
   return Mesh(np.asarray(jax.devices()), (ROWS_AXIS,)) if jax.device_count() > 1 else None
 
 
-def _local_topk(vectors, groups, queries, qgroups, offset, size, *, k: int, chunk: int):
-  """Top-k of `queries @ vectors.T` over rows `< size` (global row = offset + local), scanning chunks."""
+def _local_topk(vectors, groups, valid, queries, qgroups, offset, *, k: int, chunk: int):
+  """Top-k of `queries @ vectors.T` over the `valid` rows (global row = offset + local), scanning chunks."""
   num_chunks = vectors.shape[0] // chunk
   kc = min(k, chunk)
   blocks = vectors.reshape(num_chunks, chunk, -1)
   gblocks = None if groups is None else groups.reshape(num_chunks, chunk)
+  vblocks = valid.reshape(num_chunks, chunk)
   starts = offset + jnp.arange(num_chunks, dtype=jnp.int32) * chunk
   nq = queries.shape[0]
 
   def body(carry, inp):
     best_s, best_i = carry
-    block, start = inp[0], inp[1]
+    block, start, live = inp[0], inp[1], inp[2]
     scores = queries @ block.T
-    row = start + jnp.arange(chunk, dtype=jnp.int32)
-    valid = (row < size)[None, :]
-    if len(inp) == 3:
-      valid = valid & (inp[2][None, :] == qgroups[:, None])
-    scores = jnp.where(valid, scores, -jnp.inf)
+    ok = live[None, :]
+    if len(inp) == 4:
+      ok = ok & (inp[3][None, :] == qgroups[:, None])
+    scores = jnp.where(ok, scores, -jnp.inf)
     s, i = jax.lax.top_k(scores, kc)
     merged_s = jnp.concatenate([best_s, s], 1)
     merged_i = jnp.concatenate([best_i, start + i], 1)
@@ -242,20 +398,20 @@ def _local_topk(vectors, groups, queries, qgroups, offset, size, *, k: int, chun
     return (top_s, jnp.take_along_axis(merged_i, pos, 1)), None
 
   init = (jnp.full((nq, k), -jnp.inf, queries.dtype), jnp.full((nq, k), -1, jnp.int32))
-  xs = (blocks, starts) if gblocks is None else (blocks, starts, gblocks)
+  xs = (blocks, starts, vblocks) if gblocks is None else (blocks, starts, vblocks, gblocks)
   (s, i), _ = jax.lax.scan(body, init, xs)
   return s, jnp.where(jnp.isfinite(s), i, -1)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk", "size", "mesh"))
-def _search(vectors, groups, queries, qgroups, *, k: int, chunk: int, size: int, mesh: Optional[Mesh]):
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "mesh"))
+def _search(vectors, groups, valid, queries, qgroups, *, k: int, chunk: int, mesh: Optional[Mesh]):
   if mesh is None:
-    return _local_topk(vectors, groups, queries, qgroups, 0, size, k=k, chunk=chunk)
+    return _local_topk(vectors, groups, valid, queries, qgroups, 0, k=k, chunk=chunk)
   per_shard = vectors.shape[0] // mesh.size
 
-  def shard(v, g, q, qg):
+  def shard(v, g, ok, q, qg):
     offset = jax.lax.axis_index(ROWS_AXIS) * per_shard
-    s, i = _local_topk(v, g, q, qg, offset, size, k=k, chunk=chunk)
+    s, i = _local_topk(v, g, ok, q, qg, offset, k=k, chunk=chunk)
     s_all = jax.lax.all_gather(s, ROWS_AXIS, axis=1, tiled=True)
     i_all = jax.lax.all_gather(i, ROWS_AXIS, axis=1, tiled=True)
     top, pos = jax.lax.top_k(s_all, k)
@@ -264,15 +420,17 @@ def _search(vectors, groups, queries, qgroups, *, k: int, chunk: int, size: int,
   row_spec = P(ROWS_AXIS)
   if groups is None:
     fn = jax.shard_map(
-      lambda v, q, qg: shard(v, None, q, qg),
+      lambda v, ok, q, qg: shard(v, None, ok, q, qg),
       mesh=mesh,
-      in_specs=(row_spec, P(), P()),
+      in_specs=(row_spec, row_spec, P(), P()),
       out_specs=(P(), P()),
       check_vma=False,
     )
-    return fn(vectors, queries, qgroups)
-  fn = jax.shard_map(shard, mesh=mesh, in_specs=(row_spec, row_spec, P(), P()), out_specs=(P(), P()), check_vma=False)
-  return fn(vectors, groups, queries, qgroups)
+    return fn(vectors, valid, queries, qgroups)
+  fn = jax.shard_map(
+    shard, mesh=mesh, in_specs=(row_spec, row_spec, row_spec, P(), P()), out_specs=(P(), P()), check_vma=False
+  )
+  return fn(vectors, groups, valid, queries, qgroups)
 
 
 def search(
@@ -289,6 +447,10 @@ def search(
   """
   queries = np.asarray(queries, np.float32)
   nq = queries.shape[0]
+  if isinstance(index, FaissIndex):
+    if query_groups is not None:
+      raise ValueError("the faiss backend has no groups (the personal index is per-user slices)")
+    return _faiss_search(index, queries, k)
   if index.groups is not None and query_groups is None:
     raise ValueError("a grouped index needs query_groups")
   block = max(1, min(query_chunk, nq))
@@ -297,8 +459,8 @@ def search(
     idx = np.minimum(np.arange(start, start + block), nq - 1)
     qg = None if query_groups is None else jnp.asarray(np.asarray(query_groups, np.int32)[idx])
     s, i = _search(
-      index.vectors, index.groups, jnp.asarray(queries[idx]), qg,
-      k=k, chunk=index.chunk, size=index.size, mesh=index.mesh,
+      index.vectors, index.groups, index.valid, jnp.asarray(queries[idx]), qg,
+      k=k, chunk=index.chunk, mesh=index.mesh,
     )  # fmt: skip
     keep = min(block, nq - start)
     out_s.append(np.asarray(s)[:keep])

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from rapidfuzz import fuzz, process
 
 from selflearn import training
 from selflearn.rewriting.online import index, mining, ranker, retrieval
@@ -52,10 +51,13 @@ def _pair_arrays(pairs: Sequence[mining.Pair], gi: index.GlobalIndex, config, em
   choices = gi.texts
   h_texts = []
   if choices:
-    sims = process.cdist(c_texts, choices, scorer=fuzz.ratio, dtype=np.int32)
-    for n, p in enumerate(pairs):
-      order = np.argsort(-sims[n], kind="stable")
-      h_texts.append(next((choices[j] for j in order if choices[j] not in (p.target_text, p.source_text)), choices[0]))
+    for start, sims in index.fuzzy_blocks(c_texts, choices):  # row blocks: never a dense pairs x index matrix
+      for n in range(sims.shape[0]):
+        p = pairs[start + n]
+        order = np.argsort(-sims[n], kind="stable")
+        h_texts.append(
+          next((choices[j] for j in order if choices[j] not in (p.target_text, p.source_text)), choices[0])
+        )
   else:
     h_texts = list(q_texts)
   vocab.update({s: len(vocab) + n for n, s in enumerate(sorted(set(h_texts) - set(vocab)))})

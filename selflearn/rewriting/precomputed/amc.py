@@ -26,8 +26,12 @@ per-column BiCGSTAB 0.31 s, the Jacobi iteration alone 0.48 s (a JAX
 globally, hence scipy), SuperLU (`spsolve` / `splu`) did not finish in
 minutes (fill-in from the long-range edges; even 30k states took 94 s).  The
 direct solve remains for small chains that mix too slowly for the iteration
-(`method="auto"` falls back to it).  Components are not split out:
-the iteration is row-local, so block structure costs nothing.
+(`method="auto"` falls back to it).  Components are not split out for B:
+the iteration is row-local, so block structure costs nothing.  Expected
+visits N[s, :] (`visits`) and the rewrite choice (`select_rewrites`) are
+sparse: a source's row only holds states of its weakly connected component
+(`scipy.sparse.csgraph.connected_components`), iterated as sparse matrices,
+and the choice is one vectorised pass over those entries.
 """
 
 from __future__ import annotations
@@ -269,28 +273,86 @@ def expected_steps(Q, *, tol: float = 1e-8, max_iter: int = 20_000, method: str 
   return _solve(Q, ones, n_bound, tol=tol, max_iter=max_iter, method=method, direct_max=direct_max)[:, 0]
 
 
-def visits(Q, sources: Sequence[int], *, tol: float = 1e-8, max_iter: int = 20_000, chunk: int = 256) -> sp.csr_matrix:
+def visits(
+  Q, sources: Sequence[int], *, tol: float = 1e-8, max_iter: int = 20_000, chunk: int = 256,
+  max_entries: int = 4_000_000,
+) -> sp.csr_matrix:  # fmt: skip
   """Rows `sources` of N = (I - Q)^-1 (sparse, len(sources) x n): expected visits to each state from each source.
 
-  Solves (I - Q)^T X = E (E: the sources' indicator columns, `chunk` at a
-  time) with the same iteration on Q^T; each row's error is at most tol in
-  the 1-norm.  Q must be a chain whose states all reach absorption (callers
-  check it with `absorption_probabilities` first).
+  Solves (I - Q)^T X = E (E: the sources' indicator columns) with the same
+  certified iteration on Q^T, in sparse matrices: a column only ever holds
+  states of its source's weakly connected component
+  (`scipy.sparse.csgraph.connected_components`), so no n x k dense block is
+  formed.  Sources are taken in component order, as many at a time as keep
+  the sum of their components' sizes under `max_entries` (a giant component
+  goes one or a few sources at a time); each row's error is at most tol in
+  the 1-norm, and entries below tol are dropped.  `chunk` is unused (kept
+  for callers of the dense version).  Q must be a chain whose states all
+  reach absorption (callers check it with `absorption_probabilities` first).
   """
+  del chunk
   Q = _csr(Q, "Q")
   n = Q.shape[0]
   sources = np.asarray(sources, dtype=np.int64)
-  n_bound, _ = _norm_bound(Q, max_iter)
-  QT = Q.T.tocsr()
-  parts = []
-  for start in range(0, sources.size, chunk):
-    block = sources[start : start + chunk]
-    E = np.zeros((n, block.size))
-    E[block, np.arange(block.size)] = 1.0
-    X = _solve(QT, E, n_bound, tol=tol, max_iter=max_iter, method="auto", direct_max=20_000, column_l1=True)
-    X[np.abs(X) < tol] = 0.0
-    parts.append(sp.csr_matrix(X.T))
-  return sp.vstack(parts).tocsr() if parts else sp.csr_matrix((0, n))
+  if sources.size == 0:
+    return sp.csr_matrix((0, n))
+  _, labels = csgraph.connected_components(Q, directed=True, connection="weak")
+  comp_size = np.bincount(labels)
+  size = comp_size[labels[sources]]
+  order = np.argsort(labels[sources], kind="stable")
+  by_comp = np.argsort(labels, kind="stable")  # states grouped by component
+  comp_start = np.concatenate([[0], np.cumsum(comp_size)])
+  local = np.full(n, -1, np.int64)
+  parts, rows_of = [], []
+  start = 0
+  cum = np.cumsum(size[order])
+  while start < order.size:
+    base = cum[start - 1] if start else 0
+    stop = max(start + 1, int(np.searchsorted(cum, base + max_entries, side="right")))
+    block = order[start:stop]
+    m = block.size
+    # The block's components only: the system, its norm bound and every sparse operation are that size, not n.
+    comps = np.unique(labels[sources[block]])
+    members = np.concatenate([by_comp[comp_start[c] : comp_start[c + 1]] for c in comps])
+    local[members] = np.arange(members.size)
+    Qb = Q[members][:, members].tocsr()
+    n_bound, _ = _norm_bound(Qb, max_iter)
+    E = sp.csr_matrix((np.ones(m), (local[sources[block]], np.arange(m))), shape=(members.size, m))
+    X = _sparse_iterate(Qb.T.tocsr(), E, n_bound, tol, max_iter)
+    X.data[np.abs(X.data) < tol] = 0.0
+    X.eliminate_zeros()
+    Xt = X.T.tocsr()
+    parts.append(sp.csr_matrix((Xt.data, members[Xt.indices], Xt.indptr), shape=(m, n)))
+    rows_of.append(block)
+    local[members] = -1
+    start = stop
+  out = sp.vstack(parts).tocsr()
+  inverse = np.empty(sources.size, np.int64)
+  inverse[np.concatenate(rows_of)] = np.arange(sources.size)
+  out = out[inverse]
+  out.sort_indices()
+  return out
+
+
+def _sparse_iterate(M: sp.csr_matrix, E: sp.csr_matrix, n_bound: float, tol: float, max_iter: int) -> sp.csr_matrix:
+  """X <- E + M X (sparse) until the column-1-norm certificate (n_bound - 1) * max_col ||d||_1 <= tol."""
+  X = E.copy()
+  factor = max(n_bound - 1.0, 0.0)
+  bound = float("inf")
+  for _ in range(max_iter):
+    X_next = (M @ X + E).tocsr()
+    diff = abs(X_next - X)
+    d = float(diff.sum(axis=0).max()) if diff.nnz else 0.0
+    X = X_next
+    bound = factor * d
+    if not np.isfinite(bound):
+      break
+    if bound <= tol:
+      return X
+  raise ValueError(
+    f"the visits iteration did not converge: error bound {bound:.3g} > tol {tol:.3g} after {max_iter} iterations"
+    " (Q's spectral radius is close to 1: absorption is slow); raise max_iter"
+  )
 
 
 def transition_matrices(counts, absorbing_counts, *, alpha: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -328,38 +390,73 @@ def select_rewrites(
   min_gain: float = 0.0,
   min_visits: float = 0.0,
   visit_rows: Optional[sp.spmatrix] = None,
-  allowed: Optional[Callable[[int, np.ndarray], np.ndarray]] = None,
+  allowed: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
 ) -> dict[int, int]:
   """For each failing source s, the state j != s reachable from s through Q with the highest B[j, success].
 
-    Guardrails: support[j] >= min_support, B[j, S] - B[s, S] >= min_gain (and
-    > 0) and, when min_visits > 0, N[s, j] >= min_visits (j is actually visited
-    from s; `visit_rows` may pass `visits(Q, sources)`, one row per source).  Ties
-    go to the larger support, then the smaller index.  Sources without a
-    qualifying state are left out.  `allowed(s, candidates)` -> bool mask is an
-  extra guardrail (e.g. same domain family).  Success values equal to 8 decimals count as
-  tied (so that the choice does not depend on solver round-off).  Returns
-  {source: rewrite}.
+  Guardrails: support[j] >= min_support, B[j, S] - B[s, S] >= min_gain (and
+  > 0) and, when min_visits > 0, N[s, j] >= min_visits (j is actually visited
+  from s; `visit_rows` may pass `visits(Q, sources)`, one row per source).
+  Ties go to the larger support, then the smaller index.  Sources without a
+  qualifying state are left out.  `allowed(s, candidates)` -> bool mask is
+  an extra guardrail (e.g. same domain family); it is called with arrays of
+  equal length (sources and candidates, pair by pair).  Success values
+  equal to 8 decimals count as tied (so that the choice does not depend on
+  solver round-off).  Returns {source: rewrite}.
+
+  With min_visits > 0 the candidates are the entries of the sparse visit
+  rows (N[s, j] > 0 implies j is reachable), all sources at once, no graph
+  search; with min_visits = 0 (reachability only) each source's reachable
+  set is searched inside its weakly connected component.
   """
   Q = _csr(Q, "Q")
   B = np.asarray(B, dtype=np.float64)
   support = np.asarray(support)
   sources = [int(s) for s in sources]
-  if min_visits > 0 and visit_rows is None:
-    visit_rows = visits(Q, sources)
-  visit_rows = sp.csr_matrix(visit_rows) if min_visits > 0 else None
-  out = {}
+  if not sources:
+    return {}
+  src_arr = np.asarray(sources, np.int64)
+  if min_visits > 0:
+    if visit_rows is None:
+      visit_rows = visits(Q, sources)
+    V = sp.csr_matrix(visit_rows)
+    k_of = np.repeat(np.arange(len(sources)), np.diff(V.indptr))
+    j = V.indices.astype(np.int64)
+    keep = V.data >= min_visits
+    k_of, j = k_of[keep], j[keep]
+  else:
+    k_of, j = _reachable_pairs(Q, src_arr)
+  s_of = src_arr[k_of]
+  not_self = j != s_of
+  k_of, j, s_of = k_of[not_self], j[not_self], s_of[not_self]
+  gain = B[j, success] - B[s_of, success]
+  ok = (support[j] >= min_support) & (gain >= min_gain) & (gain > 0)
+  if allowed is not None and ok.any():
+    ok[ok] = np.asarray(allowed(s_of[ok], j[ok]), dtype=bool)
+  k_of, j = k_of[ok], j[ok]
+  if not j.size:
+    return {}
+  order = np.lexsort((j, -support[j], -np.round(B[j, success], 8), k_of))  # equal within the solve's tol
+  k_sorted, j_sorted = k_of[order], j[order]
+  first = np.flatnonzero(np.r_[True, k_sorted[1:] != k_sorted[:-1]])
+  return {sources[int(k)]: int(jj) for k, jj in zip(k_sorted[first], j_sorted[first])}
+
+
+def _reachable_pairs(Q: sp.csr_matrix, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(source position, state) for every state reachable from each source (itself included), per component."""
+  _, labels = csgraph.connected_components(Q, directed=True, connection="weak")
+  order = np.argsort(labels, kind="stable")
+  starts = np.searchsorted(labels[order], np.arange(labels.max() + 2))
+  ks, js = [], []
+  by_label: dict[int, sp.csr_matrix] = {}
   for k, s in enumerate(sources):
-    reach = csgraph.breadth_first_order(Q, s, directed=True, return_predecessors=False)
-    reach = reach[reach != s]
-    gain = B[reach, success] - B[s, success]
-    ok = (support[reach] >= min_support) & (gain >= min_gain) & (gain > 0)
-    if min_visits > 0:
-      ok &= visit_rows[k].toarray().ravel()[reach] >= min_visits
-    if allowed is not None:
-      ok &= np.asarray(allowed(s, reach), dtype=bool)
-    cand = reach[ok]
-    if cand.size:
-      order = np.lexsort((cand, -support[cand], -np.round(B[cand, success], 8)))  # equal within the solve's tol
-      out[s] = int(cand[order[0]])
-  return out
+    lab = int(labels[s])
+    members = order[starts[lab] : starts[lab + 1]]
+    sub = by_label.get(lab)
+    if sub is None:
+      sub = by_label[lab] = Q[members][:, members].tocsr()
+    local = int(np.searchsorted(members, s))  # members are sorted (a stable sort by label)
+    reach = members[csgraph.breadth_first_order(sub, local, directed=True, return_predecessors=False)]
+    ks.append(np.full(reach.size, k, np.int64))
+    js.append(reach.astype(np.int64))
+  return np.concatenate(ks), np.concatenate(js)

@@ -36,6 +36,7 @@ def rewrite_table(chain: chain_lib.Chain, *, max_source_success: float, min_sour
     min_visits=min_visits, visit_rows=visit_rows, allowed=allowed,
   )  # fmt: skip
   rows = []
+  position = {s: k for k, s in enumerate(sources)}
   for s, j in sorted(chosen.items()):
     row = {
       "source": chain.keys[s],
@@ -48,7 +49,7 @@ def rewrite_table(chain: chain_lib.Chain, *, max_source_success: float, min_sour
       "rewrite_support": int(chain.support[j]),
     }
     if visit_rows is not None:
-      row["visits"] = float(visit_rows[sources.index(s), j])
+      row["visits"] = float(visit_rows[position[s], j])
     rows.append(row)
   return rows
 
