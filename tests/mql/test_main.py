@@ -35,8 +35,16 @@ def test_smoke_binary_writes_results_plots_and_tasks(tmp_path):
   k = config.adaptation.num_eval_episodes
   assert np.asarray(results["per_task"]["before"]).shape == (config.num_test_tasks, k)
   assert np.asarray(results["per_task"]["after"]).shape == (config.num_test_tasks, k)
-  assert np.all(np.isfinite(results["per_task"]["after"]))
+  assert np.asarray(results["per_task"]["after1"]).shape == (config.num_test_tasks, k)
+  assert k >= 5 and np.all(np.isfinite(results["per_task"]["after"]))
   summary = results["summary"]
+  np.testing.assert_allclose(summary["return_after1_mql"], np.mean(results["per_task"]["after1"]), rtol=1e-6)
+  for name in ("actor_distance_stage1", "critic_distance_stage1", "actor_distance", "critic_distance"):
+    assert np.asarray(results["per_task"][name]).shape == (config.num_test_tasks,)
+    assert summary[name] > 0, name
+  # Adaptation at meta-training's final effective rate (the last logged one).
+  last_rate = [r["actor_learning_rate"] for r in metrics_lib.read_metrics(workdir) if "actor_learning_rate" in r][-1]
+  np.testing.assert_allclose(summary["actor_learning_rate"], last_rate, rtol=1e-6)
   assert summary["env_steps"] == config.num_iterations * config.num_envs * config.td3.steps_per_iteration
   np.testing.assert_allclose(summary["return_after_mql"], np.mean(results["per_task"]["after"]), rtol=1e-6)
   for name in ("return.png", "adaptation.png", "loss.png"):
