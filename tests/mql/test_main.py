@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from common import app
 from common import metrics as metrics_lib
 from mql import envs, train
 from mql.configs import default as default_config
@@ -139,3 +140,21 @@ def test_eight_devices_match_one(tmp_path):
       summaries[8]["per_task"][key], summaries[1]["per_task"][key], rtol=1e-4, atol=1e-4, err_msg=key
     )
   assert summaries[8]["summary"]["env_steps"] == summaries[1]["summary"]["env_steps"]
+
+
+def test_workdirs_written_before_an_adaptation_field_was_added_may_resume():
+  """Adaptation is a pure function of the checkpoint: its block may change on resume, nothing else may."""
+  new = default_config.get_config("smoke").to_dict()
+  old = json.loads(json.dumps(new))
+  del old["adaptation"]["beta_features"]  # a field added later
+  old["adaptation"]["prox"] = "ess"  # a default changed later
+  changes = app.config_changes(old, new)
+  assert set(changes) == {"adaptation.beta_features", "adaptation.prox"}
+  assert all(app._is_resumable(field, train.RESUMABLE_FIELDS) for field in changes)
+  old["td3"]["batch_size"] = 7
+  assert not app._is_resumable("td3.batch_size", train.RESUMABLE_FIELDS)
+  # The compiled programs are cached on every field but the schedule's: a new adaptation setting rebuilds.
+  config = default_config.get_config("smoke")
+  other = default_config.get_config("smoke")
+  other.adaptation.prox = "ess"
+  assert train.build(config) is not train.build(other)
