@@ -385,7 +385,7 @@ def make_adapter(
     return beta
 
   def adapt_task(state: trainer_lib.TrainState, key: jax.Array, task_id: jax.Array) -> dict:
-    collect_key, neg_key, s1_key, s2_key, eval_key = jax.random.split(key, 5)
+    collect_key, neg_key, s1_key, s2_key, eval_key, td_key = jax.random.split(key, 6)
     meta = state.params
     episode = run_episode(eval_env, networks, meta.actor, collect_key, task_id)
     new, valid = episode.transitions, episode.valid
@@ -421,7 +421,7 @@ def make_adapter(
 
     # λ of the proximal term.  td_scaled: prox_coef × the meta critic's TD loss on the new episode.
     new_weights = valid.astype(jnp.float32) / jnp.maximum(jnp.mean(valid.astype(jnp.float32)), 1e-6)
-    meta_td, _ = td3_losses.critic_loss(meta, state.target_params, new, s1_key, weights=new_weights)
+    meta_td, _ = td3_losses.critic_loss(meta, state.target_params, new, td_key, weights=new_weights)
     if settings.prox == "td_scaled":
       base_coef = settings.prox_coef * jax.lax.stop_gradient(meta_td)
     else:
