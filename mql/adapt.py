@@ -69,9 +69,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
       beta_normalize=False,
     ),
   ),
+  "C_100": ("C = 100 (the largest own / other beta ratio on held-out train tasks)", dict(C=100.0)),
   "no_stage1_prox": ("no proximal term in stage 1 (as the original)", dict(stage1_prox=False)),
   "prox_ess": ("lambda = 1 - ESS", dict(prox="ess")),
-  "C_0.1": ("C = 0.1 (the released cheetah-vel value)", dict(C=0.1)),
   "rate_x3": ("3x meta-training's final rate", dict(rate_multiplier=3.0)),
   "prox_td_scaled": ("lambda = 0.1 x the meta critic's TD loss", dict(prox="td_scaled")),
   "beta_current": (
