@@ -98,9 +98,9 @@ def summarize(runs: list[dict]) -> dict:
   return out
 
 
-def _fmt(ci) -> str:
+def _fmt(ci, digits: int = 2) -> str:
   mean, lo, hi = ci
-  return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else f"{mean:.2f}"
+  return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) else f"{mean:.{digits}f}"
 
 
 def markdown(family: str, summaries: dict) -> str:
@@ -160,9 +160,14 @@ def load_adaptation(directory: pathlib.Path) -> list[dict]:
 def summarize_adaptation(units: list[dict], reference: str = "default") -> dict:
   """Per variant: seed-unit intervals of the gains, paired differences to `reference`, diagnostics.
 
-  Only variants present in every unit are compared (the pairing needs them all).
+  The units of the variant table are the checkpoints with at least one variant
+  run, and only variants present in all of them are compared (the pairing
+  needs them all; the others are listed as incomplete); the classifier check
+  uses every checkpoint that has it.
   """
-  names = [n for n in units[0]["variants"] if all(n in u["variants"] for u in units)]
+  all_units, units = units, [u for u in units if u["variants"]]
+  names = [n for n in units[0]["variants"] if all(n in u["variants"] for u in units)] if units else []
+  incomplete = sorted({n for u in units for n in u["variants"]} - set(names))
 
   def per_unit(name, field):  # [units, tasks, K]
     return np.asarray([u["variants"][name]["per_task"][field] for u in units], np.float64)
@@ -186,23 +191,25 @@ def summarize_adaptation(units: list[dict], reference: str = "default") -> dict:
       "tasks_improved": float(np.mean(task_gain > 0)),
     }
     for field, _ in DIAGNOSTICS:
-      values = np.asarray([np.nanmean(np.asarray(u["variants"][name]["per_task"][field], np.float64)) for u in units])
-      row[field] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+      values = np.concatenate([np.ravel(np.asarray(u["variants"][name]["per_task"][field], np.float64)) for u in units])
+      row[field] = float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else None
     variants[name] = row
   if reference in gains:
     for name in names:
       variants[name]["minus_reference"] = interval(gains[name] - gains[reference])
   out = {
     "units": [u["label"] for u in units],
-    "family": units[0]["family"],
+    "family": all_units[0]["family"],
     "env_steps": [u["env_steps"] for u in units],
-    "test_tasks": int(per_unit(names[0], "before").shape[1]),
-    "eval_episodes": int(per_unit(names[0], "before").shape[2]),
+    "test_tasks": int(per_unit(names[0], "before").shape[1]) if names else None,
+    "eval_episodes": int(per_unit(names[0], "before").shape[2]) if names else None,
     "reference": reference,
     "variants": variants,
+    "incomplete_variants": {n: sum(n in u["variants"] for u in units) for n in incomplete},
   }
-  checks = [u["classifier_check"] for u in units if "classifier_check" in u]
-  if checks and len(checks) == len(units) and all(c["C"] == checks[0]["C"] for c in checks):
+  checks = [u["classifier_check"] for u in all_units if "classifier_check" in u]
+  if checks and all(c["C"] == checks[0]["C"] for c in checks):
+    out["checked_units"] = [u["label"] for u in all_units if "classifier_check" in u]
     rows = []
     for i, c in enumerate(checks[0]["C"]):
       field = lambda name, i=i: np.asarray([np.mean(np.asarray(k[name])[:, i]) for k in checks])
@@ -230,9 +237,19 @@ def _num(v, digits=3) -> str:
 
 def markdown_adaptation(table: str, s: dict) -> str:
   n = len(s["units"])
+  lines = [f"# MQL adaptation variants on {s['family']}: {table}", ""]
+  if s["variants"]:
+    lines += _variant_lines(s, n)
+  if s["incomplete_variants"]:
+    listed = ", ".join(f"{k} ({v} of {n})" for k, v in s["incomplete_variants"].items())
+    lines += ["", f"Not in the table, run on only some of the checkpoints: {listed}."]
+  if "classifier_check" in s:
+    lines += _check_lines(s)
+  return "\n".join(lines) + "\n"
+
+
+def _variant_lines(s: dict, n: int) -> list[str]:
   lines = [
-    f"# MQL adaptation variants on {s['family']}: {table}",
-    "",
     f"Each variant adapts every one of the {s['test_tasks']} test tasks of each of {n} meta-training checkpoints "
     f"({', '.join(s['units'])}; env steps {sorted(set(s['env_steps']))}), all variants with the same key per "
     "checkpoint (the same collection episode, classifier negatives, minibatches and K = "
@@ -265,25 +282,29 @@ def markdown_adaptation(table: str, s: dict) -> str:
   for name, v in s["variants"].items():
     cells = " | ".join(_num(v[field]) for field, _ in DIAGNOSTICS)
     lines.append(f"| {name} | {v['meaning']} | {cells} |")
-  if "classifier_check" in s:
-    c = s["classifier_check"]
-    lines += [
-      "",
-      f"Propensity classifier on {c['held_out_tasks']} held-out train tasks (the test tasks are not used): fitted "
-      "on the held-out task's deterministic episode against the other train tasks' snapshots, scored on the "
-      "held-out task's own replay rows (exploration behaviour) against fresh rows of the other tasks at the same "
-      "class ratio.  Accuracy - majority rate has the checkpoint as the unit; beta own / other are the mean "
-      "clipped, unnormalised weights of the held-out task's rows and of the others'.",
-      "",
-      "| C | accuracy | majority rate | accuracy - majority | beta own | beta other |",
-      "|---|---|---|---|---|---|",
-    ]
-    for r in c["rows"]:
-      lines.append(
-        f"| {r['C']:g} | {r['accuracy']:.3f} | {r['majority_rate']:.3f} | {_fmt(r['accuracy_minus_majority'])} "
-        f"| {r['beta_own']:.3f} | {r['beta_other']:.3f} |"
-      )
-  return "\n".join(lines) + "\n"
+  return lines
+
+
+def _check_lines(s: dict) -> list[str]:
+  c = s["classifier_check"]
+  lines = [
+    "",
+    f"Propensity classifier on {c['held_out_tasks']} held-out train tasks of each of {len(s['checked_units'])} "
+    f"checkpoints ({', '.join(s['checked_units'])}; the test tasks are not used): fitted "
+    "on the held-out task's deterministic episode against the other train tasks' snapshots, scored on the "
+    "held-out task's own replay rows (exploration behaviour) against fresh rows of the other tasks at the same "
+    "class ratio.  Accuracy - majority rate has the checkpoint as the unit; beta own / other are the mean "
+    "clipped, unnormalised weights of the held-out task's rows and of the others'.",
+    "",
+    "| C | accuracy | majority rate | accuracy - majority | beta own | beta other |",
+    "|---|---|---|---|---|---|",
+  ]
+  for r in c["rows"]:
+    lines.append(
+      f"| {r['C']:g} | {r['accuracy']:.3f} | {r['majority_rate']:.3f} | {_fmt(r['accuracy_minus_majority'], 4)} "
+      f"| {r['beta_own']:.3f} | {r['beta_other']:.3f} |"
+    )
+  return lines
 
 
 def plot(family: str, loaded: dict, path: pathlib.Path) -> None:
