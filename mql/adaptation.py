@@ -199,8 +199,12 @@ class Adapter(NamedTuple):
 
   Attributes:
     adapt_all: `adapt_all(state, key) -> dict` of `[num_test_tasks, ...]`
-      arrays: `before`, `after` `[N, K]` returns, and diagnostics
-      (`classifier_accuracy`, `beta_mean`, `ess`, `prox_coef`, `stage1_critic_loss`,
+      arrays: `before`, `after1` (after stage 1), `after` `[N, K]` returns on
+      the same K episodes, and diagnostics (`classifier_accuracy`,
+      `classifier_majority_rate`, `actor_learning_rate`, `critic_learning_rate`,
+      `beta_mean`, `beta_zero_fraction`, `ess`, `prox_coef`, `meta_td_loss`,
+      `actor_distance_stage1`, `critic_distance_stage1`, `actor_distance`,
+      `critic_distance` (‖θ − θ_meta‖), `stage1_critic_loss`,
       `stage2_critic_loss`); one program, vmapped over tasks.
     adapt_one: `adapt_one(state, key, task_id) -> dict` of one task's values
       (the same function, unvmapped; the Python-loop reference of the benchmark).
