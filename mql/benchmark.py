@@ -206,7 +206,8 @@ def adaptation_speed() -> None:
     base.observation_size, base.action_size, context_size=o["context_size"], history_length=o["history_length"]
   )
   settings = trainer.TD3Settings(start_steps=0, steps_per_iteration=_STEPS.value, replay_size=_NUM_ENVS.value * 2000)
-  meta = trainer.make_trainer(env, nets, settings)
+  meta_optimizers = trainer.make_optimizers()
+  meta = trainer.make_trainer(env, nets, settings, *meta_optimizers)
   state = meta.init(jax.random.key(0))
   for _ in range(3):
     state, _ = meta.iteration(state)
@@ -216,6 +217,7 @@ def adaptation_speed() -> None:
     settings,
     adaptation.AdaptationSettings(**config.adaptation.to_dict()),
     num_train_tasks=task_set.train.shape[0],
+    meta_optimizers=meta_optimizers,
   )
   key = jax.random.key(1)
   keys = jax.random.split(key, _TEST_TASKS.value)

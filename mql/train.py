@@ -10,7 +10,7 @@
    replay, counters, keys) every `checkpoint_every` iterations.
 3. Every `eval_every` iterations and at the end, adapts to every test task
    at once (`mql.adaptation`, one vmapped program) and logs the returns
-   before and after adaptation under MQL's and PEARL's protocols.
+   before adaptation, after its stage 1 and after it (the same K episodes).
 4. Writes `results.json` (per-task returns of the final evaluation and the
    summaries) and PNG plots: learning curve, losses and rates, adaptation.
 
@@ -37,7 +37,13 @@ from mql.configs import default as default_config
 from schedulers import optimizers
 
 DEFAULT_CONFIG = default_config.__file__
-RESUMABLE_FIELDS = ("num_iterations", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "nonfinite")
+# Fields that leave the compiled programs alone.
+_SCHEDULE_FIELDS = ("num_iterations", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "nonfinite")
+# Adaptation is a pure function of a meta-training checkpoint, so its settings
+# may change on resume (recorded in config_history.jsonl; results.json is the
+# last evaluation's, with the config.json of that run); this also lets
+# workdirs written before a new adaptation field was added resume.
+RESUMABLE_FIELDS = _SCHEDULE_FIELDS + ("adaptation",)
 NONFINITE_POLICIES = ("skip", "stop")
 
 
@@ -117,7 +123,7 @@ def build(config: ml_collections.ConfigDict, mesh=None):
   resumable fields and the seed), so repeated runs in one process (resumes,
   sweeps over seeds, tests) reuse the compiled programs.
   """
-  fields = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS and k != "seed"}
+  fields = {k: v for k, v in config.to_dict().items() if k not in _SCHEDULE_FIELDS and k != "seed"}
   key = json.dumps(fields, sort_keys=True, default=str) + f"|{None if mesh is None else mesh.size}"
   if key not in _BUILT:
     _BUILT[key] = _build(config, mesh)
@@ -143,7 +149,12 @@ def _build(config: ml_collections.ConfigDict, mesh):
   actor_opt, critic_opt = optimizers.from_config(config.optimizer), optimizers.from_config(config.optimizer)
   meta = trainer.make_trainer(env, nets, settings, actor_opt, critic_opt, eval_env=eval_env, mesh=mesh)
   adapter = adaptation.make_adapter(
-    eval_env, nets, settings, _adaptation_settings(config), num_train_tasks=config.num_train_tasks
+    eval_env,
+    nets,
+    settings,
+    _adaptation_settings(config),
+    num_train_tasks=config.num_train_tasks,
+    meta_optimizers=(actor_opt, critic_opt),
   )
   return task_set, nets, meta, adapter
 

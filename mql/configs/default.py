@@ -205,19 +205,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer = optimizers.optimizer_config(name="adam", learning_rate=o["lr"], objective="td")  # actor and critic
 
   config.adaptation = ml_collections.ConfigDict()  # mql.adaptation.AdaptationSettings
-  config.adaptation.learning_rate = 1e-3  # Adam rate during adaptation (the original's implicit 1e-3)
+  config.adaptation.learning_rate_mode = "meta"  # meta: rate_multiplier x meta-training's final rate | fixed
+  config.adaptation.rate_multiplier = 1.0  # adaptation rate / meta-training's final effective rate (<= 3)
+  config.adaptation.learning_rate = 1e-3  # Adam rate under learning_rate_mode=fixed (the original's implicit 1e-3)
   # GreedyLR during adaptation (settings: optimizer.greedy): none | per_step.  The TD rule decides per
   # evaluation on return, and there is none inside adaptation's updates: constant rate.
   config.adaptation.greedy_mode = "none"
-  config.adaptation.stage1_iterations = o["stage1"]  # TD3 updates on the new task's episode
+  config.adaptation.stage1_iterations = o["stage1"]  # TD3 updates on the new task's episode (0: stage 2 only)
   config.adaptation.stage2_iterations = o["stage2"]  # beta-weighted updates on the meta replay
   config.adaptation.stage2_batch_size = o["sample_mult"] * 256  # their batch (sample_mult x batch_size)
+  config.adaptation.stage1_prox = True  # proximal term in stage 1 too (the original: stage 2 only)
+  config.adaptation.beta = "propensity"  # stage-2 weights: propensity | uniform (beta = 1, the control)
+  config.adaptation.beta_features = "meta"  # beta from the frozen meta actor's GRU (meta) | the adapted one (current)
+  config.adaptation.beta_normalize = True  # divide beta by its minibatch mean (self-normalised)
   config.adaptation.beta_clip = o["beta_clip"]  # upper clip of log beta
   config.adaptation.C = o["C"]  # propensity classifier's inverse L2 strength (sklearn C)
-  config.adaptation.prox = "ess"  # proximal coefficient: ess (1 - ESS) | fixed (prox_coef) | none
-  config.adaptation.prox_coef = 0.1  # fixed coefficient and ESS fallback
+  config.adaptation.prox = "fixed"  # lambda: fixed (prox_coef) | ess (1 - ESS) | td_scaled (x meta TD loss) | none
+  config.adaptation.prox_coef = 0.1  # fixed lambda, ESS fallback, td_scaled factor (the original's 0.1)
   config.adaptation.observation_features = o["obs_features"]  # classifier features [s, context]
-  config.adaptation.num_eval_episodes = 3  # episodes before and after adaptation per test task (>= 2)
+  config.adaptation.num_eval_episodes = 5  # K episodes per test task, the same K before / after stage 1 / after
 
   config.eval_every = 100  # iterations between adaptation evaluations (and at the end)
   config.log_every = 10  # iterations between metric lines
@@ -261,7 +267,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.adaptation.stage1_iterations = 2
     config.adaptation.stage2_iterations = 3
     config.adaptation.stage2_batch_size = 64
-    config.adaptation.num_eval_episodes = 2
     config.eval_every = 2
     config.log_every = 1
     config.checkpoint_every = 2

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from common import app
 from common import metrics as metrics_lib
 from mql import envs, train
 from mql.configs import default as default_config
@@ -35,8 +36,16 @@ def test_smoke_binary_writes_results_plots_and_tasks(tmp_path):
   k = config.adaptation.num_eval_episodes
   assert np.asarray(results["per_task"]["before"]).shape == (config.num_test_tasks, k)
   assert np.asarray(results["per_task"]["after"]).shape == (config.num_test_tasks, k)
-  assert np.all(np.isfinite(results["per_task"]["after"]))
+  assert np.asarray(results["per_task"]["after1"]).shape == (config.num_test_tasks, k)
+  assert k >= 5 and np.all(np.isfinite(results["per_task"]["after"]))
   summary = results["summary"]
+  np.testing.assert_allclose(summary["return_after1_mql"], np.mean(results["per_task"]["after1"]), rtol=1e-6)
+  for name in ("actor_distance_stage1", "critic_distance_stage1", "actor_distance", "critic_distance"):
+    assert np.asarray(results["per_task"][name]).shape == (config.num_test_tasks,)
+    assert summary[name] > 0, name
+  # Adaptation at meta-training's final effective rate (the last logged one).
+  last_rate = [r["actor_learning_rate"] for r in metrics_lib.read_metrics(workdir) if "actor_learning_rate" in r][-1]
+  np.testing.assert_allclose(summary["actor_learning_rate"], last_rate, rtol=1e-6)
   assert summary["env_steps"] == config.num_iterations * config.num_envs * config.td3.steps_per_iteration
   np.testing.assert_allclose(summary["return_after_mql"], np.mean(results["per_task"]["after"]), rtol=1e-6)
   for name in ("return.png", "adaptation.png", "loss.png"):
@@ -131,3 +140,21 @@ def test_eight_devices_match_one(tmp_path):
       summaries[8]["per_task"][key], summaries[1]["per_task"][key], rtol=1e-4, atol=1e-4, err_msg=key
     )
   assert summaries[8]["summary"]["env_steps"] == summaries[1]["summary"]["env_steps"]
+
+
+def test_workdirs_written_before_an_adaptation_field_was_added_may_resume():
+  """Adaptation is a pure function of the checkpoint: its block may change on resume, nothing else may."""
+  new = json.loads(json.dumps(default_config.get_config("smoke").to_dict()))  # as config.json holds it
+  old = json.loads(json.dumps(new))
+  del old["adaptation"]["beta_features"]  # a field added later
+  old["adaptation"]["prox"] = "ess"  # a default changed later
+  changes = app.config_changes(old, new)
+  assert set(changes) == {"adaptation.beta_features", "adaptation.prox"}
+  assert all(app._is_resumable(field, train.RESUMABLE_FIELDS) for field in changes)
+  old["td3"]["batch_size"] = 7
+  assert not app._is_resumable("td3.batch_size", train.RESUMABLE_FIELDS)
+  # The compiled programs are cached on every field but the schedule's: a new adaptation setting rebuilds.
+  config = default_config.get_config("smoke")
+  other = default_config.get_config("smoke")
+  other.adaptation.prox = "ess"
+  assert train.build(config) is not train.build(other)
