@@ -173,6 +173,82 @@ class GoalScorer(nn.Module):
     return self.score(self.encode(tokens), obs)
 
 
+class _FollowerCell(nn.Module):
+  """One step of the recurrent follower: ((h, context), obs) -> ((h', context'), logits [NUM_ACTIONS]).
+
+  h' = GRU(h, [relu(W obs), context]) (input feeding: the previous step's attended instruction); the new
+  context is attention from h' over the instruction's token states; every action is scored from its own
+  features together with [h', context'] (Speaker-Follower's follower, with a GRU for the LSTM).
+  """
+
+  hidden: int
+
+  @nn.compact
+  def __call__(self, carry, obs, encoded):
+    goal_states, goal_mask, _ = encoded
+    h, context = carry
+    node, slots = split_observation(obs)
+    flat = jnp.concatenate([node, slots.reshape(slots.shape[:-2] + (-1,))], axis=-1)
+    x = nn.relu(nn.Dense(self.hidden, name="obs")(flat))
+    h, y = nn.GRUCell(self.hidden, name="gru")(h, jnp.concatenate([x, context], axis=-1))
+    query = nn.Dense(goal_states.shape[-1], name="query")(jnp.concatenate([y, x], axis=-1))
+    context = attend(query, goal_states, goal_mask)
+    joint = nn.relu(nn.Dense(self.hidden, name="joint")(jnp.concatenate([y, context, x], axis=-1)))
+    acts = nn.relu(nn.Dense(self.hidden, name="action")(action_features(obs)))  # [A, H]
+    both = jnp.concatenate([acts, jnp.broadcast_to(joint[None, :], acts.shape)], axis=-1)
+    logits = nn.Dense(1, name="score")(nn.relu(nn.Dense(self.hidden, name="score_hidden")(both)))[:, 0]
+    return (h, context), logits
+
+
+class RecurrentFollower(nn.Module):
+  """A follower with memory: (tokens [L], obs [T, OBS_SIZE]) -> logits [T, NUM_ACTIONS].
+
+  A GRU runs over the trajectory's observations (causal: the logits of step t depend on obs[: t + 1] only),
+  attending over the instruction's token states at every step, so it can keep track of how much of the
+  instruction it has followed and of the rooms it has seen (Speaker-Follower's follower: Fried et al.,
+  "Speaker-Follower Models for Vision-and-Language Navigation", NeurIPS 2018, arXiv:1806.02724).  The
+  initial state is a projection of the instruction summary.  Rollouts step it one observation at a time
+  (`start` then `step`); on a whole trajectory `__call__` gives the same logits (teacher forcing).
+  """
+
+  encoder_kind: str
+  vocab_size: int
+  embed_dim: int
+  hidden: int
+  num_layers: int = 1
+  num_heads: int = 2
+
+  def setup(self):
+    self.goal = InstructionEncoder(
+      self.encoder_kind, self.vocab_size, self.embed_dim, self.hidden, self.num_layers, self.num_heads
+    )
+    self.init_h = nn.Dense(self.hidden)
+    self.cell = nn.scan(
+      _FollowerCell,
+      variable_broadcast="params",
+      split_rngs={"params": False},
+      in_axes=(0, nn.broadcast),
+      out_axes=0,
+    )(self.hidden)
+
+  def start(self, tokens):
+    """(encoded instruction, initial carry) of one rollout."""
+    encoded = self.goal(tokens)
+    states, _, summary = encoded
+    return encoded, (jnp.tanh(self.init_h(summary)), jnp.zeros(states.shape[-1:], states.dtype))
+
+  def step(self, encoded, carry, obs):
+    """One observation [OBS_SIZE] -> (logits [NUM_ACTIONS], carry)."""
+    carry, logits = self.cell(carry, obs[None], encoded)
+    return logits[0], carry
+
+  def __call__(self, tokens, obs):
+    chex.assert_rank(obs, 2)
+    encoded, carry = self.start(tokens)
+    _, logits = self.cell(carry, obs, encoded)
+    return logits
+
+
 class RewardNet(nn.Module):
   """AIRL reward: (tokens [L], obs [T + 1, OBS_SIZE], actions [T], terminal [T + 1]) -> (f [T], g [T], h [T + 1]).
 
@@ -298,18 +374,63 @@ class GeneratorNetwork:
   max_tokens: int
 
 
+POLICIES = ("markov", "recurrent")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyNetwork(encoders.Network):
+  """The policy behind a functional boundary, for whole trajectories and for rollouts step by step.
+
+  Attributes:
+    init: key -> params.
+    apply: (params, tokens [L], obs [T, OBS]) -> logits [T, A] (markov: also obs [..., OBS]).
+    start: (params, tokens [L]) -> a rollout's carry (the encoded instruction, and the GRU state if recurrent).
+    step: (params, carry, obs [OBS]) -> (logits [A], carry).
+    recurrent: whether the logits of a step depend on the earlier observations.
+  """
+
+  start: Callable[..., Any] = None
+  step: Callable[..., Any] = None
+  recurrent: bool = False
+
+
+def _policy_network(kind: str, common: dict, tokens, obs) -> PolicyNetwork:
+  if kind == "markov":
+    module = GoalScorer(**common)
+    start = lambda p, tok: module.apply(p, tok, method=GoalScorer.encode)
+    step = lambda p, enc, o: (module.apply(p, enc, o, method=GoalScorer.score), enc)
+  elif kind == "recurrent":
+    module = RecurrentFollower(**common)
+    start = lambda p, tok: module.apply(p, tok, method=RecurrentFollower.start)
+
+    def step(p, carry, o):
+      encoded, state = carry
+      logits, state = module.apply(p, encoded, state, o, method=RecurrentFollower.step)
+      return logits, (encoded, state)
+  else:
+    raise ValueError(f"policy must be one of {POLICIES}, got {kind!r}")
+  return PolicyNetwork(
+    init=lambda key: module.init(key, tokens, obs),
+    apply=module.apply,
+    start=start,
+    step=step,
+    recurrent=kind == "recurrent",
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class Networks:
   """All LangGoalIRL networks (each an `(init, apply)` pair; see the module docstring for shapes).
 
   Attributes:
-    policy: apply(params, tokens [L], obs [..., OBS]) -> logits [..., A] (unmasked).
+    policy: `PolicyNetwork`: apply(params, tokens [L], obs [T, OBS]) -> logits [T, A] (unmasked), and
+      start / step for rollouts.
     critic: apply(params, tokens, obs) -> Q [..., 2, A] (twin heads).
     reward: apply(params, tokens, obs [T + 1, OBS], actions [T], terminal [T + 1]) -> (f [T], g [T], h [T + 1]).
     generator: `GeneratorNetwork`.
   """
 
-  policy: encoders.Network
+  policy: PolicyNetwork
   critic: encoders.Network
   reward: encoders.Network
   generator: GeneratorNetwork
@@ -335,6 +456,7 @@ def make_networks(
   trajectory_hidden: int = 64,
   horizon: int = envs.HORIZON,
   generator_hidden: int | None = None,
+  policy: str = "markov",
 ) -> Networks:
   """Builds the four networks.
 
@@ -352,6 +474,9 @@ def make_networks(
     horizon: trajectory length T (dummy inputs only; params do not depend on it).
     generator_hidden: the generator decoder's hidden size (None: `hidden`); a speaker that names the right
       rooms needs more width than a policy that follows it.
+    policy: 'markov' (`GoalScorer`: each step from its observation and the instruction) or 'recurrent'
+      (`RecurrentFollower`: a GRU over the trajectory attending over the instruction).  The critic and the
+      reward are Markov in both cases.
   """
   if encoder not in ENCODERS:
     raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -361,7 +486,7 @@ def make_networks(
   terminal = jnp.zeros((horizon + 1,), bool)
   common = dict(encoder_kind=encoder, vocab_size=vocab_size, embed_dim=embed_dim, hidden=hidden)
   common.update(num_layers=num_layers, num_heads=num_heads)
-  policy = _wrap(GoalScorer(**common), tokens, obs)
+  policy_net = _policy_network(policy, common, tokens, obs)
   critic = _wrap(GoalScorer(**common, num_heads_out=2), tokens, obs)
   reward = _wrap(RewardNet(**common, gamma=gamma, shaping=shaping), tokens, obs, actions, terminal)
   gen = GoalGenerator(vocab_size, embed_dim, generator_hidden or hidden, latent, trajectory_hidden)
@@ -375,7 +500,7 @@ def make_networks(
     latent=latent,
     max_tokens=max_tokens,
   )
-  return Networks(policy=policy, critic=critic, reward=reward, generator=generator, max_tokens=max_tokens)
+  return Networks(policy=policy_net, critic=critic, reward=reward, generator=generator, max_tokens=max_tokens)
 
 
 def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:

@@ -51,7 +51,8 @@ def _name(results: dict) -> str:
   if "name" in results:  # a baselines-file row
     return results["name"]
   if results["algorithm"] != "langgoalirl":
-    return results["algorithm"]
+    name = results["algorithm"] + (", recurrent follower" if results.get("policy") == "recurrent" else "")
+    return name + (", early stopping" if "early_stopping" in results else "")
   off = [k for k, v in sorted(results["variant_flags"].items()) if not v]
   shuffled = (results.get("adaptation") or {}).get("labels") == "shuffled"
   return "langgoalirl" + "".join(f" -{k}" for k in off) + (", shuffled adaptation labels" if shuffled else "")

@@ -43,25 +43,29 @@ def episode(episodes: envs.Episodes, index: jax.Array) -> envs.Episodes:
 def rollout(
   houses: envs.Houses,
   ep: envs.Episodes,
-  act: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+  act: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any]],
   key: jax.Array,
   *,
   horizon: int,
+  carry: Any = (),
 ) -> tuple[envs.NavState, jax.Array]:
-  """Runs `act(obs, mask, key) -> action` for `horizon` steps from `reset` (lax.scan).
+  """Runs `act(carry, obs, mask, key) -> (action, carry)` for `horizon` steps from `reset` (lax.scan).
+
+  `carry` is the actor's memory at the first step (a recurrent policy's state; `()` for a Markov one).
 
   Returns:
     (states with leaves [horizon + 1], actions int32 [horizon]).
   """
   state, obs = envs.reset(houses, ep, horizon=horizon)
 
-  def body(carry, key):
-    state, obs = carry
-    action = act(obs, envs.action_mask(houses, state), key).astype(jnp.int32)
+  def body(loop, key):
+    state, obs, memory = loop
+    action, memory = act(memory, obs, envs.action_mask(houses, state), key)
+    action = action.astype(jnp.int32)
     new_state, new_obs, _, _ = envs.step(houses, state, action)
-    return (new_state, new_obs), (state, action)
+    return (new_state, new_obs, memory), (state, action)
 
-  (final, _), (states, actions) = jax.lax.scan(body, (state, obs), jax.random.split(key, horizon))
+  (final, _, _), (states, actions) = jax.lax.scan(body, (state, obs, carry), jax.random.split(key, horizon))
   states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]]), states, final)
   return states, actions
 
@@ -80,17 +84,21 @@ def expert_rollout(houses: envs.Houses, ep: envs.Episodes, *, horizon: int) -> t
   return states, actions
 
 
-def policy_actor(policy: Any, params: Any, tokens: jax.Array, *, greedy: bool) -> Callable:
-  """`act(obs, mask, key)` of pi(a | s, G) for the goal `tokens`: a sample, or the argmax when `greedy`."""
+def policy_actor(
+  policy: networks_lib.PolicyNetwork, params: Any, tokens: jax.Array, *, greedy: bool
+) -> tuple[Callable, Any]:
+  """(act, carry) of pi(a | s, G) for the goal `tokens`, for `rollout`: a sample, or the argmax when `greedy`.
 
-  encoded = networks_lib.encode_goal(policy, params, tokens)
+  The instruction is encoded once (in `carry`); a recurrent policy also carries its state there.
+  """
 
-  def act(obs, mask, key):
-    logits = networks_lib.score_with(policy, params, encoded, obs)
+  def act(carry, obs, mask, key):
+    logits, carry = policy.step(params, carry, obs)
     log_pi = networks_lib.masked_log_softmax(logits, mask)
-    return jnp.argmax(log_pi) if greedy else jax.random.categorical(key, log_pi)
+    action = jnp.argmax(log_pi) if greedy else jax.random.categorical(key, log_pi)
+    return action, carry
 
-  return act
+  return act, policy.start(params, tokens)
 
 
 def to_trajectory(houses: envs.Houses, states: envs.NavState, actions: jax.Array, tokens: jax.Array):

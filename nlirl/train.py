@@ -125,6 +125,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     f"must be one of {regimes.HELD_OUT} ('': every phrasing in training)",
   )
   app.check(config, "net.encoder", lambda v: v in networks_lib.ENCODERS, f"must be one of {networks_lib.ENCODERS}")
+  app.check(config, "net.policy", lambda v: v in networks_lib.POLICIES, f"must be one of {networks_lib.POLICIES}")
+  app.check(
+    config,
+    "bc.early_stopping_split",
+    lambda v: v == "" or (v in envs.SPLITS and config.algorithm == "bc"),
+    f"must be '' (off) or, with algorithm=bc, one of {envs.SPLITS}",
+  )
+  app.check(config, "bc.patience_iterations", nonneg_int, "must be an integer >= 0 (0: no early stop)")
   app.check(config, "adapt.labels", lambda v: v in ADAPT_LABELS, f"must be one of {ADAPT_LABELS}")
   app.check(
     config,
@@ -203,6 +211,8 @@ def _house_set(split: str) -> str:
 def _world_sets(config) -> tuple[str, ...]:
   d = config.data
   names = [d.train_split, *d.eval_splits, d.adapt_split]
+  if config.bc.early_stopping_split:
+    names.append(config.bc.early_stopping_split)
   return tuple(dict.fromkeys(_house_set(n) for n in names))
 
 
@@ -255,6 +265,18 @@ def train_data(config: ml_collections.ConfigDict) -> Data:
   return Data(houses, episodes, tokens, expert, jnp.ones((), jnp.float32))
 
 
+def validation_data(config: ml_collections.ConfigDict):
+  """(houses, demonstrations [E * I], tokens [E * I, L]): every (path, instruction) of `bc.early_stopping_split`."""
+  d = config.data
+  houses, episodes, tokens = _split_arrays(
+    config.bc.early_stopping_split, d.dataset_seed, 0, d.max_tokens, _world_sets(config)
+  )
+  e, i = tokens.shape[:2]
+  records = _expert_records(houses, episodes, tokens, config.env.horizon)
+  records = jax.tree.map(lambda x: jnp.repeat(x, i, axis=0), records)
+  return houses, records, tokens.reshape(e * i, -1)
+
+
 # --- state ------------------------------------------------------------------------------------------------
 
 
@@ -267,6 +289,7 @@ class TrainState:
   replay: replay.ReplayState
   key: jax.Array
   iteration: jax.Array
+  best: dict  # early stopping: policy params of the lowest validation loss, that loss, and its iteration
 
 
 class Program(NamedTuple):
@@ -282,6 +305,7 @@ class Program(NamedTuple):
   explorer_bc: Any
   pretrain_generator: Any
   use_generator: bool
+  validation_loss: Any
 
 
 def _optimizer(config, name):
@@ -351,6 +375,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     trajectory_hidden=gen_hidden,
     horizon=horizon,
     generator_hidden=gen_hidden,
+    policy=config.net.policy,
   )
   losses = losses_lib.make_losses(
     nets,
@@ -384,7 +409,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       "temperature": opts["temperature"].tx.init(params["log_alpha"]),
     }
     buffer = replay.init(_empty_record(horizon, max_tokens), config.replay_capacity)
-    return TrainState(params, opt_states, buffer, keys[4], jnp.zeros((), jnp.int32))
+    best = {"policy": params["policy"], "val_loss": jnp.full((), jnp.inf), "iteration": jnp.zeros((), jnp.int32)}
+    return TrainState(params, opt_states, buffer, keys[4], jnp.zeros((), jnp.int32), best)
 
   def apply_update(name, params, opt_state, grads, loss):
     updates, opt_state = opts[name].tx.update(grads, opt_state, params, value=loss)
@@ -418,8 +444,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     eps = rollouts.episode(data.episodes, idx)
 
     def one(ep, tok, key):
-      act = rollouts.policy_actor(nets.policy, state.params["policy"], tok, greedy=False)
-      return rollouts.rollout(data.houses, ep, act, key, horizon=horizon)
+      act, carry = rollouts.policy_actor(nets.policy, state.params["policy"], tok, greedy=False)
+      return rollouts.rollout(data.houses, ep, act, key, horizon=horizon, carry=carry)
 
     states, actions = jax.vmap(one)(eps, tokens, jax.random.split(k_act, n))
     record = rollouts.Record(states, actions, tokens, tokens)
@@ -585,7 +611,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       params, opt_states, _ = carry
       for name in ("policy", "critic", "reward", "generator"):
         metrics[f"lr/{name}"] = opts[name].learning_rate(opt_states[name])
-      new = TrainState(params, opt_states, buffer, key, state.iteration + 1)
+      new = TrainState(params, opt_states, buffer, key, state.iteration + 1, state.best)
       return new, metrics
 
     return iteration
@@ -609,8 +635,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     eps = rollouts.episode(episodes, idx)
 
     def one(ep, tok):
-      act = rollouts.policy_actor(nets.policy, policy_params, tok, greedy=True)
-      states, actions = rollouts.rollout(houses, ep, act, jax.random.PRNGKey(0), horizon=horizon)
+      act, carry = rollouts.policy_actor(nets.policy, policy_params, tok, greedy=True)
+      states, actions = rollouts.rollout(houses, ep, act, jax.random.PRNGKey(0), horizon=horizon, carry=carry)
       before = jax.tree.map(lambda x: x[:-1], states)  # the state each action was taken in
       active = ~before.stopped & (before.t < before.horizon)
       near = jax.vmap(envs.navigation_error, (None, 0))(houses, before) < envs.SUCCESS_RADIUS_M
@@ -634,8 +660,8 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     k_act, k_lab = jax.random.split(key)
 
     def one(ep, key):
-      act = rollouts.policy_actor(nets.policy, policy_params, empty, greedy=False)
-      return rollouts.rollout(houses, ep, act, key, horizon=horizon)
+      act, carry = rollouts.policy_actor(nets.policy, policy_params, empty, greedy=False)
+      return rollouts.rollout(houses, ep, act, key, horizon=horizon, carry=carry)
 
     states, actions = jax.vmap(one)(starts, jax.random.split(k_act, n))
     record = rollouts.Record(states, actions, jnp.tile(empty, (n, 1)), jnp.tile(empty, (n, 1)))
@@ -652,12 +678,39 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
 
   explorer = jax.jit(jax.vmap(explorer_bc, (0, None, None)), static_argnums=2)
   pretrain = jax.jit(jax.vmap(pretrain_generator, (0, None, None)), static_argnums=2, donate_argnums=0)
-  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer, pretrain, use_generator)
+
+  def validation_loss(policy_params, houses, records: rollouts.Record, tokens):
+    """Behaviour-cloning loss (nats per expert action) of every demonstration of a held-out split."""
+    return losses.behaviour_cloning(policy_params, trajectories(houses, records, tokens))[0]
+
+  validate = jax.jit(jax.vmap(validation_loss, (0, None, None, None)))
+  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer, pretrain, use_generator, validate)
 
 
 def empty_goal(max_tokens: int) -> jax.Array:
   """The empty instruction (EOS, then PAD): the goal-agnostic policy's input."""
   return jnp.zeros((max_tokens,), jnp.int32).at[0].set(envs.Vocabulary().eos_id)
+
+
+def update_best(state: TrainState, val_loss: jax.Array) -> TrainState:
+  """Keeps, per seed, the policy of the lowest validation loss so far (early stopping's parameters)."""
+  better = val_loss < state.best["val_loss"]  # [S]
+  pick = lambda new, old: jnp.where(better.reshape(better.shape + (1,) * (new.ndim - 1)), new, old)
+  best = {
+    "policy": jax.tree.map(pick, state.params["policy"], state.best["policy"]),
+    "val_loss": jnp.where(better, val_loss, state.best["val_loss"]),
+    "iteration": jnp.where(better, state.iteration, state.best["iteration"]),
+  }
+  return state.replace(best=best)
+
+
+def stalled(config, state: TrainState) -> bool:
+  """Early stop: every seed's validation loss has not improved for `bc.patience_iterations` iterations."""
+  patience = config.bc.patience_iterations
+  if not (config.bc.early_stopping_split and patience):
+    return False
+  since = np.asarray(jax.device_get(state.iteration)) - np.asarray(jax.device_get(state.best["iteration"]))
+  return bool(np.all(since >= patience))
 
 
 def init_state(program: Program, config, mesh) -> TrainState:
@@ -804,6 +857,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
   is_main = jax.process_index() == 0
   log = log if is_main else (lambda *_: None)
   evals = {}
+  validation = validation_data(config) if config.bc.early_stopping_split else None
   with checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints) as ckpt:
     restored, step = ckpt.restore_latest(state)
     if restored is not None:
@@ -824,12 +878,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
           f"generator pretrained for {config.gen.pretrain_steps} ELBO steps: "
           f"{tail['gen/nll_per_token']:.3f} nats/token (mean of the last 50), KL {tail['gen/kl']:.2f}"
         )
-      while int(state.iteration[0]) < config.num_iterations:
+      while int(state.iteration[0]) < config.num_iterations and not stalled(config, state):
         state, m = program.chunk(state, data, config.iterations_per_chunk)
         it = int(state.iteration[0])
         m = jax.device_get(m)  # leaves [S, chunk]
         for j in range(config.iterations_per_chunk):
           writer.write(it - config.iterations_per_chunk + j + 1, {k: float(np.mean(v[:, j])) for k, v in m.items()})
+        if validation is not None:  # early stopping: validation loss after every chunk, best params kept
+          val_loss = program.validation_loss(state.params["policy"], *validation)
+          state = update_best(state, val_loss)
+          writer.write(
+            it,
+            {
+              "val/bc_loss": float(np.mean(val_loss)),
+              "val/best_bc_loss": float(np.mean(state.best["val_loss"])),
+              "val/best_iteration": float(np.mean(state.best["iteration"])),
+            },
+          )
         if it % config.eval_every == 0 or it == config.num_iterations:
           evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
           row = {f"eval/{name}/{k}": float(res[k].mean()) for name, res in evals.items() for k in METRIC_NAMES}
@@ -838,11 +903,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
         ckpt.save(it, state, force=True)
         elapsed = time.perf_counter() - start
   iterations = int(state.iteration[0])
-  if not evals:  # a finished run re-run: re-evaluate (deterministic)
-    evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
-  shuffled = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits), shuffled=True)
+  policy = state.best["policy"] if validation is not None else state.params["policy"]
+  if not evals or validation is not None:  # a finished run re-run, or early stopping's best params
+    evals = eval_splits(program, config, policy, tuple(config.data.eval_splits))
+  shuffled = eval_splits(program, config, policy, tuple(config.data.eval_splits), shuffled=True)
   results = {
     "algorithm": config.algorithm,
+    "policy": config.net.policy,
     "variant_flags": {"relabel": config.relabel, "paraphrase": config.paraphrase, "mismatch": config.mismatch},
     "num_seeds": config.num_seeds,
     "iterations": iterations,
@@ -852,6 +919,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
       for name, v in evals.items()
     },
   }
+  if validation is not None:
+    results["early_stopping"] = {
+      "split": config.bc.early_stopping_split,
+      "patience_iterations": config.bc.patience_iterations,
+      "best_iteration_per_seed": np.asarray(state.best["iteration"]).tolist(),
+      "best_val_loss_per_seed": np.asarray(state.best["val_loss"]).tolist(),
+      "stopped_early": iterations < config.num_iterations,
+    }
   if config.algorithm == "langgoalirl" and config.adapt.iterations > 0:
     results["adaptation"] = adaptation(program, config, state, log)
   if is_main:

@@ -11,6 +11,8 @@ from schedulers import optimizers
 METHODS = {
   "": "LangGoalIRL: AIRL + goal generator (paraphrase, relabelled positives, mismatched negatives) + adaptation",
   "bc": "baseline: behaviour cloning of the expert demonstrations",
+  "bc_converged": "baseline: bc trained to convergence (sizes and rate tuned on val_seen, early stopping on its loss)",
+  "follower": "recurrent follower: bc of a GRU over the trajectory attending over the instruction (early stopping)",
   "gail": "baseline: language-conditioned GAIL (logit f, reward -log(1 - D); no generator, relabel or mismatch)",
   "airl": "baseline: language-conditioned AIRL (logit f - log pi, shaped f; no generator, relabel or mismatch)",
   "no_relabel": "ablation: LangGoalIRL without relabelled rollouts",
@@ -47,6 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.horizon = 10  # fixed episode length (>= longest expert path + 1 for STOP)
 
   config.net = ml_collections.ConfigDict()
+  config.net.policy = "markov"  # markov (each step from its observation) | recurrent (GRU over the trajectory)
   config.net.encoder = "gru"  # instruction encoder: gru | transformer
   config.net.embed_dim = 32  # token embedding size
   config.net.hidden = 64  # hidden size of every network
@@ -90,6 +93,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.bc.steps = 4  # bc algorithm: updates per iteration
   config.bc.batch_size = 64  # bc algorithm: expert trajectories per update
   config.bc.warmstart_iterations = 50  # IRL algorithms: the policy is behaviour-cloned for these iterations
+  config.bc.early_stopping_split = ""  # bc: validation loss on this split's demonstrations after every chunk,
+  # the lowest's params are evaluated ('' off | val_seen)
+  config.bc.patience_iterations = 0  # bc with early stopping: stop once no seed improved for this long (0: never)
 
   config.adapt = ml_collections.ConfigDict()
   config.adapt.iterations = 60  # langgoalirl: adaptation iterations in the unseen houses (0: off)
@@ -124,6 +130,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.adapt.iterations = 0
     if name == "bc":  # the policy fits the demonstrations: a supervised loss
       config.policy_optimizer = opt(3e-4, "supervised")
+  elif name in ("bc_converged", "follower"):  # tuned on val_seen: nlirl/README.md, "A follower that reads"
+    config.algorithm = "bc"
+    config.adapt.iterations = 0
+    config.policy_optimizer = opt(1e-3, "supervised")
+    config.net.policy = "recurrent" if name == "follower" else "markov"
+    config.bc.batch_size = 64
+    config.bc.early_stopping_split = "val_seen"
+    config.bc.patience_iterations = 500
+    config.num_iterations = 3000
+    config.iterations_per_chunk = 50
+    config.eval_every = 500
   elif name:
     setattr(config, name.removeprefix("no_"), False)
   if smoke:

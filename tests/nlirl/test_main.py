@@ -42,6 +42,9 @@ def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):
     ("net.gen_hidden", -8),
     ("adapt.labels", "random"),
     ("data.held_out_phrasing", "paraphrases"),
+    ("net.policy", "lstm"),
+    ("bc.early_stopping_split", "val_unknown"),
+    ("bc.patience_iterations", -1),
   ],
 )
 def test_bad_config_names_the_field(field, value):
@@ -85,7 +88,10 @@ def test_batch_not_divisible_by_the_device_count_exits_2(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["smoke", "bc_smoke", "gail_smoke", "airl_smoke", "no_relabel_smoke"])
+@pytest.mark.parametrize(
+  "variant",
+  ["smoke", "bc_smoke", "bc_converged_smoke", "follower_smoke", "gail_smoke", "airl_smoke", "no_relabel_smoke"],
+)
 def test_smoke_binary_of_each_variant(tmp_path, variant):
   proc = _run(tmp_path, variant)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -104,6 +110,7 @@ def test_smoke_binary_of_each_variant(tmp_path, variant):
     np.testing.assert_allclose(ev["language_gain"]["per_seed"], gain, atol=1e-9)
     assert ev["sr_goal"]["episodes"] == ev["success"]["episodes"] // 3
   assert ("adaptation" in results) == (variant in ("smoke", "no_relabel_smoke"))
+  assert ("early_stopping" in results) == (variant in ("bc_converged_smoke", "follower_smoke"))
 
 
 @pytest.mark.slow

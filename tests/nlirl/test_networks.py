@@ -107,3 +107,42 @@ def test_generator_decoder_attends_over_the_active_steps(nets):
   masked = code._replace(memory=code.memory.at[8].add(3.0))
   assert np.abs(np.asarray(step(active)) - base).max() > 1e-4
   np.testing.assert_allclose(np.asarray(step(masked)), base, rtol=0, atol=1e-6)
+
+
+def test_recurrent_follower_steps_equal_the_trajectory_call_and_are_causal():
+  nets = networks.make_networks(
+    vocab_size=envs.Vocabulary().size, max_tokens=L, embed_dim=8, hidden=16, latent=4, policy="recurrent"
+  )
+  assert nets.policy.recurrent
+  key = jax.random.PRNGKey(4)
+  params = nets.policy.init(key)
+  obs = _obs(key)
+  logits = nets.policy.apply(params, _tokens(), obs)
+  assert logits.shape == (11, envs.NUM_ACTIONS)
+  carry, steps = nets.policy.start(params, _tokens()), []
+  for t in range(obs.shape[0]):
+    step_logits, carry = nets.policy.step(params, carry, obs[t])
+    steps.append(step_logits)
+  np.testing.assert_allclose(np.stack(steps), logits, rtol=1e-5, atol=1e-5)
+  changed = nets.policy.apply(params, _tokens(), obs.at[5].set(0.5))
+  np.testing.assert_allclose(changed[:5], logits[:5], rtol=1e-6, atol=1e-6)  # the past only
+  assert not np.allclose(changed[6:], logits[6:])  # a memory: a past observation changes later steps
+  other_goal = nets.policy.apply(params, _tokens(7).at[2].set(40), obs)
+  assert not np.allclose(other_goal, logits)
+
+
+def test_markov_policy_steps_ignore_the_past(nets):
+  key = jax.random.PRNGKey(5)
+  params = nets.policy.init(key)
+  obs = _obs(key)
+  logits = nets.policy.apply(params, _tokens(), obs)
+  carry = nets.policy.start(params, _tokens())
+  for t in range(obs.shape[0]):
+    step_logits, carry = nets.policy.step(params, carry, obs[t])
+    np.testing.assert_allclose(step_logits, logits[t], rtol=1e-5, atol=1e-6)
+  assert not nets.policy.recurrent
+
+
+def test_unknown_policy_kind_is_refused():
+  with pytest.raises(ValueError, match="policy must be one of"):
+    networks.make_networks(vocab_size=envs.Vocabulary().size, max_tokens=L, policy="lstm")

@@ -1,5 +1,7 @@
 """nlirl.train: relabelling uses the goal generator; the likelihood gate; generator pretraining."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,3 +105,38 @@ def test_shuffled_adaptation_labels_keep_the_walks_and_re_pair_the_labels():
   np.testing.assert_array_equal(shuffled.relabel, new_labels[:, :, 0])
   np.testing.assert_array_equal(shuffled.actions, demos.actions)  # the walks themselves are unchanged
   assert not np.array_equal(new_labels[:, 0], labels[:, 0])
+
+
+def test_early_stopping_keeps_each_seeds_best_policy_and_stops_when_all_stalled():
+  config = default_config.get_config("follower_smoke")
+  config.num_seeds = 2
+  mesh = sharding.data_mesh()
+  program = train.build_program(config, mesh)
+  state = train.init_state(program, config, mesh)
+  first = state.params["policy"]
+  state = train.update_best(state.replace(iteration=jnp.array([2, 2])), jnp.array([1.0, 2.0]))
+  moved = jax.tree.map(lambda x: x + 1.0, first)
+  state = state.replace(params=dict(state.params, policy=moved), iteration=jnp.array([4, 4]))
+  state = train.update_best(state, jnp.array([0.5, 3.0]))  # seed 0 improves, seed 1 does not
+  np.testing.assert_array_equal(state.best["iteration"], [4, 2])
+  np.testing.assert_array_equal(state.best["val_loss"], [0.5, 2.0])
+  for best, new, old in zip(*(jax.tree.leaves(t) for t in (state.best["policy"], moved, first))):
+    np.testing.assert_array_equal(best[0], new[0])
+    np.testing.assert_array_equal(best[1], old[1])
+  config.bc.patience_iterations = 2
+  assert not train.stalled(config, state)  # seed 0 improved at the current iteration
+  assert train.stalled(config, state.replace(iteration=jnp.array([6, 6])))
+  config.bc.patience_iterations = 0
+  assert not train.stalled(config, state.replace(iteration=jnp.array([600, 600])))
+
+
+def test_follower_smoke_trains_evaluates_and_reports_early_stopping(tmp_path):
+  config = default_config.get_config("follower_smoke")
+  train.validate_config(config)
+  headline = train.train_and_evaluate(config, str(tmp_path), log=lambda *_: None)
+  assert np.isfinite(headline["val_seen/success"])
+  results = json.loads((tmp_path / "results.json").read_text())
+  stop = results["early_stopping"]
+  assert stop["split"] == "val_seen" and len(stop["best_iteration_per_seed"]) == config.num_seeds
+  assert all(0 < i <= config.num_iterations for i in stop["best_iteration_per_seed"])
+  assert "sr_shuffled" in results["eval"]["val_unseen"] and "language_gain_goal" in results["eval"]["val_seen"]
