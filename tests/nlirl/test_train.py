@@ -130,6 +130,7 @@ def test_early_stopping_keeps_each_seeds_best_policy_and_stops_when_all_stalled(
   assert not train.stalled(config, state.replace(iteration=jnp.array([600, 600])))
 
 
+@pytest.mark.slow  # a recurrent-follower training run (~50 s); the network's own tests stay in the default tier
 def test_follower_smoke_trains_evaluates_and_reports_early_stopping(tmp_path):
   config = default_config.get_config("follower_smoke")
   train.validate_config(config)
