@@ -38,10 +38,17 @@ def nlirl(workdir: pathlib.Path) -> dict[str, list[float]]:
 
 
 def ppo(workdir: pathlib.Path) -> dict[str, list[float]]:
-  """The agent's mean training-episode return over its last 10% of iterations and over the whole run."""
-  returns = _curve(workdir, "mean_episode_return")
+  """The agent's training-episode return (last 10% of its logged points, and the mean over the run), and
+  minus the held-out test loss of the schedule it learned (what the agent is for)."""
+  returns = _curve(workdir, "agent/episode_return")
   tail = returns[-max(1, len(returns) // 10) :]
-  return {"final_return": [float(np.mean(tail))], "return_auc": [float(np.mean(returns))]}
+  rows = json.loads((workdir / "results.json").read_text())["rows"]
+  (learned,) = [r for r in rows if r["method"] == "learned"]
+  return {
+    "final_return": [float(np.mean(tail))],
+    "return_auc": [float(np.mean(returns))],
+    "neg_heldout_loss": [-float(learned["mean"])],
+  }
 
 
 def digits(workdir: pathlib.Path) -> dict[str, list[float]]:

@@ -15,6 +15,7 @@ from common import app
 from schedulers.learned import dnn_env, dnn_train
 from schedulers.learned import policy as policy_lib
 from schedulers.learned.configs import dnn as dnn_config
+from schedulers.objectives import readers as objective_readers
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SMOKE = "schedulers.learned.configs.dnn:smoke"
@@ -48,6 +49,9 @@ def test_smoke_writes_results_plots_and_a_deployable_policy(smoke_run):
   assert results["grid"]["agent_episodes"] == episodes
   assert results["grid"]["runs"] <= episodes  # the grid search costs no more than the agent's training
   assert "| **learned** |" in (workdir / "results.md").read_text()
+  measured = objective_readers.ppo(workdir)  # the GreedyLR-objectives grid reads these files
+  assert measured["neg_heldout_loss"] == [-results["rows"][0]["mean"]]
+  assert all(np.isfinite(v[0]) for v in measured.values())
   for name in ("schedules.png", "val_loss.png"):
     assert (workdir / "plots" / name).read_bytes()[:4] == b"\x89PNG"
   # The exported policy, read back from its file, reproduces the evaluated run.
