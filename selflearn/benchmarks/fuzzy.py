@@ -80,7 +80,7 @@ def run(sizes=(8_000, 16_000, 32_000), target: int = 100_000, seed: int = 0) -> 
     print(
       f"measured growth {a['n']:,} -> {b['n']:,}: time exponent {exponent:.2f} (2.00 = quadratic work), peak"
       f" {per_n * 2**20:.0f} bytes per added pair; extrapolated to {target:,} x {target:,}: about {seconds:,.0f} s"
-      f" on one core and a peak of about {peak:.0f} MB (the dense matrix: {4.0 * target**2 / 2**30:.0f} GB)"
+      f" on one core and a peak of about {peak:.0f} MB (the dense matrix: {4.0 * target**2 / 2**30:.0f} GiB)"
     )
   return rows
 
