@@ -38,9 +38,11 @@ class LoadStats:
   rows: int = 0
   skipped: int = 0
   errors: list = dataclasses.field(default_factory=list)  # up to `max_errors` LogFormatError messages
+  skipped_lines: list = dataclasses.field(default_factory=list)  # the line (row) of every skipped row
 
   def record(self, error: LogFormatError, max_errors: int = 20) -> None:
     self.skipped += 1
+    self.skipped_lines.append(error.line)
     if len(self.errors) < max_errors:
       self.errors.append(str(error))
 

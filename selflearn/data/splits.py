@@ -12,8 +12,8 @@ Reading never holds the log: `plan_split` is a first streaming pass that
 validates every row and keeps only what the split needs (the dialogue count,
 the earliest start, the skipped rows' count and first messages; for a
 contract log the session ids and learned vocabularies, `contract.scan`);
-`iter_routed(plan)` is a second streaming pass that yields each dialogue
-with its split (0 train, 1 validation, 2 test), one at a time, for an
+`iter_routed(plan)` is a second streaming pass (parsing only: the first
+validated) that yields each dialogue with its split (0 train, 1 validation, 2 test), one at a time, for an
 encoder or writer to consume.  `read_split` / `read_contract_split` collect
 the routed dialogues into lists (`Dialogues`) for the tasks that need them
 in memory.
@@ -22,11 +22,12 @@ in memory.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from typing import Iterator, Optional
 
-from selflearn.data import contract, logs
+from selflearn.data import contract, logs, schema
 
 
 @dataclasses.dataclass
@@ -87,6 +88,7 @@ class SplitPlan:
   skip_invalid: bool
   stats: logs.LoadStats
   report: dict = dataclasses.field(default_factory=dict)  # contract logs: counts and learned vocabularies
+  fingerprint: tuple = ()  # (size, mtime_ns) of the file when the first pass began
 
   def part(self, index: int, dialogue: dict) -> int:
     """The split (0 train, 1 validation, 2 test) of the `index`-th valid dialogue."""
@@ -114,6 +116,7 @@ def plan_split(
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   kind = contract.detect(path) if kind is None else kind
+  fingerprint = _fingerprint(path)
   report: dict = {}
   if kind == "contract":
     if split != "dialogue":
@@ -128,25 +131,55 @@ def plan_split(
       first = min(first, row["start_time"])
     origin = first // 86400 * 86400 if count else None
   sizes = split_sizes(count, val_fraction=val_fraction, test_fraction=test_fraction)
-  return SplitPlan(path, kind, split, count, sizes, origin, train_days, val_days, skip_invalid, stats, report)
+  plan = SplitPlan(path, kind, split, count, sizes, origin, train_days, val_days, skip_invalid, stats, report)
+  plan.fingerprint = fingerprint
+  _check_unchanged(plan)
+  return plan
+
+
+def _fingerprint(path) -> tuple:
+  st = os.stat(path)
+  return st.st_size, st.st_mtime_ns
+
+
+def _check_unchanged(plan: SplitPlan, seen: Optional[int] = None) -> None:
+  if _fingerprint(plan.path) != plan.fingerprint or (seen is not None and seen != plan.count):
+    what = "" if seen is None or seen == plan.count else f" ({plan.count} dialogues on the first pass, then {seen})"
+    raise ValueError(f"{plan.path}: changed while being read{what}")
+
+
+def _valid_records(plan: SplitPlan) -> Iterator[dict]:
+  """The rows the first pass found valid, parsed again without re-validating (its skipped lines are skipped)."""
+  skipped = set(plan.stats.skipped_lines)
+  with open(plan.path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, 1):
+      if lineno in skipped:
+        continue
+      d = json.loads(line)
+      if lineno == 1 and schema.is_header(d):
+        continue
+      yield d
 
 
 def iter_routed(plan: SplitPlan) -> Iterator[tuple[int, dict]]:
   """The second pass: (split, dialogue) of every valid dialogue, streaming, in log order.
 
-  Raises ValueError if the log no longer holds the dialogues the first pass counted.
+  A simulated-format log's rows are parsed again but not re-validated (the
+  first pass did; its skipped lines are skipped); a contract log's sessions
+  are rebuilt through the validating reader.  Raises ValueError if the file
+  changed since the first pass (size, modification time, dialogue count).
   """
+  _check_unchanged(plan)
   if plan.kind == "contract":
     records = (contract.to_dialogue(s) for s in contract.iter_sessions(plan.path, skip_invalid=plan.skip_invalid))
   else:
-    records = logs.iter_logs(plan.path, skip_invalid=plan.skip_invalid)
+    records = _valid_records(plan)
   n = 0
   for n, d in enumerate(records, 1):
     if n > plan.count:
       break
     yield plan.part(n - 1, d), d
-  if n != plan.count:
-    raise ValueError(f"{plan.path}: changed while being read ({plan.count} dialogues on the first pass, then {n})")
+  _check_unchanged(plan, n)
 
 
 def _collect(plan: SplitPlan, *, has_truth: bool) -> Dialogues:

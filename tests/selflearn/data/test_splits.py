@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from selflearn.data import contract, logs, schema, splits
+from selflearn.sim import simulator
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "handwritten_log.jsonl"
 
@@ -29,14 +30,14 @@ def _whole_log_split(path, *, split, val_fraction=0.1, test_fraction=0.2, skip_i
 
 
 @pytest.mark.parametrize("split", splits.SPLITS)
-def test_streamed_split_equals_the_whole_log_split(tmp_path, dialogues, split):
+def test_streamed_split_equals_the_whole_log_split(tmp_path, dialogues, sim_config, split):
   bad = copy.deepcopy(dialogues[3])
   bad["turns"][0]["wake"]["score"] = "high"
-  path = _write(tmp_path / "logs.jsonl", [*dialogues[:3], bad, "{oops", *dialogues[4:200]])
+  path = _write(tmp_path / "logs.jsonl", [simulator.header(sim_config), *dialogues[:3], bad, "{oops", *dialogues[4:200]])
   d = splits.read_split(path, val_fraction=0.1, test_fraction=0.2, skip_invalid=True, split=split)
   (train, val, test), stats = _whole_log_split(path, split=split, skip_invalid=True)
   assert (d.train, d.val, d.test) == (train, val, test) and len(train) * len(val) * len(test) > 0
-  assert (d.skipped, d.skipped_errors) == (2, stats.errors) and d.skipped_errors[0].startswith(f"{path}:4: ")
+  assert (d.skipped, d.skipped_errors) == (2, stats.errors) and d.skipped_errors[0].startswith(f"{path}:5: ")
   routed = [(p, r["dialogue_id"]) for p, r in splits.iter_routed(splits.plan_split(path, val_fraction=0.1,
             test_fraction=0.2, skip_invalid=True, split=split))]  # fmt: skip
   assert routed == [(p, r["dialogue_id"]) for p, part in enumerate((train, val, test)) for r in part] or (
