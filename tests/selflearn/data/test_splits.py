@@ -33,7 +33,8 @@ def _whole_log_split(path, *, split, val_fraction=0.1, test_fraction=0.2, skip_i
 def test_streamed_split_equals_the_whole_log_split(tmp_path, dialogues, sim_config, split):
   bad = copy.deepcopy(dialogues[3])
   bad["turns"][0]["wake"]["score"] = "high"
-  path = _write(tmp_path / "logs.jsonl", [simulator.header(sim_config), *dialogues[:3], bad, "{oops", *dialogues[4:200]])
+  rows = [simulator.header(sim_config), *dialogues[:3], bad, "{oops", *dialogues[4:200]]
+  path = _write(tmp_path / "logs.jsonl", rows)
   d = splits.read_split(path, val_fraction=0.1, test_fraction=0.2, skip_invalid=True, split=split)
   (train, val, test), stats = _whole_log_split(path, split=split, skip_invalid=True)
   assert (d.train, d.val, d.test) == (train, val, test) and len(train) * len(val) * len(test) > 0
