@@ -42,8 +42,13 @@ says so and exits 2.
   reformulation-shaped chains of `--amc_sizes` states (default 100k and
   1M), each in a fresh process: time per stage, peak memory, and the
   measured growth between the sizes.
+* fuzzy: hard-negative mining (`selflearn.rewriting.online.index.hard_negatives`,
+  a running top-3 per row over 512 x 4096 rapidfuzz blocks) on
+  `--fuzzy_sizes` positives x index texts (default 8k, 16k, 32k: about a
+  minute on one core), time and peak traced memory per size, extrapolated
+  to 100k x 100k from the measured growth (`selflearn.benchmarks.fuzzy`).
 
-`--sections=encoder,retrieval,absorption` runs all three.  Sections are
+`--sections=encoder,retrieval,absorption,fuzzy` runs all four.  Sections are
 entries of `SECTIONS` (name -> function, and whether it needs torch).
 """
 
@@ -67,6 +72,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sentences per forward pass
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed rounds per side (median).")
 _SCALE = flags.DEFINE_integer("retrieval_rows", 1_000_000, "Rows of the retrieval scale run (0: skip it).")
 _USERS = flags.DEFINE_integer("personal_users", 1_000_000, "Users of the personal-lookup run (retrieval section).")
+_FUZZY_SIZES = flags.DEFINE_list("fuzzy_sizes", ["8000", "16000", "32000"], "Pairs = index texts (fuzzy section).")
 _AMC_SIZES = flags.DEFINE_list("amc_sizes", ["100000", "1000000"], "States of the end-to-end AMC chains (absorption).")
 
 
@@ -108,10 +114,19 @@ def bench_absorption(threads: int) -> None:
   lib.end_to_end(tuple(int(n) for n in _AMC_SIZES.value))
 
 
+def bench_fuzzy(threads: int) -> None:
+  del threads
+  from selflearn.benchmarks import fuzzy as lib  # pylint: disable=g-import-not-at-top
+
+  print("\n== hard-negative mining: tiled rapidfuzz top-k, measured and extrapolated to 100k x 100k ==")
+  lib.run(tuple(int(n) for n in _FUZZY_SIZES.value), target=100_000)
+
+
 SECTIONS = {
   "encoder": Section(bench_encoder, needs_torch=True),
   "retrieval": Section(bench_retrieval, needs_torch=False),
   "absorption": Section(bench_absorption, needs_torch=False),
+  "fuzzy": Section(bench_fuzzy, needs_torch=False),
 }
 
 

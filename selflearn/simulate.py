@@ -8,7 +8,10 @@
 the default; `tail_heavy`; `closed_world`, the original world); `--set`
 overrides any `SimConfig` field.
 
-Dialogues stream to disk one at a time (constant memory at any count); a
+The first line is the log's header (`selflearn.data.schema.HEADER`: schema
+version, simulator seed, the whole `SimConfig` and its hash), which tasks
+that judge with the simulator check against their config.  Dialogues
+stream to disk one at a time (constant memory at any count); a
 progress bar shows on a terminal, progress lines otherwise.  Ends with a
 summary: goal success, failure points, rephrase pairs and rewrites.
 `--validate` re-reads the file through the loader afterwards.
@@ -81,7 +84,8 @@ def main(argv: list[str]) -> int:
   if not os.access(out.parent, os.W_OK):
     _fail(f"--out={out}: {out.parent} is not writable.")
   counter = _Counter()
-  n = logs.write_logs(str(out), counter.wrap(simulator.generate(config, _NUM.value)), total=_NUM.value)
+  dialogues = counter.wrap(simulator.generate(config, _NUM.value))
+  n = logs.write_logs(str(out), dialogues, total=_NUM.value, header=simulator.header(config))
   s = counter.summary()
   print(
     f"wrote {n} dialogues ({s['turns']} turns, {s['goals']} goals) to {out}: goal success"

@@ -43,7 +43,7 @@ import os
 import pathlib
 from typing import Any, Iterator, Optional
 
-from selflearn.data import logs
+from selflearn.data import logs, schema
 from selflearn.data import vocab as vocab_lib
 
 REQUIRED = ("session_id", "user_id", "timestamp", "utterance")
@@ -355,6 +355,7 @@ def scan(path: str | os.PathLike, *, skip_invalid: bool = False, min_count: int 
 def detect(path: str | os.PathLike) -> str:
   """'contract' (one turn per row) or 'dialogues' (the simulator's records, one dialogue per row).
 
+  A JSONL file that opens with a simulated log's header is 'dialogues'.
   A Parquet file, or a JSONL file whose first row has `session_id` or
   `utterance` (and no `turns`), is a contract log; an empty JSONL file too
   (reported as empty).
@@ -368,6 +369,8 @@ def detect(path: str | os.PathLike) -> str:
           obj = json.loads(line)
         except json.JSONDecodeError:
           return "dialogues"  # the dialogue reader names the bad line
+        if schema.is_header(obj):
+          return "dialogues"  # a simulated log's header line
         turn_row = isinstance(obj, dict) and "turns" not in obj and ("session_id" in obj or "utterance" in obj)
         return "contract" if turn_row else "dialogues"  # anything else: the dialogue reader names what is wrong
   return "contract"

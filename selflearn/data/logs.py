@@ -4,8 +4,11 @@
 validates every row (`selflearn.data.schema.validate`); the first invalid
 row raises `LogFormatError("<file>:<line>: <field>: <message>")`; with
 `skip_invalid=True` it is skipped and counted (`stats.skipped`, the first 20
-messages in `stats.errors`).  `write_logs(path, dialogues)` streams records
-to disk one line each (constant memory at any count).
+messages in `stats.errors`).  A simulated log's first line may be its
+header (`schema.HEADER`): `iter_logs` validates and skips it (it is not a
+row), `read_header(path)` returns it (None for a log without one).
+`write_logs(path, dialogues, header=...)` streams records to disk one line
+each (constant memory at any count), after the header line if given.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ class LoadStats:
   rows: int = 0
   skipped: int = 0
   errors: list = dataclasses.field(default_factory=list)  # up to `max_errors` LogFormatError messages
+  skipped_lines: list = dataclasses.field(default_factory=list)  # the line (row) of every skipped row
 
   def record(self, error: LogFormatError, max_errors: int = 20) -> None:
     self.skipped += 1
+    self.skipped_lines.append(error.line)
     if len(self.errors) < max_errors:
       self.errors.append(str(error))
 
@@ -66,6 +71,11 @@ def iter_logs(
       else:
         try:
           d = json.loads(line)
+          if schema.is_header(d):
+            if lineno != 1:
+              raise ValueError("log_header: a header must be the file's first line")
+            schema.validate_header(d)
+            continue
           schema.validate(d)
           for k, t in enumerate(d["turns"]):
             width = len(t["audio"]) if width is None else width
@@ -87,14 +97,41 @@ def iter_logs(
       stats.record(error)
 
 
+def read_header(path: str | os.PathLike[str]) -> dict | None:
+  """The header block of a log's first line (`schema.HEADER`), or None when the log has none.
+
+  Raises:
+    LogFormatError: the first line is a header that is not valid (`path:1: log_header...`).
+  """
+  with open(path, encoding="utf-8") as f:
+    line = f.readline()
+  try:
+    obj = json.loads(line)
+  except json.JSONDecodeError:
+    return None  # not a header (the row reader names what is wrong with it)
+  if not schema.is_header(obj):
+    return None
+  try:
+    return schema.validate_header(obj)
+  except ValueError as e:
+    raise LogFormatError(path, 1, str(e)) from None
+
+
 def load_logs(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> tuple[list[dict], LoadStats]:
   """All valid dialogues of a log and the `LoadStats` (see `iter_logs`)."""
   stats = LoadStats()
   return list(iter_logs(path, skip_invalid=skip_invalid, stats=stats)), stats
 
 
-def write_logs(path: str, dialogues: Iterable[dict], *, total: int | None = None, progress: bool | None = None) -> int:
-  """Streams `dialogues` to a JSONL file, one line each; returns the count.
+def write_logs(
+  path: str,
+  dialogues: Iterable[dict],
+  *,
+  total: int | None = None,
+  progress: bool | None = None,
+  header: dict | None = None,
+) -> int:
+  """Streams `dialogues` to a JSONL file, one line each, after `header` (`schema.make_header`); returns the count.
 
   Progress: a tqdm bar when stderr is a terminal (or `progress=True`), else
   about ten one-line reports on stdout when `total` is known.
@@ -109,6 +146,9 @@ def write_logs(path: str, dialogues: Iterable[dict], *, total: int | None = None
   count = 0
   started = None  # from the first dialogue on: the world is built lazily before it
   with open(path, "w", encoding="utf-8") as f:
+    if header is not None:
+      schema.validate_header(header)
+      f.write(schema.dumps(header) + "\n")
     for d in dialogues:
       started = time.monotonic() if started is None else started
       f.write(schema.dumps(d) + "\n")

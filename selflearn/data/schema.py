@@ -9,6 +9,12 @@ truth and must never be model inputs.  Version 2 adds two optional blocks: a
 row (and each turn) may omit `truth` (a production log has none), and a row
 may carry `annotations` (human labels, one entry per annotator pass).
 
+A simulated log opens with one header line, `{"log_header": HEADER}`: the
+schema version, the producer, the simulator seed, its whole config and a
+hash of that config (`config_hash`), so a reader that needs the simulated
+world (the judge) can check the log came from it (`validate_header`).  Real
+logs have no header.
+
 `validate(record)` checks a row structurally (`DIALOGUE`: required keys, no
 unknown keys, types, ranges, enums) and semantically (`check_consistency`:
 consecutive turn ids, non-decreasing timestamps, one BIO tag per recognised
@@ -20,6 +26,7 @@ field.  Reading and writing files is `selflearn.data.logs`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from typing import Any, Sequence
@@ -174,6 +181,16 @@ DIALOGUE = {
 }
 
 
+# The header line of a simulated log: {"log_header": HEADER}.
+HEADER = {
+  "schema_version": Enum((SCHEMA_VERSION,)),
+  "producer": str,  # "selflearn.sim"
+  "sim_seed": int,
+  "sim_config": MapOf(Opt(Any)),  # every SimConfig field
+  "sim_config_hash": str,  # config_hash(sim_config)
+}
+
+
 def _type_name(v: Any) -> str:
   return "null" if v is None else type(v).__name__
 
@@ -198,6 +215,8 @@ def _check(value: Any, spec: Any, path: str) -> None:
   elif spec is str:
     if not isinstance(value, str):
       raise _Invalid(f"{path}: expected a string, got {_type_name(value)} {value!r}")
+  elif spec is Any:
+    pass
   elif isinstance(spec, Enum):
     if value not in spec.values or isinstance(value, bool):
       raise _Invalid(f"{path}: {value!r} is not one of {list(spec.values)}")
@@ -307,6 +326,44 @@ def validate(d: Any) -> None:
     raise _Invalid("truth: required in schema version 1 (and annotations are version 2)")
   _check(d, DIALOGUE, "")
   check_consistency(d)
+
+
+def config_hash(config: dict) -> str:
+  """A short stable hash of a simulator config (its fields as sorted JSON): 'sha256:' + 16 hex digits."""
+  text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+  return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def make_header(sim_config: dict, *, producer: str = "selflearn.sim") -> dict:
+  """The header line of a simulated log (`HEADER`) for a simulator config given as a dict."""
+  return {
+    "log_header": {
+      "schema_version": SCHEMA_VERSION,
+      "producer": producer,
+      "sim_seed": int(sim_config["seed"]),
+      "sim_config": dict(sim_config),
+      "sim_config_hash": config_hash(sim_config),
+    }
+  }
+
+
+def is_header(obj: Any) -> bool:
+  """Whether a decoded line is a log header (`{"log_header": ...}`)."""
+  return isinstance(obj, dict) and "log_header" in obj
+
+
+def validate_header(obj: Any) -> dict:
+  """The header block of a header line; raises ValueError ('log_header.field: message')."""
+  if set(obj) != {"log_header"}:
+    raise _Invalid(f"log_header: a header line holds only log_header, got {sorted(obj)}")
+  header = obj["log_header"]
+  _check(header, HEADER, "log_header")
+  if header["sim_config"].get("seed") != header["sim_seed"]:
+    seed = header["sim_config"].get("seed")
+    raise _Invalid(f"log_header.sim_seed: {header['sim_seed']}, but its sim_config has seed {seed!r}")
+  if config_hash(header["sim_config"]) != header["sim_config_hash"]:
+    raise _Invalid(f"log_header.sim_config_hash: {header['sim_config_hash']!r} is not the hash of its sim_config")
+  return header
 
 
 def dumps(d: dict) -> str:

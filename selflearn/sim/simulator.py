@@ -5,7 +5,8 @@ on one device) at a time; dialogue `i` depends only on `(config, i)`
 (`numpy.random.default_rng([seed, 1, i])`), so any slice can be regenerated
 or produced in parallel, and nothing is kept between dialogues: a million
 dialogues stream to disk in constant memory (`selflearn.data.logs.write_logs`).
-The record layout is `selflearn.data.schema` (version `SCHEMA_VERSION`).
+The record layout is `selflearn.data.schema` (version `SCHEMA_VERSION`);
+`header(config)` is the log's first line (seed, config and its hash).
 
 Each user request goes through the assistant's pipeline with injected errors
 (`selflearn.sim.channel`: false wake, ASR, NLU, entity resolution, result).
@@ -28,6 +29,7 @@ one-off recognition error).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -60,6 +62,11 @@ BACKGROUND = (
   "what a beautiful day",
   "the weather tonight is cold",
 )
+
+
+def header(config: SimConfig) -> dict:
+  """The header line of a log of `config`'s dialogues: seed, config and its hash (`schema.make_header`)."""
+  return schema.make_header(dataclasses.asdict(config))
 
 
 def generate(config: SimConfig, num_dialogues: int, *, start: int = 0, world: World | None = None) -> Iterator[dict]:

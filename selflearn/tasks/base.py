@@ -10,8 +10,9 @@ truth; a session is a dialogue); `validate_common` reads it once before any
 work and refuses, naming the fields, a task that needs labels the log
 cannot hold (`NEEDS_TRUTH`), an empty or all-skipped log, and, for the
 tasks that judge with the simulator (`JUDGED_TASKS`), a simulated log whose
-seed or users do not match the config's world (the judge would score it
-against another world).  `validate_common`
+header (`data.schema.HEADER`) names another simulator seed or config than
+the config's world, or that has no header (the judge would score it against
+another world; a real log to the minimal contract runs without a judge).  `validate_common`
 checks the fields of `configs/base.common_config` before anything is
 simulated, read or compiled.  Runners may use the simulator (`world_of`,
 the judge); the models they drive never do.
@@ -19,6 +20,7 @@ the judge); the models they drive never do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +31,7 @@ import ml_collections
 
 from common import app, trainer
 from schedulers import optimizers
-from selflearn.data import contract, logs, splits
+from selflearn.data import contract, logs, schema, splits
 from selflearn.sim import simulator
 from selflearn.sim import world as world_lib
 
@@ -100,38 +102,52 @@ def needs_truth(config: ml_collections.ConfigDict) -> str | None:
 JUDGED_TASKS = ("amc", "online", "teach")
 
 
-def _check_simulated_log(config: ml_collections.ConfigDict, path: pathlib.Path, seeds: set, max_user: int) -> None:
-  """A simulated log must come from the config's world: same simulator seed, no user beyond data.num_users."""
-  d = config.data
-  other = sorted(s for s in seeds if s != d.sim_seed)
-  if other:
+# The config field behind each SimConfig field a run sets (`sim_config`); any other field comes with data.preset.
+_SIM_FIELDS = {"seed": "data.sim_seed", "num_users": "data.num_users", "error_scale": "data.error_scale",
+               "max_turns": "data.max_turns"}  # fmt: skip
+
+
+def _check_simulated_log(config: ml_collections.ConfigDict, path: pathlib.Path) -> None:
+  """A judged task's simulated log must name the config's world in its header (seed and config hash)."""
+  try:
+    header = logs.read_header(path)
+  except logs.LogFormatError as e:
+    raise ValueError(f"bad log header {e}") from None
+  if header is None:
     raise app.ConfigError(
-      "data.sim_seed",
-      f"{path} was simulated with seed {other[0]} (dialogue ids 's{other[0]}-d...'), not data.sim_seed={d.sim_seed}:"
-      " the judge would score it against another world",
+      "data.log_path",
+      f"{path} has no simulator header (its first line): task {config.task!r} judges with the simulated world, and"
+      " only a log's header says which world it came from; write simulated logs with python -m selflearn.simulate,"
+      " or give a real log to the minimal contract (it runs without a judge)",
     )
-  if max_user >= d.num_users:
-    raise app.ConfigError(
-      "data.num_users",
-      f"{path} has user u{max_user}, beyond the config's {d.num_users} simulated users (data.num_users)",
-    )
+  ours = sim_config(config)
+  ours_dict = dataclasses.asdict(ours)
+  ours_hash = schema.config_hash(ours_dict)
+  if header["sim_seed"] == ours.seed and header["sim_config_hash"] == ours_hash:
+    return
+  theirs = header["sim_config"]
+  diff = sorted(
+    (k for k in set(theirs) | set(ours_dict) if theirs.get(k) != ours_dict.get(k)), key=lambda k: (k != "seed", k)
+  )
+  field = "data.sim_seed" if "seed" in diff else next((_SIM_FIELDS[k] for k in diff if k in _SIM_FIELDS), "data.preset")
+  shown = ", ".join(f"{k}: log {theirs.get(k)!r} vs config {ours_dict.get(k)!r}" for k in diff[:4])
+  raise app.ConfigError(
+    field,
+    f"{path}: its header names simulator seed {header['sim_seed']} and config {header['sim_config_hash']}, but the"
+    f" config's world (data.preset, data.sim_seed, ...) is seed {ours.seed} and config {ours_hash} ({shown}): the"
+    " judge would score the log against another world",
+  )
 
 
 def _scan_dialogue_log(config: ml_collections.ConfigDict, path: pathlib.Path) -> logs.LoadStats:
   stats = logs.LoadStats()
-  seeds: set = set()
-  max_user = -1
   try:
-    for row in logs.iter_logs(path, skip_invalid=config.data.skip_invalid, stats=stats):
-      head = row["dialogue_id"].split("-", 1)[0]
-      if head[:1] == "s" and head[1:].isdigit():
-        seeds.add(int(head[1:]))
-      if row["user_id"][:1] == "u" and row["user_id"][1:].isdigit():
-        max_user = max(max_user, int(row["user_id"][1:]))
+    for _ in logs.iter_logs(path, skip_invalid=config.data.skip_invalid, stats=stats):
+      pass
   except logs.LogFormatError as e:
     raise ValueError(f"bad log row {e} (set data.skip_invalid=True to skip and count such rows)") from None
   if stats.rows > stats.skipped and config.task in JUDGED_TASKS:
-    _check_simulated_log(config, path, seeds, max_user)
+    _check_simulated_log(config, path)
   return stats
 
 
@@ -231,7 +247,9 @@ def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
       data_dir.mkdir(parents=True, exist_ok=True)
       tmp = data_dir / f".logs.{os.getpid()}.jsonl"
       print(f"simulating {d.num_dialogues} dialogues into {path}", flush=True)
-      logs.write_logs(str(tmp), simulator.generate(sim_config(config), d.num_dialogues), total=d.num_dialogues)
+      sc = sim_config(config)
+      dialogues = simulator.generate(sc, d.num_dialogues)
+      logs.write_logs(str(tmp), dialogues, total=d.num_dialogues, header=simulator.header(sc))
       os.replace(tmp, path)
   return splits.read_split(
     path,

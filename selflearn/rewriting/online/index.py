@@ -233,15 +233,66 @@ def candidate_lists(ret: Retriever, queries: Sequence[ranker.Query], *, personal
   return out
 
 
-def fuzzy_blocks(queries: Sequence[str], choices: Sequence[str], *, max_entries: int = 1 << 24):
-  """(first row, rapidfuzz ratio block [rows, len(choices)] int32) over `queries` in row blocks.
+def fuzzy_topk(
+  queries: Sequence[str], choices: Sequence[str], k: int, *, block_rows: int = 512, block_cols: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+  """(scores [n, k] int32, columns [n, k] int64): each query's `k` best rapidfuzz ratios over `choices`.
 
-  Memory is one block (at most `max_entries` scores), not queries x choices;
-  the scores are those of one `process.cdist` call.
+  Best first, ties to the lower column (the order of a stable argsort of the
+  whole row); `k` is capped at `len(choices)`.  Tiled: one `process.cdist`
+  block of `block_rows` x `block_cols` at a time, merged into a running
+  top-k per row with `np.argpartition`, so memory is O(block_rows x
+  block_cols + n x k), never queries x choices.
   """
-  rows = max(1, max_entries // max(len(choices), 1))
-  for start in range(0, len(queries), rows):
-    yield start, process.cdist(queries[start : start + rows], choices, scorer=fuzz.ratio, dtype=np.int32)
+  n, m = len(queries), len(choices)
+  k = min(k, m)
+  scores, cols = np.full((n, k), -1, np.int32), np.full((n, k), -1, np.int64)
+  if not n or not k:
+    return scores, cols
+  for r0 in range(0, n, block_rows):
+    rows = queries[r0 : r0 + block_rows]
+    best = None  # [rows, <= k] keys (100 - score) * m + column: smaller is better, unique per row
+    for c0 in range(0, m, block_cols):
+      block = process.cdist(rows, choices[c0 : c0 + block_cols], scorer=fuzz.ratio, dtype=np.int32)
+      key = (100 - block).astype(np.int64) * m + np.arange(c0, c0 + block.shape[1], dtype=np.int64)
+      del block
+      if best is not None:
+        key = np.concatenate([best, key], axis=1)
+      if key.shape[1] > k:
+        key = np.take_along_axis(key, np.argpartition(key, k - 1, axis=1)[:, :k], axis=1)
+      best = key
+    best.sort(axis=1)
+    scores[r0 : r0 + len(rows)] = 100 - best // m
+    cols[r0 : r0 + len(rows)] = best % m
+  return scores, cols
+
+
+def hard_negatives(
+  positives: Sequence[str],
+  sources: Sequence[str],
+  choices: Sequence[str],
+  *,
+  block_rows: int = 512,
+  block_cols: int = 4096,
+) -> list[str]:
+  """Per pair, the choice closest in spelling (rapidfuzz ratio) to its positive that is neither it nor the source.
+
+  Ties go to the earlier choice; `choices[0]` when every choice is excluded.
+  From a running top-3 per pair (`fuzzy_topk`): at most the positive and the
+  source can be excluded when the choices are distinct; a pair whose top 3
+  are all excluded (repeated choices) is scored against every choice alone.
+  """
+  if not choices:
+    raise ValueError("hard_negatives: no choices")
+  _, top = fuzzy_topk(positives, choices, 3, block_rows=block_rows, block_cols=block_cols)
+  out = []
+  for pos, src, row in zip(positives, sources, top):
+    pick = next((choices[j] for j in row if choices[j] not in (pos, src)), None)
+    if pick is None and len(choices) > len(row):  # only with repeated choices: this one row in full
+      _, order = fuzzy_topk([pos], choices, len(choices), block_rows=1, block_cols=block_cols)
+      pick = next((choices[j] for j in order[0] if choices[j] not in (pos, src)), None)
+    out.append(choices[0] if pick is None else pick)
+  return out
 
 
 def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, params=None) -> dict[str, Any]:
@@ -259,9 +310,6 @@ def retrieval_recall(ret: Retriever, pairs: Sequence[mining.Pair], k: int, param
     index = retrieval.build_index(untrained.embed(ret.gi.texts), chunk=ret.config.retrieval.chunk)
     _, rows = retrieval.search(index, untrained.embed(queries), k)
     out["untrained_encoder"] = retrieval.recall_at_k(rows, targets)
-  width = min(k, len(ret.gi.texts))
-  rows = np.full((len(queries), width), -1, np.int64)
-  for start, sims in fuzzy_blocks(queries, ret.gi.texts):  # row blocks, never a queries x index matrix
-    rows[start : start + sims.shape[0]] = np.argsort(-sims, axis=1, kind="stable")[:, :width]
+  _, rows = fuzzy_topk(queries, ret.gi.texts, k)  # tiled running top-k, never a queries x index matrix
   out["rapidfuzz_ratio"] = retrieval.recall_at_k(rows, targets)
   return out

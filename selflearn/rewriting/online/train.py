@@ -47,19 +47,9 @@ def _pair_arrays(pairs: Sequence[mining.Pair], gi: index.GlobalIndex, config, em
   q_texts = [p.source_text for p in pairs]
   c_texts = [p.target_text for p in pairs]
   vocab = {s: n for n, s in enumerate(sorted(set(c_texts) | set(gi.texts)))}
-  # Hard negative: the index text closest in spelling to the positive (rapidfuzz ratio), not the source or itself.
-  choices = gi.texts
-  h_texts = []
-  if choices:
-    for start, sims in index.fuzzy_blocks(c_texts, choices):  # row blocks: never a dense pairs x index matrix
-      for n in range(sims.shape[0]):
-        p = pairs[start + n]
-        order = np.argsort(-sims[n], kind="stable")
-        h_texts.append(
-          next((choices[j] for j in order if choices[j] not in (p.target_text, p.source_text)), choices[0])
-        )
-  else:
-    h_texts = list(q_texts)
+  # Hard negative: the index text closest in spelling to the positive (rapidfuzz ratio), not the source or itself;
+  # a tiled running top-k, never a dense pairs x index matrix.
+  h_texts = index.hard_negatives(c_texts, q_texts, gi.texts) if gi.texts else list(q_texts)
   vocab.update({s: len(vocab) + n for n, s in enumerate(sorted(set(h_texts) - set(vocab)))})
   out = {
     "q_ids": feat(q_texts),

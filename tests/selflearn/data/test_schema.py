@@ -1,11 +1,13 @@
 """The log schema: validation messages, loader errors naming file:line, the skip flag."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
 
 from selflearn.data import logs, schema
+from selflearn.sim import simulator
 
 
 def _write(path, rows):
@@ -83,3 +85,35 @@ def test_round_trip_is_exact(tmp_path, dialogues):
   path = _write(tmp_path / "logs.jsonl", dialogues[:20])
   rows, _ = logs.load_logs(path)
   assert rows == json.loads(json.dumps(dialogues[:20]))
+
+
+def test_a_header_line_is_checked_and_skipped(tmp_path, dialogues, sim_config):
+  path = tmp_path / "logs.jsonl"
+  logs.write_logs(str(path), dialogues[:5], progress=False, header=simulator.header(sim_config))
+  rows, stats = logs.load_logs(path)
+  assert rows == json.loads(json.dumps(dialogues[:5])) and stats.rows == 5  # the header is not a row
+  header = logs.read_header(path)
+  assert header["sim_seed"] == sim_config.seed == 3 and header["sim_config"]["num_users"] == 40
+  assert header["sim_config_hash"] == schema.config_hash(dataclasses.asdict(sim_config))
+  assert logs.read_header(_write(tmp_path / "plain.jsonl", dialogues[:2])) is None  # a log without a header
+
+
+@pytest.mark.parametrize(
+  "mutate, line, message",
+  [
+    (lambda h, lines: h["log_header"].update(sim_seed=4), 1, "log_header.sim_seed: 4, but its sim_config has seed 3"),
+    (lambda h, lines: h["log_header"]["sim_config"].update(num_users=41), 1, "log_header.sim_config_hash: .* is not"),
+    (lambda h, lines: h["log_header"].pop("producer"), 1, "log_header.producer: missing field"),
+    (lambda h, lines: lines.insert(1, lines[0]), 2, "log_header: a header must be the file's first line"),
+  ],
+)
+def test_a_bad_header_names_file_line_and_field(tmp_path, dialogues, sim_config, mutate, line, message):
+  header = simulator.header(sim_config)
+  lines = [header, *dialogues[:2]]
+  mutate(header, lines)
+  path = _write(tmp_path / "logs.jsonl", lines)
+  with pytest.raises(logs.LogFormatError, match=f"{path}:{line}: {message}"):
+    logs.load_logs(path)
+  if line == 1:
+    with pytest.raises(logs.LogFormatError, match=f"{path}:1: {message}"):
+      logs.read_header(path)

@@ -207,8 +207,15 @@ def test_simulate_binary_writes_schema_2(tmp_path):
     [sys.executable, "-m", "selflearn.simulate", f"--out={out}", *args], capture_output=True, text=True, timeout=300
   )
   assert proc.returncode == 0, proc.stderr
-  rows = [json.loads(line) for line in out.read_text().splitlines()]
+  header, *rows = [json.loads(line) for line in out.read_text().splitlines()]
   assert len(rows) == 30 and {r["schema_version"] for r in rows} == {2}
+  h = header["log_header"]  # the first line: the simulator's seed, config and its hash
+  assert (h["schema_version"], h["sim_seed"], h["sim_config"]["num_users"], h["sim_config"]["catalogue_size"]) == (
+    2,
+    0,
+    50,
+    100,
+  )
   bad = subprocess.run(
     [sys.executable, "-m", "selflearn.simulate", f"--out={out}", "--set=tail_share=2"],
     capture_output=True,

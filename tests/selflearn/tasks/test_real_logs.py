@@ -7,6 +7,7 @@ epoch timestamps, 3-wide audio features and an extra field.  Bad logs exit 2
 with one line and leave no workdir.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -19,7 +20,7 @@ from selflearn import train
 from selflearn.configs import amc as amc_config
 from selflearn.configs import fpi as fpi_config
 from selflearn.configs import online as online_config
-from selflearn.data import logs
+from selflearn.data import logs, schema
 from selflearn.rewriting.precomputed import rewriter as table_rewriter
 from selflearn.sim import simulator
 
@@ -139,13 +140,53 @@ def test_tasks_that_need_labels_name_the_fields(tmp_path):
     train.validate_config(config)
 
 
+def _simulate(out, *flags):
+  cmd = [sys.executable, "-m", "selflearn.simulate", f"--out={out}", "--num_dialogues=20", "--preset=closed_world"]
+  proc = subprocess.run([*cmd, *flags], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return out
+
+
+def _mismatch_line(path, header, seed):
+  ours = schema.config_hash(dataclasses.asdict(simulator.preset("closed_world", seed=seed, num_users=20, max_turns=8)))
+  assert header["sim_config_hash"] != ours
+  return f"{path}: its header names simulator seed 1 and config {header['sim_config_hash']}, but the config's world", (
+    f"is seed {seed} and config {ours} (seed: log 1 vs config {seed})"
+  )
+
+
 def test_a_simulated_log_must_come_from_the_configs_world(tmp_path):
+  """A log whose header says seed 1 against a config with data.sim_seed=0: refused, naming both; seed 1 passes."""
   path = tmp_path / "sim.jsonl"
-  logs.write_logs(str(path), simulator.generate(simulator.SimConfig(seed=5, num_users=30), 40), progress=False)
-  with pytest.raises(Exception, match=r"simulated with seed 5 .*not data.sim_seed=0") as e:
-    train.validate_config(_config(amc_config, path, num_users=30))
-  assert e.value.field == "data.sim_seed"
-  with pytest.raises(Exception, match=r"has user u\d+, beyond the config's 10 simulated users") as e:
-    train.validate_config(_config(amc_config, path, sim_seed=5, num_users=10))
+  sim = simulator.preset("closed_world", seed=1, num_users=20, max_turns=8)  # what --seed=1 writes (the slow test)
+  logs.write_logs(str(path), simulator.generate(sim, 20), progress=False, header=simulator.header(sim))
+  header = logs.read_header(path)
+  with pytest.raises(Exception) as e:
+    train.validate_config(_config(amc_config, path))
+  assert e.value.field == "data.sim_seed" and all(part in str(e.value) for part in _mismatch_line(path, header, 0))
+  train.validate_config(_config(amc_config, path, sim_seed=1))  # the matching config passes
+  with pytest.raises(Exception, match=r"num_users: log 20 vs config 30\)") as e:
+    train.validate_config(_config(amc_config, path, sim_seed=1, num_users=30))
   assert e.value.field == "data.num_users"
-  train.validate_config(_config(amc_config, path, sim_seed=5, num_users=30))
+
+
+@pytest.mark.slow
+def test_a_log_simulated_with_another_seed_exits_2_naming_both_worlds(tmp_path):
+  """`python -m selflearn.simulate --seed=1`, then `selflearn.main` with data.sim_seed=0: exit 2, no workdir."""
+  path = _simulate(tmp_path / "sim.jsonl", "--seed=1", "--num_users=20", "--max_turns=8")
+  header = logs.read_header(path)
+  assert header["sim_seed"] == 1 and header["sim_config"]["num_users"] == 20
+  workdir = tmp_path / "run"
+  proc = _main("selflearn/configs/amc.py:smoke", workdir, f"--config.data.log_path={path}", timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert all(part in proc.stderr for part in _mismatch_line(path, header, 0)) and "config.data.sim_seed" in proc.stderr
+  assert not workdir.exists()
+
+
+def test_a_judged_task_refuses_a_simulated_log_without_a_header(tmp_path):
+  path = tmp_path / "old.jsonl"
+  logs.write_logs(str(path), simulator.generate(simulator.preset("closed_world", seed=0), 10), progress=False)
+  with pytest.raises(Exception, match=r"old.jsonl has no simulator header \(its first line\): task 'amc' judges") as e:
+    train.validate_config(_config(amc_config, path))
+  assert e.value.field == "data.log_path"
+  train.validate_config(_config(amc_config, FIXTURE))  # a real log to the contract: no header, no judge
