@@ -77,14 +77,35 @@ def test_killed_run_resumes_and_ends_identically(tmp_path):
   assert per_task("resumed") == per_task("straight")
 
 
+# One launch per exit path in the default tier; each field's check runs in-process below.
+_SLOW = pytest.mark.slow
+BAD_FIELDS = [
+  ("family", "hopper"),
+  ("network.history_length", 0),
+  ("num_test_tasks", 0),
+  ("adaptation.prox", "sometimes"),
+  ("td3.replay_size", 8),
+]
+
+
+@pytest.mark.parametrize("field, value", BAD_FIELDS)
+def test_validate_config_names_the_bad_field(field, value):
+  config = default_config.get_config("smoke")
+  block, _, leaf = field.rpartition(".")
+  (config[block] if block else config)[leaf] = value
+  with pytest.raises(app.ConfigError) as e:
+    train.validate_config(config)
+  assert e.value.field == field
+
+
 @pytest.mark.parametrize(
   "args, field",
   [
     (["--config.family=hopper"], "config.family"),
-    (["--config.network.history_length=0"], "config.network.history_length"),
-    (["--config.num_test_tasks=0"], "config.num_test_tasks"),
-    (["--config.adaptation.prox=sometimes"], "config.adaptation.prox"),
-    (["--config.td3.replay_size=8"], "config.td3.replay_size"),
+    pytest.param(["--config.network.history_length=0"], "config.network.history_length", marks=_SLOW),
+    pytest.param(["--config.num_test_tasks=0"], "config.num_test_tasks", marks=_SLOW),
+    pytest.param(["--config.adaptation.prox=sometimes"], "config.adaptation.prox", marks=_SLOW),
+    pytest.param(["--config.td3.replay_size=8"], "config.td3.replay_size", marks=_SLOW),
   ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path, args, field):

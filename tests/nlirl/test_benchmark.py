@@ -21,9 +21,9 @@ def _run(*args, timeout=600):
   "args, flag",
   [
     (["--sections=env,speed"], "--sections"),
-    (["--envs=64,-1"], "--envs"),
-    (["--variants=smoke,dagger_smoke"], "--variants"),
-    (["--repeats=0"], "--repeats"),
+    pytest.param(["--envs=64,-1"], "--envs", marks=pytest.mark.slow),
+    pytest.param(["--variants=smoke,dagger_smoke"], "--variants", marks=pytest.mark.slow),
+    pytest.param(["--repeats=0"], "--repeats", marks=pytest.mark.slow),
   ],
 )
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, args, flag):

@@ -71,7 +71,14 @@ def test_unknown_variant_exits_2_with_one_line(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("field, value", [("env.horizon", "7"), ("num_envs", "6"), ("data.train_split", "trian")])
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("env.horizon", "7"),
+    pytest.param("num_envs", "6", marks=pytest.mark.slow),  # one launch suffices for the exit path
+    pytest.param("data.train_split", "trian", marks=pytest.mark.slow),
+  ],
+)
 def test_bad_config_exits_2_before_compiling(tmp_path, field, value):
   proc = _run(tmp_path / "run", "smoke", f"--config.{field}={value}", timeout=120)
   assert proc.returncode == 2, proc.stderr

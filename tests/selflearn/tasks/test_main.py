@@ -54,6 +54,7 @@ def test_fpi_smoke_writes_results_checkpoints_and_metrics(fpi_run):
   assert len(rows) == config.data.num_dialogues and stats.skipped == 0
 
 
+@pytest.mark.slow  # every other selflearn task smoke reruns and checks identical results
 def test_rerun_resumes_and_reports_identically(fpi_run):
   workdir, _ = fpi_run
   before = (workdir / "results.json").read_text()
