@@ -76,7 +76,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     lambda v: len(v) >= 1 and all(base.finite_number(x) and x >= 0 for x in v),
     "must list >= 0",
   )
-  base.require_closed_world(config)
   base.validate_common(config, batch_unit="none")
 
 

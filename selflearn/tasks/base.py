@@ -60,20 +60,6 @@ def world_of(config: ml_collections.ConfigDict) -> world_lib.World:
   return world_lib.make_world_for(sim_config(config))
 
 
-def require_closed_world(config: ml_collections.ConfigDict) -> None:
-  """Tasks scored by the judge (`selflearn.sim.judge`) run on the closed world only, for now.
-
-  The judge's NLU and resolver know the closed world's templates and catalogues; on the open
-  world's generated catalogues, framed phrasings and personal names it would misjudge rewrites.
-  """
-  if config.data.preset != "closed_world":
-    raise app.ConfigError(
-      "data.preset",
-      f"{config.data.preset!r}: this task is scored by the simulated judge, which covers the closed_world preset"
-      " only (the open world's catalogues and phrasings are not in it yet)",
-    )
-
-
 # What each task needs from a simulated log that the minimal contract does not hold (`needs_truth`).
 NEEDS_TRUTH = {
   "fpi": "truth.failure_point and truth.stage_errors (failure-point labels) and the simulated annotators",

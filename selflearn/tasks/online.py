@@ -69,7 +69,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "guard.dominant_share", lambda v: 0 < v <= 1, "must be in (0, 1]")
   app.check(config, "guard.dominant_ratio", lambda v: 0 <= v <= 100, "must be in [0, 100]")
   app.check(config, "ab.num_bootstrap", base.positive_int, "must be an integer >= 1")
-  base.require_closed_world(config)
   base.validate_common(config, batch_unit="pairs")
 
 

@@ -61,7 +61,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "extract.threshold", lambda v: 0 <= v <= 1, "must be in [0, 1]")
   app.check(config, "extract.fuzzy_cutoff", lambda v: 0 < v <= 100, "must be in (0, 100] (rapidfuzz ratio)")
   app.check(config, "eval.bootstrap", pos, "must be an integer >= 1")
-  base.require_closed_world(config)
   base.validate_common(config, batch_unit="turns")
   app.check(
     config, "batch_size", lambda v: v <= config.teach.train_turns, "must be <= teach.train_turns (the training corpus)"
