@@ -300,7 +300,26 @@ def rewrite_succeeds(
   turn whose original failure was the back end's (rewriting cannot fix it).
   """
   truth = dialogue["turns"][turn_index]["truth"]
-  if truth["goal_id"] is None or truth["attempt"] is None or truth["failure_point"] == "result":
+  if truth["failure_point"] == "result":
+    return False
+  return means_goal(world, dialogue, turn_index, text, preferences=preferences)
+
+
+def means_goal(
+  world: world_lib.World,
+  dialogue: Mapping,
+  turn_index: int,
+  text: str,
+  *,
+  preferences: Optional[Preferences] = None,
+) -> bool:
+  """Whether `text` is read as what the user of turn `turn_index` meant (its goal), whatever the back end does.
+
+  False for a turn without a goal.  `rewrite_succeeds` is this, unless the
+  back end failed the original turn.
+  """
+  truth = dialogue["turns"][turn_index]["truth"]
+  if truth["goal_id"] is None or truth["attempt"] is None:
     return False
   goal = dialogue["truth"]["goals"][truth["goal_id"]]
   user = world_lib.user_of(world, dialogue["user_id"])

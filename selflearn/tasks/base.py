@@ -75,6 +75,10 @@ def needs_truth(config: ml_collections.ConfigDict) -> str | None:
     return NEEDS_TRUTH[config.task]
   if config.get("pairs_source") == "truth":
     return "truth.rephrase_pairs (pairs_source='truth'; use pairs_source='gap')"
+  if config.get("pairs_source") == "detector":
+    return "truth.rephrase_pairs (the rephrase detector's training labels, pairs_source='detector'; use 'gap')"
+  if config.task == "online" and config.get("compare_detector"):
+    return "truth.rephrase_pairs (compare_detector=True trains the rephrase detector; set compare_detector=False)"
   if config.task == "amc" and config.get("states") == "interpretation":
     return "the simulator's NLU reading of each text (states='interpretation'; use states='text')"
   if config.task == "online" and config.get("upper_bound"):
