@@ -21,7 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.states = "text"  # text (normalised recognised utterance) | interpretation (the judge's resolve of the text)
   config.pairs_source = "gap"  # gap (time-gap sessions) | detector (cross-fitted rephrase detector) | truth
-  config.compare_sources = ["gap", "detector", "truth"]  # pairs sources of the variants table (test split)
+  config.compare_sources = ("gap", "detector", "truth")  # pairs sources of the variants table (test split)
   config.rephrase_gap = 15.0  # s: a request within this of a request with friction continues its session
   config.stop_gap = 8.0  # s: "stop" / negative feedback within this marks friction
   config.alpha = 0.0  # add-alpha smoothing of the observed edges and both absorbing columns
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     base.smoke_data(config)
     config.detector.variant = "smoke"
     config.detector.num_epochs = 2
-    config.compare_sources = ["gap", "truth"]  # the detector's two trainings are the slow test's
+    config.compare_sources = ("gap", "truth")  # the detector's two trainings are the slow test's
     config.min_source_support = 1
     config.min_support = 1
     config.bootstrap = 50

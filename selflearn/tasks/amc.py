@@ -31,7 +31,7 @@ import numpy as np
 
 from common import app
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.rewriting.precomputed import chain, table
 from selflearn.rewriting.precomputed import rewriter as table_rewriter
 from selflearn.rewriting.rephrase import crossfit
@@ -286,6 +286,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
       ),  # fmt: skip
       "rules": len(rows),
     },
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues),
     "test": headline,
     "similarity_ablation": ablation,
     "detector": detector_report,
@@ -340,6 +342,11 @@ def render(results: Mapping) -> str:
     f" {results['test_dialogues']} test dialogues. Chain: {c['num_states']} states, {c['num_edges']} edges,"
     f" {c['num_sessions']} sessions, {c['num_sources']} sources below the success threshold, {c['rules']} rewrites.",
     "",
+    *(
+      [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
+      if "recurrence" in results
+      else []
+    ),
     "| metric | ours | paper / keynote |",
     "|---|---|---|",
     f"| win/loss (95% CI) | {_fmt(h['win_loss'])} ({h['wins']}:{h['losses']}; {_fmt(ci[0])}-{_fmt(ci[1])})"

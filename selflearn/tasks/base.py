@@ -234,6 +234,13 @@ def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   )
 
 
+def recurrence_of(dialogues: splits.Dialogues) -> dict:
+  """The share of test requests whose exact true / ASR text occurs in training (`evaluation.recurrence`)."""
+  from selflearn.evaluation import recurrence  # pylint: disable=g-import-not-at-top
+
+  return recurrence.recurrence(dialogues.train, dialogues.test)
+
+
 def write_results(workdir: pathlib.Path, results: dict, markdown: str) -> None:
   """`results.json` and `results.md` in `workdir` (process 0 only)."""
   if jax.process_index() != 0:

@@ -28,7 +28,7 @@ import numpy as np
 
 from common import app
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.rewriting.online import index, layers, mining, ranker, train
 from selflearn.rewriting.online import rewriter as online_rewriter
 from selflearn.rewriting.rephrase import crossfit
@@ -247,6 +247,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
     "task": "online",
     "data": {"train": len(dialogues.train), "val": len(dialogues.val), "test": len(dialogues.test)},
     "log": dialogues.report or {"format": "simulated"},
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues) if dialogues.has_truth else None,
     "main": main,
     "keynote": KEYNOTE,
   }
@@ -283,6 +285,8 @@ def _ci(x) -> str:
 def render(results: dict) -> str:
   """The Markdown tables of a results dict."""
   lines = ["# Online query rewriting: simulated A/B on the test split", ""]
+  if results.get("recurrence"):
+    lines += [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
   judge_kind = results["main"]["ab"].get("judge", "simulator")
   if judge_kind != "simulator":
     lines += [f"Judge: {judge_kind}: defect rates below are proxy rates, not served goals.", ""]

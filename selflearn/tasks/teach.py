@@ -28,7 +28,7 @@ import numpy as np
 from common import app
 from selflearn import training
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.signals import features
 from selflearn.sim import teaching as sim_teaching
 from selflearn.tasks import base
@@ -136,6 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
     "train_corpus": len(train_corpus),
     "vocab_size": vocab.size,
     "test_dialogues": len(dialogues.test),
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues),
     "extraction": scores,
     "defects": effects,
     "store_entries": {k: len(s) for k, s in stores.items()},
@@ -173,6 +175,11 @@ def render(results: dict) -> str:
     f"{results['teaching_turns_that_teach']} of them teaching (the rest distractors). Extractor trained on "
     f"{results['train_corpus']} annotated turns (held-out frames excluded).",
     "",
+    *(
+      [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
+      if "recurrence" in results
+      else []
+    ),
     "| extractor | turns | precision | recall | F1 | exact match | detection F1 |",
     "|---|---|---|---|---|---|---|",
   ]
