@@ -4,16 +4,28 @@ Ponnusamy, Roshan Ghias, Guo, Sarikaya, "Feedback-Based Self-Learning in
 Large-Scale Conversational AI Agents", AAAI-20 (IAAI), arXiv:1911.02557:
 
 1. the chain (`rewriting.precomputed.chain`) from the training split's
-   reformulation sessions, its states the recognised texts or their
-   interpretations (the judge's `resolve`, user-independent);
-2. the rewrite table under the guardrails (`rewriting.precomputed.table`);
+   reformulation sessions (`pairs_source`: time gaps, the cross-fitted
+   rephrase detector's pairs, `rewriting.rephrase.crossfit`, or the true
+   pairs), its states the recognised texts or their interpretations (the
+   judge's `resolve`, user-independent);
+2. the rewrite table under the guardrails (`rewriting.precomputed.table`),
+   including the similarity guard (the rewrite keeps the source's observed
+   intent family and slot types, and its text is at least `min_similarity`
+   similar);
 3. evaluation on the TEST split (`evaluation.replay.evaluate_rewrites`):
    every request turn whose text is a source gets the rewrite; win if the
    rewrite serves the goal and the original did not, loss if the original
-   did and the rewrite does not, tie otherwise; the four (sessions, states)
-   variants.  The guardrail sweep is judged on the VALIDATION split, and
-   with `tune_on="validation"` (the default) its best setting (most net
-   wins) is the one applied: the test split is read once per variant.
+   did and the rewrite does not, tie otherwise (both served / both failed,
+   reported apart); precision@1 of the applied rewrites (read as what the
+   user meant; equal to the true utterance); the (sessions, states)
+   variants of `compare_sources`, and the applied guardrails without the
+   similarity guard.  The guardrail sweep (support, gain, visits,
+   similarity) is judged on the VALIDATION split, and with
+   `tune_on="validation"` (the default) its best setting (most net wins) is
+   the one applied: the test split is read once per variant.
+
+Runs on the closed and the open world (`data.preset`): the judge reads the
+world the simulator generated from the config.
 
 Nothing is fitted; the run is a deterministic function of the config.
 """
