@@ -37,9 +37,17 @@ def test_amc_on_the_open_world_with_detector_pairs(tmp_path):
 
 @pytest.mark.slow
 def test_online_on_the_open_world_with_detector_pairs(tmp_path):
-  r = _run("selflearn/configs/online.py:smoke", tmp_path / "online", "--config.pairs_source=detector")
+  # The smoke detector needs a few more dialogues and epochs than the smoke config gives to find pairs at all.
+  r = _run(
+    "selflearn/configs/online.py:smoke",
+    tmp_path / "online",
+    "--config.pairs_source=detector",
+    "--config.data.num_dialogues=600",
+    "--config.detector.num_epochs=8",
+  )
   assert r["preset"] == "open_world" and r["main"]["pairs_source"] == "detector"
   assert r["main"]["detector"]["folds"] == 2 and r["main"]["ab"]["judge"] == "simulator"
+  assert r["main"]["mining"]["train_pairs"] >= 2 and r["main"]["detector"]["scores"]["train"]["detector"]["tp"] > 0
 
 
 @pytest.mark.slow
