@@ -226,8 +226,8 @@ def pipeline(
     "retrieval": recall,
     "ranker": {name: {"train_lists": stages[name][2], "val_lists": stages[name][3]} for name in stages}
     | {
-      "threshold_global": th_g,
-      "threshold_personal": th_p,
+      "threshold_global": th_g if np.isfinite(th_g) else "off",  # off: every threshold lost on validation
+      "threshold_personal": th_p if np.isfinite(th_p) else "off",
       "tune_on": rk.tune_on,
       "val_by_threshold": {"global": val_g, "personal": val_p},
     },
@@ -321,8 +321,9 @@ def render(results: dict) -> str:
       f"{ab['turns']} test request turns in {ab['dialogues']} dialogues.  Mined pairs: train {m['train_pairs']},"
       f" val {m['val_pairs']}; {m['train_pair_target_serves_goal']:.1%} of the training pairs' targets serve the"
       f" source's goal.  Global index {m['global_index']} texts; personal index {m['personal_index_rows']} rows"
-      f" ({m['users_with_history']} users).  Thresholds: global {block['ranker']['threshold_global']:g},"
-      f" personal {block['ranker']['threshold_personal']:g}.",
+      f" ({m['users_with_history']} users).  Thresholds (chosen on validation; off: no threshold tried"
+      f" agreed more than it disturbed): global {block['ranker']['threshold_global']},"
+      f" personal {block['ranker']['threshold_personal']}.",
       "",
       f"Retrieval on held-out (test, observable) pairs whose target is in the index ({r.get('target_in_index', 0)}"
       f" of {r['pairs']}):",
