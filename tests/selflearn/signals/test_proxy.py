@@ -1,6 +1,7 @@
 """Observable stand-ins for wins and losses: the user's own correction agrees, a frictionless turn is disturbed."""
 
 import math
+
 import numpy as np
 
 from selflearn.signals import proxy, sessions
