@@ -79,8 +79,10 @@ METRICS: dict[str, list[tuple[str, Callable[[Mapping], float]]]] = {
     ("global layer: wins", lambda r: _get(r, "main", "ab", "none_vs_global", "wins")),
     ("global layer: losses", lambda r: _get(r, "main", "ab", "none_vs_global", "losses")),
     ("global layer: trigger rate", lambda r: _get(r, "main", "ab", "arms", "global", "trigger_rate")),
-    ("global layer switched off on validation (share of seeds)",
-     lambda r: float(_get(r, "main", "ranker", "threshold_global") == "off")),  # fmt: skip
+    (
+      "global layer switched off on validation (share of seeds)",
+      lambda r: float(_get(r, "main", "ranker", "threshold_global") == "off"),
+    ),  # fmt: skip
     ("+ personal vs global: relative defect change", lambda r: _get(r, "main", "ab", "global_vs_personal", "relative")),
     ("+ personal vs global: wins", lambda r: _get(r, "main", "ab", "global_vs_personal", "wins")),
     ("+ personal vs global: losses", lambda r: _get(r, "main", "ab", "global_vs_personal", "losses")),
