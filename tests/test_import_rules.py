@@ -173,6 +173,7 @@ SELFLEARN_CORE = (
   "selflearn.evaluation.bootstrap",
   "selflearn.evaluation.winloss",
   "selflearn.evaluation.recurrence",
+  "selflearn.evaluation.seeds",
   "selflearn.configs",
   "selflearn.benchmark",
   "selflearn.benchmarks",

@@ -17,11 +17,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base.common_config("online")
   config.batch_size = 64  # mined pairs per encoder step (in-batch negatives: the batch is the softmax)
   config.num_epochs = 30  # encoder epochs (may grow on resume)
-  config.pairs_source = "gap"  # gap (observable reformulation sessions) | truth (true rephrase pairs: upper bound)
+  config.pairs_source = "gap"  # gap (reformulation sessions) | detector (cross-fitted detector) | truth (upper bound)
   config.upper_bound = True  # also run the whole pipeline on pairs_source=truth (results["upper_bound"])
+  config.compare_detector = True  # also run it on pairs_source=detector (results["detector"])
   config.rephrase_gap = 15.0  # seconds: a follow-up request this soon after friction continues the session
   config.min_personal_history = 5  # earlier successful requests a user needs before the personal layer acts
 
+  config.detector = ml_collections.ConfigDict()  # pairs_source="detector": the cross-fitted rephrase detector
+  config.detector.folds = 2  # folds of the training split (each labelled by a detector trained on the others)
+  config.detector.variant = ""  # the selflearn/configs/rephrase.py variant the detectors train with ("" | smoke)
+  config.detector.num_epochs = 4  # epochs of each fold's detector
   config.retrieval = ml_collections.ConfigDict()
   config.retrieval.num_buckets = 1 << 15  # hashed character 3-gram / word buckets (0: padding)
   config.retrieval.max_ngrams = 64  # n-grams kept per text
@@ -53,9 +58,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ab.seed = 0  # bootstrap seed
   if arg == "smoke":
     base.smoke_data(config)
+    config.detector.variant = "smoke"
+    config.detector.num_epochs = 2
     config.batch_size = 16
     config.num_epochs = 2
     config.upper_bound = False
+    config.compare_detector = False
     config.min_personal_history = 2
     config.retrieval.num_buckets = 1 << 10
     config.retrieval.embed_dim = 16

@@ -8,8 +8,11 @@ Outcomes are counted as wins and losses (`evaluation.winloss`), intervals
 come from the dialogue-level bootstrap (`evaluation.bootstrap`):
 
 * `evaluate_rewrites`: a rewrite function (recognised text -> rewrite or
-  None), e.g. a precomputed table: wins, losses, defect reductions,
-  precision@1 against the simulator's rewrite, outcomes by rewrite kind;
+  None), e.g. a precomputed table: wins, losses and ties (both served /
+  both failed) separately, defect reductions, precision@1 of the applied
+  rewrites (the rewrite is read as what the user meant; it equals the true
+  utterance), precision@1 against the simulator's rewrite, outcomes by
+  rewrite kind;
 * `request_turns`, `outcomes`, `ab_report`: a paired A/B of several arms on
   the same request turns (online rewriting);
 * `preference_outcomes`, `preference_effect`: a store of taught preferences
@@ -61,6 +64,7 @@ def evaluate_rewrites(world, dialogues: Sequence[Mapping], rewrite_of: Callable[
   requests = defects = triggered = before = after = 0
   kinds = {k: collections.Counter() for k in REWRITE_KINDS}
   labelled = exact = same_reading = 0
+  meant = true_text = ties_served = 0
   for di, d in enumerate(dialogues):
     user = world_lib.user_of(world, d["user_id"])
     for i, t in enumerate(d["turns"]):
@@ -80,6 +84,9 @@ def evaluate_rewrites(world, dialogues: Sequence[Mapping], rewrite_of: Callable[
       per_dialogue[di] += (outcome == "win", outcome == "loss")
       kind = t["truth"]["rewrite_kind"] or "none"
       kinds[kind][outcome] += 1
+      ties_served += outcome == "tie" and old
+      meant += judge.means_goal(world, d, i, rewrite)
+      true_text += _normalise(rewrite) == _normalise(t["truth"]["utterance"])
       truth = t["truth"]["rewrite"]
       if truth is not None:
         labelled += 1
@@ -94,6 +101,10 @@ def evaluate_rewrites(world, dialogues: Sequence[Mapping], rewrite_of: Callable[
     "wins": wins,
     "losses": losses,
     "ties": triggered - wins - losses,
+    "ties_both_served": ties_served,
+    "ties_both_failed": triggered - wins - losses - ties_served,
+    "precision_at_1": meant / triggered if triggered else float("nan"),
+    "precision_at_1_true_text": true_text / triggered if triggered else float("nan"),
     "win_loss": winloss.ratio(wins, losses),
     "defect_rate_triggered_before": before / triggered if triggered else float("nan"),
     "defect_rate_triggered_after": after / triggered if triggered else float("nan"),

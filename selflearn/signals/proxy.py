@@ -11,7 +11,9 @@ shows (`sessions.friction` and the user's own next attempt):
   user looked served; a rewrite there risks a loss).
 
 `select_threshold` keeps the threshold with the most `agree - disturb`
-(ties: the highest, the most conservative).  Both counts are biased
+(ties: the highest, the most conservative); when every threshold tried
+disturbs more than it agrees, the layer is switched off (threshold +inf:
+it never fires).  Both counts are biased
 stand-ins (a correct rewrite the user phrased differently counts as
 neither; a frictionless success may still be a silent failure); they are
 what an offline system has.
@@ -19,6 +21,7 @@ what an offline system has.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -58,7 +61,10 @@ def agree_disturb(
 def select_threshold(
   thresholds: Sequence[float], decide: Callable[[float], Sequence[Optional[str]]], score
 ) -> tuple[float, dict[str, dict[str, int]]]:
-  """The threshold with the most `agree - disturb` (`score(texts) -> (agree, disturb)`); ties: the highest."""
+  """The threshold with the most `agree - disturb` (`score(texts) -> (agree, disturb)`); ties: the highest.
+
+  If every threshold's net is negative, +inf (off: never fires), listed in the table as `off`.
+  """
   table, best = {}, None
   for th in sorted(float(t) for t in thresholds):
     agree, disturb = score(decide(th))
@@ -66,4 +72,8 @@ def select_threshold(
     table[f"{th:g}"] = {"agree": int(agree.sum()), "disturb": int(disturb.sum()), "net": net}
     if best is None or net >= best[1]:
       best = (th, net)
+  if best[1] < 0:
+    agree, disturb = score(decide(math.inf))
+    table["off"] = {"agree": int(agree.sum()), "disturb": int(disturb.sum()), "net": int(agree.sum() - disturb.sum())}
+    best = (math.inf, table["off"]["net"])
   return best[0], table

@@ -23,6 +23,19 @@ original turn as a failure of any rewrite too: rewriting cannot fix it.
 Whether a turn served its goal as logged is `selflearn.data.truth.
 original_succeeds`.  Only task runners and evaluation import the judge:
 it knows the simulated users (their contacts), which models never see.
+
+**The open world** (`world.is_open`): the judge reads the world the
+simulator generated from the same config (`world.make_world_for`, never the
+logs): its catalogues (songs with their artists, artists, titles, stations,
+items), every user's contacts, device names and contact nicknames, and the
+phrasing frames (a command or question prefix and a suffix,
+`sim.openworld`), which the simulated NLU ignores.  A personal name ("turn on
+the juniper", "call grandma") parses but stays unresolved: the simulator's
+resolver knows one only `alias_resolve` of the time (0.3), the judge takes
+the deterministic majority case; the canonical name ("the kitchen lamp",
+the full contact name) resolves.  A goal's device named by its room
+("kitchen lamp") is served by the room and device spoken either way.
+The closed world's path is unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import functools
 from typing import Mapping, Optional
 
 from selflearn.language import ontology
+from selflearn.sim import openworld
 from selflearn.sim import world as world_lib
 from selflearn.sim.users import User
 from selflearn.teaching.preferences import Preferences
@@ -120,6 +134,70 @@ def parse(text: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
   return tuple(readings)
 
 
+def _open_catalogue(world: world_lib.World) -> dict[str, frozenset[str]]:
+  """The closed catalogue with the open world's generated entities and every user's personal names."""
+  out = dict(_catalogue())
+  for slot in openworld.GENERATED_SLOTS:
+    out[slot] = frozenset(world.open.catalogues[slot].names)
+  out["artist"] = out["artist"] | frozenset(world.open.catalogues["song"].artists)
+  named = {f"{r} {d}" for r in ontology.ROOMS for d in ontology.DEVICES}  # the canonical name of a named device
+  out["device"] = frozenset(ontology.DEVICES) | named | {a for u in world.users for a in u.device_aliases}
+  out["contact"] = frozenset(c for u in world.users for c in u.contacts) | frozenset(openworld.NICKNAMES)
+  return out
+
+
+def _frames() -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
+  """The open world's prefixes and suffixes as content-word tuples, the bare form first, then shortest first."""
+  prefixes = {_content(p.split()) for p in openworld.COMMAND_PREFIXES + openworld.QUESTION_PREFIXES}
+  suffixes = {_content(p.split()) for p in openworld.SUFFIXES}
+  order = lambda xs: tuple(sorted(xs, key=lambda x: (len(x), x)))
+  return order(prefixes), order(suffixes)
+
+
+# The open world's compiled catalogues, keyed by id(world) (the world is kept alive with its entry).
+_OPEN: dict[int, tuple] = {}
+
+
+def _open_compiled(world: world_lib.World) -> tuple[dict, dict, frozenset[str]]:
+  """(each slot's values keyed by content words, the parse cache, every user's personal device names)."""
+  entry = _OPEN.get(id(world))
+  if entry is None or entry[0] is not world:
+    if len(_OPEN) >= 4:
+      _OPEN.pop(next(iter(_OPEN)))
+    values = {slot: {_content(v.split()): v for v in vals} for slot, vals in _open_catalogue(world).items()}
+    aliases = frozenset(a for u in world.users for a in u.device_aliases)
+    entry = (world, values, {}, aliases)
+    _OPEN[id(world)] = entry
+  return entry[1], entry[2], entry[3]
+
+
+def parse_in(world: world_lib.World, text: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+  """`parse` against `world`'s catalogues: the closed world's `parse`, or the open world's (frames stripped)."""
+  if not world.is_open:
+    return parse(text)
+  values, cache, _ = _open_compiled(world)
+  if text in cache:
+    return cache[text]
+  templates = _compiled()[0]
+  words = _content(text.lower().split())
+  prefixes, suffixes = _frames()
+  readings = []
+  for pre in prefixes:
+    if words[: len(pre)] != pre:
+      continue
+    for suf in suffixes:
+      core = words[len(pre) : len(words) - len(suf)]
+      if not core or (suf and words[len(words) - len(suf) :] != suf):
+        continue
+      for intent, pattern in templates:
+        for spans in _match(pattern, core, values):
+          reading = (intent, tuple((("city" if s == "city_full" else s), v) for s, v in spans))
+          if reading not in readings:
+            readings.append(reading)
+  cache[text] = out = tuple(readings)
+  return out
+
+
 # Context-blind routing among intents that share a template (the simulator's NLU).
 _PREFERRED = ("play_video", "get_temperature")
 
@@ -132,7 +210,7 @@ def resolve(
   preferences: Optional[Preferences] = None,
 ) -> Optional[Interpretation]:
   """The assistant's interpretation of the clean `text` for `user`, or None when nothing parses."""
-  readings = parse(text)
+  readings = parse_in(world, text)
   if not readings:
     return None
   intents = [r[0] for r in readings]
@@ -164,6 +242,8 @@ def resolve(
       if user is not None and span not in user.contacts:
         continue  # not in the address book: unresolved
       values["contact"] = span
+    elif slot == "device" and world.is_open and span in _open_compiled(world)[2]:
+      continue  # a personal device name: unresolved
     else:
       values[slot] = span
   return Interpretation(intent, values)
@@ -179,10 +259,24 @@ def serves(interpretation: Optional[Interpretation], goal: Mapping) -> bool:
   """
   if interpretation is None or interpretation.intent != goal["intent"]:
     return False
-  values, wanted = interpretation.values, goal["values"]
+  values, wanted = _split_device(interpretation.values), _split_device(goal["values"])
   if any(k in wanted and wanted[k] != v for k, v in values.items()):
     return False
   return all(k in values for k in core_slots(goal["intent"]))
+
+
+def _split_device(values: Mapping[str, str]) -> Mapping[str, str]:
+  """An open-world device value named with its room ("kitchen lamp") as separate room and device slots.
+
+  The device's own room wins over a goal's separate `room` value (drawn for templates the request did not use).
+  """
+  device = values.get("device")
+  if device is None or device in ontology.DEVICES:
+    return values
+  for room in ontology.ROOMS:
+    if device.startswith(room + " ") and device[len(room) + 1 :] in ontology.DEVICES:
+      return {**values, "room": room, "device": device[len(room) + 1 :]}
+  return values
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +300,26 @@ def rewrite_succeeds(
   turn whose original failure was the back end's (rewriting cannot fix it).
   """
   truth = dialogue["turns"][turn_index]["truth"]
-  if truth["goal_id"] is None or truth["attempt"] is None or truth["failure_point"] == "result":
+  if truth["failure_point"] == "result":
+    return False
+  return means_goal(world, dialogue, turn_index, text, preferences=preferences)
+
+
+def means_goal(
+  world: world_lib.World,
+  dialogue: Mapping,
+  turn_index: int,
+  text: str,
+  *,
+  preferences: Optional[Preferences] = None,
+) -> bool:
+  """Whether `text` is read as what the user of turn `turn_index` meant (its goal), whatever the back end does.
+
+  False for a turn without a goal.  `rewrite_succeeds` is this, unless the
+  back end failed the original turn.
+  """
+  truth = dialogue["turns"][turn_index]["truth"]
+  if truth["goal_id"] is None or truth["attempt"] is None:
     return False
   goal = dialogue["truth"]["goals"][truth["goal_id"]]
   user = world_lib.user_of(world, dialogue["user_id"])

@@ -213,8 +213,13 @@ def _fan_candidates(user: User) -> list[str]:
 
 
 def _user_teaching(rng, user: User, include_held_out: bool):
-  """One teaching utterance of `user`'s true habits: an ambiguous title, an ambiguous city, home, or a fan."""
-  kind = _pick(rng, ("song", "city", "home", "artist"))
+  """One teaching utterance of `user`'s true habits: an ambiguous title, an ambiguous city, home, or a fan.
+
+  In the open world a song entity names its artist (users have no title habit) and the catalogue's artists
+  are generated, so users teach their cities only (an ambiguous city, or home).
+  """
+  kinds = ("song", "city", "home", "artist") if user.song_artist else ("city", "home")
+  kind = _pick(rng, kinds)
   if kind == "song":
     title = _pick(rng, sorted(user.song_artist))
     return _teaching(rng, "song", title, user.song_artist[title], include_held_out)

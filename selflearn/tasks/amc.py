@@ -4,16 +4,28 @@ Ponnusamy, Roshan Ghias, Guo, Sarikaya, "Feedback-Based Self-Learning in
 Large-Scale Conversational AI Agents", AAAI-20 (IAAI), arXiv:1911.02557:
 
 1. the chain (`rewriting.precomputed.chain`) from the training split's
-   reformulation sessions, its states the recognised texts or their
-   interpretations (the judge's `resolve`, user-independent);
-2. the rewrite table under the guardrails (`rewriting.precomputed.table`);
+   reformulation sessions (`pairs_source`: time gaps, the cross-fitted
+   rephrase detector's pairs, `rewriting.rephrase.crossfit`, or the true
+   pairs), its states the recognised texts or their interpretations (the
+   judge's `resolve`, user-independent);
+2. the rewrite table under the guardrails (`rewriting.precomputed.table`),
+   including the similarity guard (the rewrite keeps the source's observed
+   intent family and slot types, and its text is at least `min_similarity`
+   similar);
 3. evaluation on the TEST split (`evaluation.replay.evaluate_rewrites`):
    every request turn whose text is a source gets the rewrite; win if the
    rewrite serves the goal and the original did not, loss if the original
-   did and the rewrite does not, tie otherwise; the four (sessions, states)
-   variants.  The guardrail sweep is judged on the VALIDATION split, and
-   with `tune_on="validation"` (the default) its best setting (most net
-   wins) is the one applied: the test split is read once per variant.
+   did and the rewrite does not, tie otherwise (both served / both failed,
+   reported apart); precision@1 of the applied rewrites (read as what the
+   user meant; equal to the true utterance); the (sessions, states)
+   variants of `compare_sources`, and the applied guardrails without the
+   similarity guard.  The guardrail sweep (support, gain, visits,
+   similarity) is judged on the VALIDATION split, and with
+   `tune_on="validation"` (the default) its best setting (most net wins) is
+   the one applied: the test split is read once per variant.
+
+Runs on the closed and the open world (`data.preset`): the judge reads the
+world the simulator generated from the config.
 
 Nothing is fitted; the run is a deterministic function of the config.
 """
@@ -21,6 +33,7 @@ Nothing is fitted; the run is a deterministic function of the config.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import pathlib
 from typing import Any, Mapping
@@ -30,9 +43,10 @@ import numpy as np
 
 from common import app
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.rewriting.precomputed import chain, table
 from selflearn.rewriting.precomputed import rewriter as table_rewriter
+from selflearn.rewriting.rephrase import crossfit
 from selflearn.sim import judge
 from selflearn.tasks import base
 
@@ -47,6 +61,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check_known_fields(config, amc_config.get_config())
   app.check(config, "states", lambda v: v in chain.STATES, f"must be one of {chain.STATES}")
   app.check(config, "pairs_source", lambda v: v in chain.PAIRS_SOURCES, f"must be one of {chain.PAIRS_SOURCES}")
+  app.check(
+    config,
+    "compare_sources",
+    lambda v: all(x in chain.PAIRS_SOURCES for x in v),
+    f"must list pairs sources of {chain.PAIRS_SOURCES}",
+  )
+  app.check(config, "detector.folds", lambda v: base.positive_int(v) and v >= 2, "must be an integer >= 2")
+  app.check(config, "detector.num_epochs", base.positive_int, "must be an integer >= 1")
+  app.check(config, "detector.variant", lambda v: v in ("", "smoke"), "must be '' or 'smoke'")
   for field in ("rephrase_gap", "stop_gap"):
     app.check(config, field, lambda v: base.finite_number(v) and v > 0, "must be a number > 0 (seconds)")
   app.check(config, "alpha", lambda v: base.finite_number(v) and v >= 0, "must be a number >= 0")
@@ -56,6 +79,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "min_gain", lambda v: base.finite_number(v) and 0 <= v < 1, "must be in [0, 1)")
   app.check(config, "min_visits", lambda v: base.finite_number(v) and v >= 0, "must be a number >= 0")
   app.check(config, "same_family", lambda v: isinstance(v, bool), "must be True or False")
+  app.check(config, "min_similarity", lambda v: base.finite_number(v) and v <= 1, "must be a number <= 1 (< 0: off)")
   app.check(config, "tune_on", lambda v: v in ("validation", "none"), "must be 'validation' or 'none'")
   app.check(config, "tol", lambda v: base.finite_number(v) and 0 < v < 1e-3, "must be in (0, 1e-3)")
   app.check(
@@ -76,7 +100,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     lambda v: len(v) >= 1 and all(base.finite_number(x) and x >= 0 for x in v),
     "must list >= 0",
   )
-  base.require_closed_world(config)
+  app.check(
+    config,
+    "sweep.min_similarity",
+    lambda v: len(v) >= 1 and all(base.finite_number(x) and 0 <= x <= 1 for x in v),
+    "must list [0, 1]",
+  )
   base.validate_common(config, batch_unit="none")
 
 
@@ -88,16 +117,40 @@ def _guardrails(config, **override) -> dict:
     min_gain=config.min_gain,
     min_visits=config.min_visits,
     same_family=config.same_family,
+    min_similarity=config.min_similarity,
   )
   g.update(override)
   return g
 
 
-def _chain(config, dialogues, interpret, *, states, pairs_source):
+def _table(ch, guards, visit_rows):
+  """The rewrite table under `guards` (a `min_similarity` below 0 turns the similarity guard off)."""
+  g = dict(guards)
+  if g["min_similarity"] < 0:
+    g["min_similarity"] = None
+  return table.rewrite_table(ch, **g, visit_rows=visit_rows)
+
+
+def _chain(config, dialogues, interpret, *, states, pairs_source, pairs=None):
   return chain.build_chain(
     dialogues, states=states, pairs_source=pairs_source, rephrase_gap=config.rephrase_gap, stop_gap=config.stop_gap,
-    alpha=config.alpha, tol=config.tol, interpret=interpret,
+    alpha=config.alpha, tol=config.tol, interpret=interpret, pairs=pairs,
   )  # fmt: skip
+
+
+def _pair_sources(config, workdir, dialogues) -> tuple[dict, dict]:
+  """({pairs source: the training split's detected pairs, or None}, the detector's report) for the variants.
+
+  `detector`: cross-fitted (`rewriting.rephrase.crossfit`); trained once per run (resuming).
+  """
+  names = list(dict.fromkeys([config.pairs_source, *config.compare_sources]))
+  names = [n for n in chain.PAIRS_SOURCES if n in names]
+  out, report = {n: None for n in names}, {}
+  if "detector" in names:
+    found = crossfit.detected_pairs(config, workdir, dialogues)
+    out["detector"] = found["pairs"]["train"]
+    report = {k: found[k] for k in ("scores", "folds", "variant")}
+  return out, report
 
 
 def _visits(c, config):
@@ -107,8 +160,9 @@ def _visits(c, config):
 
 
 def _summary(ev: Mapping) -> dict:
-  keys = ("triggered", "wins", "losses", "ties", "win_loss", "trigger_rate", "defect_reduction_triggered",
-          "defect_reduction", "precision_at_1_same_reading")  # fmt: skip
+  keys = ("triggered", "wins", "losses", "ties", "ties_both_served", "ties_both_failed", "win_loss", "trigger_rate",
+          "defect_reduction_triggered", "defect_reduction", "precision_at_1", "precision_at_1_true_text",
+          "precision_at_1_same_reading")  # fmt: skip
   return {k: ev[k] for k in keys}
 
 
@@ -130,7 +184,7 @@ def run_unjudged(config, workdir: pathlib.Path, dialogues: splits.Dialogues) -> 
   """
   dialogues_used = dialogues.train + dialogues.val + dialogues.test
   ch = _chain(config, dialogues_used, None, states="text", pairs_source="gap")
-  rows = table.rewrite_table(ch, **_guardrails(config), visit_rows=_visits(ch, config))
+  rows = _table(ch, _guardrails(config), _visits(ch, config))
   results = _jsonable({
     "task": "amc",
     "judged": False,
@@ -179,35 +233,46 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
   world = base.world_of(config)
   interpret = functools.partial(judge.resolve, world)  # the user-independent reading of a text
   train, test = dialogues.train, dialogues.test
-  ch = _chain(config, train, interpret, states=config.states, pairs_source=config.pairs_source)
+  pair_sources, detector_report = _pair_sources(config, workdir, dialogues)
+  ch = _chain(config, train, interpret, states=config.states, pairs_source=config.pairs_source,
+              pairs=pair_sources[config.pairs_source])  # fmt: skip
   visit_rows = _visits(ch, config)
-  # Guardrails: every sweep combination is judged on the VALIDATION split; with `tune_on="validation"`
-  # the one with the most net wins (wins - losses; then fewer losses, then fewer rules) is applied,
-  # and the test split is read once, with it.
+  # Guardrails: every sweep combination (support, gain, visits, similarity guard) is judged on the VALIDATION
+  # split; with `tune_on="validation"` the one with the most net wins (wins - losses; then fewer losses, then
+  # fewer rules) is applied, and the test split is read once, with it.
   sweep = []
-  for ms in config.sweep.min_support:
-    for mg in config.sweep.min_gain:
-      for mv in config.sweep.min_visits:
-        t = table.rewrite_table(ch, **_guardrails(config, min_support=ms, min_gain=mg, min_visits=mv),
-                                visit_rows=visit_rows)  # fmt: skip
-        ev = replay.evaluate_rewrites(world, dialogues.val, table.table_lookup(t, config.states, interpret))
-        sweep.append({"min_support": ms, "min_gain": mg, "min_visits": mv, "rules": len(t), **_summary(ev)})
+  for ms, mg, mv, sim in itertools.product(
+    config.sweep.min_support, config.sweep.min_gain, config.sweep.min_visits, config.sweep.min_similarity
+  ):
+    g = _guardrails(config, min_support=ms, min_gain=mg, min_visits=mv, min_similarity=sim)
+    t = _table(ch, g, visit_rows)
+    ev = replay.evaluate_rewrites(world, dialogues.val, table.table_lookup(t, config.states, interpret))
+    sweep.append({"min_support": ms, "min_gain": mg, "min_visits": mv, "min_similarity": sim, "rules": len(t),
+                  **_summary(ev)})  # fmt: skip
   chosen = {}
   if config.tune_on == "validation" and sweep:
     best = max(sweep, key=lambda r: (r["wins"] - r["losses"], -r["losses"], -r["rules"]))
-    chosen = {k: best[k] for k in ("min_support", "min_gain", "min_visits")}
+    chosen = {k: best[k] for k in ("min_support", "min_gain", "min_visits", "min_similarity")}
   guards = _guardrails(config, **chosen)
-  rows = table.rewrite_table(ch, **guards, visit_rows=visit_rows)
+  rows = _table(ch, guards, visit_rows)
   headline = replay.evaluate_rewrites(world, test, table.table_lookup(rows, config.states, interpret),
                                       bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
+  # The similarity guard's ablation: the applied guardrails without it, on validation and test.
+  unguarded = dict(guards, min_similarity=-1.0)
+  ablation = {}
+  for split_name, split in (("val", dialogues.val), ("test", test)):
+    t = _table(ch, unguarded, visit_rows)
+    ablation[split_name] = {"rules": len(t), **_summary(replay.evaluate_rewrites(
+      world, split, table.table_lookup(t, config.states, interpret)))}  # fmt: skip
   variants = []
-  for pairs_source in chain.PAIRS_SOURCES:
+  for pairs_source in pair_sources:
     for states in chain.STATES:
       if (pairs_source, states) == (config.pairs_source, config.states):
         c, t, ev = ch, rows, headline
       else:
-        c = _chain(config, train, interpret, states=states, pairs_source=pairs_source)
-        t = table.rewrite_table(c, **guards, visit_rows=_visits(c, config))
+        c = _chain(config, train, interpret, states=states, pairs_source=pairs_source,
+                   pairs=pair_sources[pairs_source])  # fmt: skip
+        t = _table(c, guards, _visits(c, config))
         ev = replay.evaluate_rewrites(world, test, table.table_lookup(t, states, interpret),
                                       bootstrap_samples=config.bootstrap, seed=config.seed)  # fmt: skip
       variants.append({"pairs_source": pairs_source, "states": states, "num_states": len(c.keys), "rules": len(t),
@@ -233,7 +298,11 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
       ),  # fmt: skip
       "rules": len(rows),
     },
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues),
     "test": headline,
+    "similarity_ablation": ablation,
+    "detector": detector_report,
     "sweep": sweep,
     "variants": variants,
     "paper": PAPER,
@@ -285,6 +354,11 @@ def render(results: Mapping) -> str:
     f" {results['test_dialogues']} test dialogues. Chain: {c['num_states']} states, {c['num_edges']} edges,"
     f" {c['num_sessions']} sessions, {c['num_sources']} sources below the success threshold, {c['rules']} rewrites.",
     "",
+    *(
+      [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
+      if "recurrence" in results
+      else []
+    ),
     "| metric | ours | paper / keynote |",
     "|---|---|---|",
     f"| win/loss (95% CI) | {_fmt(h['win_loss'])} ({h['wins']}:{h['losses']}; {_fmt(ci[0])}-{_fmt(ci[1])})"
@@ -295,6 +369,10 @@ def render(results: Mapping) -> str:
     f"| defect reduction, all requests | {_fmt(h['defect_reduction'], '.1%')}"
     f" ({_fmt(h['defect_rate_before'], '.1%')} -> {_fmt(h['defect_rate_after'], '.1%')}) | |",
     f"| trigger rate | {_fmt(h['trigger_rate'], '.2%')} ({h['triggered']} of {h['requests']}) | |",
+    f"| wins / losses / ties (both served; both failed) | {h['wins']} / {h['losses']} / {h['ties']}"
+    f" ({h['ties_both_served']}; {h['ties_both_failed']}) | |",
+    f"| precision@1 of applied rewrites: read as what the user meant / the true utterance |"
+    f" {_fmt(h['precision_at_1'], '.3f')} / {_fmt(h['precision_at_1_true_text'], '.3f')} (of {h['triggered']}) | |",
     f"| precision@1 vs the simulator's rewrite: exact / same reading | {_fmt(h['precision_at_1_exact'], '.3f')} /"
     f" {_fmt(h['precision_at_1_same_reading'], '.3f')} (of {h['labelled_triggered']}) | |",
     "",
@@ -310,28 +388,61 @@ def render(results: Mapping) -> str:
     "",
     f"Guardrail sweep on the VALIDATION split ({results['val_dialogues']} dialogues; tuning: {results['tune_on']};"
     f" applied: min_support {results['guardrails']['min_support']}, min_gain {results['guardrails']['min_gain']},"
-    f" min_visits {results['guardrails']['min_visits']}):",
+    f" min_visits {results['guardrails']['min_visits']}, min_similarity {results['guardrails']['min_similarity']}):",
     "",
-    "| min_support | min_gain | min_visits | rules | triggered | wins | losses | win/loss | defect red. (trig.) |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| min_support | min_gain | min_visits | min_similarity | rules | triggered | wins | losses | ties | win/loss"
+    " | precision@1 | defect red. (trig.) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results["sweep"]:
     lines.append(
-      f"| {r['min_support']} | {r['min_gain']} | {r['min_visits']} | {r['rules']} | {r['triggered']} | {r['wins']} |"
-      f" {r['losses']} | {_fmt(r['win_loss'])} | {_fmt(r['defect_reduction_triggered'], '.1%')} |"
+      f"| {r['min_support']} | {r['min_gain']} | {r['min_visits']} | {r.get('min_similarity', 'off')} | {r['rules']} |"
+      f" {r['triggered']} | {r['wins']} | {r['losses']} | {r['ties']} | {_fmt(r['win_loss'])} |"
+      f" {_fmt(r.get('precision_at_1'), '.3f')} | {_fmt(r['defect_reduction_triggered'], '.1%')} |"
     )
+  if results.get("similarity_ablation"):
+    lines += [
+      "",
+      "The similarity guard's ablation (the applied guardrails without it):",
+      "",
+      "| split | similarity guard | rules | triggered | wins | losses | ties (served; failed) | precision@1 |",
+      "|---|---|---|---|---|---|---|---|",
+    ]
+    for split_name, a in results["similarity_ablation"].items():
+      lines.append(
+        f"| {split_name} | off | {a['rules']} | {a['triggered']} | {a['wins']} | {a['losses']} |"
+        f" {a['ties']} ({a['ties_both_served']}; {a['ties_both_failed']}) | {_fmt(a['precision_at_1'], '.3f')} |"
+      )
+  if results.get("detector"):
+    det = results["detector"]
+    lines += [
+      "",
+      f"Rephrase pairs feeding the chain, against the true pairs (detector: the span model, {det['folds']}-fold"
+      " cross-fitted on the training split; validation and test labelled by fold 0's detector):",
+      "",
+      "| split | detector P | detector R | detector F1 | gap heuristic P | R | F1 |",
+      "|---|---|---|---|---|---|---|",
+    ]
+    for split_name, q in det["scores"].items():
+      d, g = q["detector"], q["gap"]
+      lines.append(
+        f"| {split_name} | {d['precision']:.3f} | {d['recall']:.3f} | {d['f1']:.3f} | {g['precision']:.3f} |"
+        f" {g['recall']:.3f} | {g['f1']:.3f} |"
+      )
   lines += [
     "",
     "Sessions and states (the applied guardrails; test split):",
     "",
-    "| sessions | states | chain states | rules | triggered | win/loss (95% CI) | defect red. (trig.) | overall |",
-    "|---|---|---|---|---|---|---|---|",
+    "| sessions | states | chain states | rules | triggered | win/loss (95% CI) | ties | precision@1 |"
+    " defect red. (trig.) | overall |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results["variants"]:
     vci = r["win_loss_ci95"] or [None, None]
     lines.append(
       f"| {r['pairs_source']} | {r['states']} | {r['num_states']} | {r['rules']} | {r['triggered']} |"
-      f" {_fmt(r['win_loss'])} ({r['wins']}:{r['losses']}; {_fmt(vci[0])}-{_fmt(vci[1])}) |"
+      f" {_fmt(r['win_loss'])} ({r['wins']}:{r['losses']}; {_fmt(vci[0])}-{_fmt(vci[1])}) | {r['ties']} |"
+      f" {_fmt(r.get('precision_at_1'), '.3f')} |"
       f" {_fmt(r['defect_reduction_triggered'], '.1%')} | {_fmt(r['defect_reduction'], '.1%')} |"
     )
   return "\n".join(lines) + "\n"

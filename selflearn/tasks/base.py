@@ -62,20 +62,6 @@ def world_of(config: ml_collections.ConfigDict) -> world_lib.World:
   return world_lib.make_world_for(sim_config(config))
 
 
-def require_closed_world(config: ml_collections.ConfigDict) -> None:
-  """Tasks scored by the judge (`selflearn.sim.judge`) run on the closed world only, for now.
-
-  The judge's NLU and resolver know the closed world's templates and catalogues; on the open
-  world's generated catalogues, framed phrasings and personal names it would misjudge rewrites.
-  """
-  if config.data.preset != "closed_world":
-    raise app.ConfigError(
-      "data.preset",
-      f"{config.data.preset!r}: this task is scored by the simulated judge, which covers the closed_world preset"
-      " only (the open world's catalogues and phrasings are not in it yet)",
-    )
-
-
 # What each task needs from a simulated log that the minimal contract does not hold (`needs_truth`).
 NEEDS_TRUTH = {
   "fpi": "truth.failure_point and truth.stage_errors (failure-point labels) and the simulated annotators",
@@ -91,6 +77,10 @@ def needs_truth(config: ml_collections.ConfigDict) -> str | None:
     return NEEDS_TRUTH[config.task]
   if config.get("pairs_source") == "truth":
     return "truth.rephrase_pairs (pairs_source='truth'; use pairs_source='gap')"
+  if config.get("pairs_source") == "detector":
+    return "truth.rephrase_pairs (the rephrase detector's training labels, pairs_source='detector'; use 'gap')"
+  if config.task == "online" and config.get("compare_detector"):
+    return "truth.rephrase_pairs (compare_detector=True trains the rephrase detector; set compare_detector=False)"
   if config.task == "amc" and config.get("states") == "interpretation":
     return "the simulator's NLU reading of each text (states='interpretation'; use states='text')"
   if config.task == "online" and config.get("upper_bound"):
@@ -260,6 +250,13 @@ def load_dialogues(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     train_days=d.train_days,
     val_days=d.val_days,
   )
+
+
+def recurrence_of(dialogues: splits.Dialogues) -> dict:
+  """The share of test requests whose exact true / ASR text occurs in training (`evaluation.recurrence`)."""
+  from selflearn.evaluation import recurrence  # pylint: disable=g-import-not-at-top
+
+  return recurrence.recurrence(dialogues.train, dialogues.test)
 
 
 def write_results(workdir: pathlib.Path, results: dict, markdown: str) -> None:

@@ -28,9 +28,10 @@ import numpy as np
 
 from common import app
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.rewriting.online import index, layers, mining, ranker, train
 from selflearn.rewriting.online import rewriter as online_rewriter
+from selflearn.rewriting.rephrase import crossfit
 from selflearn.signals import proxy, sessions, text_features
 from selflearn.sim import judge
 from selflearn.tasks import base
@@ -46,6 +47,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check_known_fields(config, online_config.get_config())
   app.check(config, "pairs_source", lambda v: v in mining.PAIRS_SOURCES, f"must be one of {mining.PAIRS_SOURCES}")
   app.check(config, "rephrase_gap", lambda v: v > 0, "must be > 0 seconds")
+  app.check(config, "compare_detector", lambda v: isinstance(v, bool), "must be True or False")
+  app.check(config, "detector.folds", lambda v: base.positive_int(v) and v >= 2, "must be an integer >= 2")
+  app.check(config, "detector.num_epochs", base.positive_int, "must be an integer >= 1")
+  app.check(config, "detector.variant", lambda v: v in ("", "smoke"), "must be '' or 'smoke'")
   app.check(config, "min_personal_history", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0")
   r = "retrieval"
   for field in ("num_buckets", "max_ngrams", "embed_dim", "hidden_dim", "out_dim", "k", "chunk"):
@@ -69,7 +74,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "guard.dominant_share", lambda v: 0 < v <= 1, "must be in (0, 1]")
   app.check(config, "guard.dominant_ratio", lambda v: 0 <= v <= 100, "must be in [0, 100]")
   app.check(config, "ab.num_bootstrap", base.positive_int, "must be an integer >= 1")
-  base.require_closed_world(config)
   base.validate_common(config, batch_unit="pairs")
 
 
@@ -98,12 +102,18 @@ def proxy_outcomes(split, turns, texts, pairs, *, rephrase_gap: float) -> np.nda
   return out
 
 
-def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, *, pairs_source: str, prefix: str):
-  """Mines, trains (resuming), saves the rewriter and A/B-tests it (judged; on a log without truth: proxies)."""
+def pipeline(
+  config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, *, pairs_source: str, prefix: str, detected=None
+):
+  """Mines, trains (resuming), saves the rewriter and A/B-tests it (judged; on a log without truth: proxies).
+
+  `detected` (pairs_source="detector"): `crossfit.detected_pairs`' output (cross-fitted pairs per split).
+  """
   gap = config.rephrase_gap
   judged = dialogues.has_truth
-  train_pairs = mining.mine_pairs(dialogues.train, source=pairs_source, rephrase_gap=gap)
-  val_pairs = mining.mine_pairs(dialogues.val, source=pairs_source, rephrase_gap=gap)
+  found = detected["pairs"] if detected is not None else {"train": None, "val": None}
+  train_pairs = mining.mine_pairs(dialogues.train, source=pairs_source, rephrase_gap=gap, detected=found["train"])
+  val_pairs = mining.mine_pairs(dialogues.val, source=pairs_source, rephrase_gap=gap, detected=found["val"])
   test_pairs = mining.mine_pairs(dialogues.test, source="gap", rephrase_gap=gap)
   if not judged and len(train_pairs) < 2:
     raise app.ConfigError(
@@ -200,8 +210,10 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     "thin_history_turns": int(sum(1 for h in history if h < config.min_personal_history)),
     "changed_vs_global": int(sum(a != b for a, b in zip(p_dec.texts, g_texts))),
   }
+  out_detector = {k: detected[k] for k in ("scores", "folds", "variant")} if detected is not None else None
   return {
     "pairs_source": pairs_source,
+    "detector": out_detector,
     "mining": {
       "train_pairs": len(train_pairs),
       "val_pairs": len(val_pairs),
@@ -214,8 +226,8 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
     "retrieval": recall,
     "ranker": {name: {"train_lists": stages[name][2], "val_lists": stages[name][3]} for name in stages}
     | {
-      "threshold_global": th_g,
-      "threshold_personal": th_p,
+      "threshold_global": th_g if np.isfinite(th_g) else "off",  # off: every threshold lost on validation
+      "threshold_personal": th_p if np.isfinite(th_p) else "off",
       "tune_on": rk.tune_on,
       "val_by_threshold": {"global": val_g, "personal": val_p},
     },
@@ -226,14 +238,24 @@ def pipeline(config, workdir: pathlib.Path, dialogues: splits.Dialogues, world, 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: splits.Dialogues) -> dict[str, Any]:
   """Trains (resuming) and A/B-tests the online rewriter; writes results.json / results.md."""
   world = base.world_of(config) if dialogues.has_truth else None
-  main = pipeline(config, workdir, dialogues, world, pairs_source=config.pairs_source, prefix="")
+  detected = None
+  if config.pairs_source == "detector" or config.compare_detector:
+    detected = crossfit.detected_pairs(config, workdir, dialogues)
+  main = pipeline(config, workdir, dialogues, world, pairs_source=config.pairs_source, prefix="",
+                  detected=detected if config.pairs_source == "detector" else None)  # fmt: skip
   results = {
     "task": "online",
     "data": {"train": len(dialogues.train), "val": len(dialogues.val), "test": len(dialogues.test)},
     "log": dialogues.report or {"format": "simulated"},
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues) if dialogues.has_truth else None,
     "main": main,
     "keynote": KEYNOTE,
   }
+  if config.compare_detector and config.pairs_source != "detector":
+    results["detector"] = pipeline(
+      config, workdir, dialogues, world, pairs_source="detector", prefix="detector_", detected=detected
+    )
   if config.upper_bound and config.pairs_source != "truth":
     results["upper_bound"] = pipeline(config, workdir, dialogues, world, pairs_source="truth", prefix="truth_")
   results = json.loads(json.dumps(results))  # what results.json holds (tuples -> lists), also returned
@@ -263,10 +285,12 @@ def _ci(x) -> str:
 def render(results: dict) -> str:
   """The Markdown tables of a results dict."""
   lines = ["# Online query rewriting: simulated A/B on the test split", ""]
+  if results.get("recurrence"):
+    lines += [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
   judge_kind = results["main"]["ab"].get("judge", "simulator")
   if judge_kind != "simulator":
     lines += [f"Judge: {judge_kind}: defect rates below are proxy rates, not served goals.", ""]
-  blocks = [("main", results["main"])] + ([("upper_bound", results["upper_bound"])] if "upper_bound" in results else [])
+  blocks = [("main", results["main"])] + [(k, results[k]) for k in ("detector", "upper_bound") if k in results]
   lines += [
     "| pairs | arm | defect rate | trigger rate | vs previous arm | relative | 95% CI (relative) | wins / losses"
     " | keynote |",
@@ -297,8 +321,9 @@ def render(results: dict) -> str:
       f"{ab['turns']} test request turns in {ab['dialogues']} dialogues.  Mined pairs: train {m['train_pairs']},"
       f" val {m['val_pairs']}; {m['train_pair_target_serves_goal']:.1%} of the training pairs' targets serve the"
       f" source's goal.  Global index {m['global_index']} texts; personal index {m['personal_index_rows']} rows"
-      f" ({m['users_with_history']} users).  Thresholds: global {block['ranker']['threshold_global']:g},"
-      f" personal {block['ranker']['threshold_personal']:g}.",
+      f" ({m['users_with_history']} users).  Thresholds (chosen on validation; off: no threshold tried"
+      f" agreed more than it disturbed): global {block['ranker']['threshold_global']},"
+      f" personal {block['ranker']['threshold_personal']}.",
       "",
       f"Retrieval on held-out (test, observable) pairs whose target is in the index ({r.get('target_in_index', 0)}"
       f" of {r['pairs']}):",
@@ -309,6 +334,17 @@ def render(results: dict) -> str:
     for k in ("encoder", "untrained_encoder", "rapidfuzz_ratio"):
       if k in r:
         lines.append(f"| {k} | {r[k]['recall@1']:.3f} | {r[k]['recall@5']:.3f} | {r[k]['recall@10']:.3f} |")
+    if block.get("detector"):
+      q = block["detector"]["scores"]
+      lines += [
+        "",
+        f"Detected pairs ({block['detector']['folds']}-fold cross-fitted span model) against the true pairs:"
+        + "".join(
+          f" {k} P {v['detector']['precision']:.3f} R {v['detector']['recall']:.3f} F1 {v['detector']['f1']:.3f}"
+          f" (gap heuristic F1 {v['gap']['f1']:.3f});"
+          for k, v in q.items()
+        ),
+      ]
     src = ab["personal_layer"]["decision_sources"]
     lines += ["", "Personal layer decisions: " + ", ".join(f"{k} {v}" for k, v in src.items()) + "."]
   return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ import numpy as np
 from common import app
 from selflearn import training
 from selflearn.data import splits
-from selflearn.evaluation import replay
+from selflearn.evaluation import recurrence, replay
 from selflearn.signals import features
 from selflearn.sim import teaching as sim_teaching
 from selflearn.tasks import base
@@ -61,7 +61,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   app.check(config, "extract.threshold", lambda v: 0 <= v <= 1, "must be in [0, 1]")
   app.check(config, "extract.fuzzy_cutoff", lambda v: 0 < v <= 100, "must be in (0, 100] (rapidfuzz ratio)")
   app.check(config, "eval.bootstrap", pos, "must be an integer >= 1")
-  base.require_closed_world(config)
   base.validate_common(config, batch_unit="turns")
   app.check(
     config, "batch_size", lambda v: v <= config.teach.train_turns, "must be <= teach.train_turns (the training corpus)"
@@ -137,6 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
     "train_corpus": len(train_corpus),
     "vocab_size": vocab.size,
     "test_dialogues": len(dialogues.test),
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues),
     "extraction": scores,
     "defects": effects,
     "store_entries": {k: len(s) for k, s in stores.items()},
@@ -174,6 +175,11 @@ def render(results: dict) -> str:
     f"{results['teaching_turns_that_teach']} of them teaching (the rest distractors). Extractor trained on "
     f"{results['train_corpus']} annotated turns (held-out frames excluded).",
     "",
+    *(
+      [f"World: {results['preset']}. " + recurrence.markdown(results["recurrence"]), ""]
+      if "recurrence" in results
+      else []
+    ),
     "| extractor | turns | precision | recall | F1 | exact match | detection F1 |",
     "|---|---|---|---|---|---|---|",
   ]

@@ -152,3 +152,31 @@ def test_paired_reduction_matches_scipy():
   ).confidence_interval  # fmt: skip
   assert out["ci_reduction"] == pytest.approx([ref.low, ref.high], abs=0.004)
   assert out["ci_reduction"][0] < out["reduction"] < out["ci_reduction"][1]
+
+
+def test_ties_are_split_and_precision_at_1_counts_rewrites_that_mean_the_goal(dialogues, sim_world):
+  fixable, ok, _ = _cases(dialogues, sim_world)
+  # A back-end failure whose true text reads as its goal: rewriting it is right, and still ties (both fail).
+  backend = next(
+    (d, i)
+    for d in dialogues
+    for i, t in enumerate(d["turns"])
+    if t["truth"]["failure_point"] == "result"
+    and sessions.is_request(t)
+    and judge.means_goal(sim_world, d, i, t["truth"]["utterance"])
+  )
+  text = lambda case, field: case[0]["turns"][case[1]]["truth"][field]
+  assert not judge.rewrite_succeeds(sim_world, *backend, text(backend, "utterance"))
+  logs = [_isolate(c, k) for k, c in enumerate((fixable, ok, ok, backend, backend))]
+  table = {
+    "case 0": text(fixable, "rewrite"),  # win, meant
+    "case 1": "zzz qqq",  # loss
+    "case 2": text(ok, "utterance"),  # tie (both served), meant, the true text
+    "case 3": text(backend, "utterance"),  # tie (both failed), meant, the true text
+    "case 4": "zzz qqq",  # tie (both failed)
+  }
+  ev = replay.evaluate_rewrites(sim_world, logs, table.get)
+  assert (ev["wins"], ev["losses"], ev["ties"], ev["ties_both_served"], ev["ties_both_failed"]) == (1, 1, 3, 1, 2)
+  assert ev["precision_at_1"] == pytest.approx(3 / 5)
+  exact_fix = text(fixable, "rewrite") == text(fixable, "utterance")
+  assert ev["precision_at_1_true_text"] == pytest.approx((2 + exact_fix) / 5)

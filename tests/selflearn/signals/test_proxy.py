@@ -1,5 +1,7 @@
 """Observable stand-ins for wins and losses: the user's own correction agrees, a frictionless turn is disturbed."""
 
+import math
+
 import numpy as np
 
 from selflearn.signals import proxy, sessions
@@ -31,4 +33,8 @@ def test_agree_and_disturb(dialogues):
   assert not agree.any() and disturb.sum() == sum(not f for f in fr)
   best, table = proxy.select_threshold([0.0, 1.0], lambda th: texts if th == 0.0 else [None] * len(turns),
                                        lambda x: proxy.agree_disturb(dialogues, turns, x))  # fmt: skip
-  assert best == 1.0 and table["1"]["net"] == 0 and table["0"]["net"] < 0
+  assert best == 1.0 and table["1"]["net"] == 0 and table["0"]["net"] < 0 and "off" not in table
+  # Every threshold tried disturbs more than it agrees: the layer is switched off.
+  best, table = proxy.select_threshold([0.0, 1.0], lambda th: texts if th < math.inf else [None] * len(turns),
+                                       lambda x: proxy.agree_disturb(dialogues, turns, x))  # fmt: skip
+  assert best == math.inf and table["off"] == {"agree": 0, "disturb": 0, "net": 0} and table["1"]["net"] < 0

@@ -134,6 +134,12 @@ def test_tasks_that_need_labels_name_the_fields(tmp_path):
   config.upper_bound = True
   with pytest.raises(ValueError, match=r"needs truth.rephrase_pairs \(upper_bound=True"):
     train.validate_config(config)
+  config.upper_bound, config.compare_detector = False, True
+  with pytest.raises(ValueError, match=r"compare_detector=True trains the rephrase detector"):
+    train.validate_config(config)
+  config.compare_detector, config.pairs_source = False, "detector"
+  with pytest.raises(ValueError, match=r"pairs_source='detector'"):
+    train.validate_config(config)
   config = _config(amc_config, FIXTURE)
   config.states = "interpretation"
   with pytest.raises(ValueError, match=r"states='interpretation'; use states='text'"):
