@@ -115,11 +115,12 @@ def pipeline(
   train_pairs = mining.mine_pairs(dialogues.train, source=pairs_source, rephrase_gap=gap, detected=found["train"])
   val_pairs = mining.mine_pairs(dialogues.val, source=pairs_source, rephrase_gap=gap, detected=found["val"])
   test_pairs = mining.mine_pairs(dialogues.test, source="gap", rephrase_gap=gap)
-  if not judged and len(train_pairs) < 2:
+  if len(train_pairs) < 2:  # a clear exit 2, not a traceback from an empty index or batch
     raise app.ConfigError(
-      "data.log_path",
-      f"only {len(train_pairs)} reformulation pairs mined from the {len(dialogues.train)} training sessions (friction"
-      " followed by a successful request within rephrase_gap); the online rewriter needs at least 2",
+      "data.log_path" if config.data.log_path else "data.num_dialogues",
+      f"only {len(train_pairs)} reformulation pairs (pairs_source={pairs_source!r}) mined from the"
+      f" {len(dialogues.train)} training sessions (friction followed by a successful request within"
+      " rephrase_gap); the online rewriter needs at least 2: use a larger log",
     )
   gi, pi = index.build_indexes(dialogues.train, rephrase_gap=gap)
   emb_fn, text_dim = train.text_embedder(config, workdir)

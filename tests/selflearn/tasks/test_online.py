@@ -83,3 +83,12 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
   proc = _run(workdir, "--config.guard.min_entity=2.0", timeout=120)
   assert proc.returncode == 2, proc.stderr
   assert "config.guard.min_entity" in proc.stderr and not workdir.exists()
+
+
+@pytest.mark.slow
+def test_too_few_mined_pairs_exit_2_naming_the_log_size_without_a_workdir(tmp_path):
+  workdir = tmp_path / "run"  # 6 dialogues of simulator seed 4: one reformulation pair in training
+  proc = _run(workdir, "--config.data.num_dialogues=6", "--config.data.sim_seed=4", timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "config.data.num_dialogues" in proc.stderr and "only 1 reformulation pairs" in proc.stderr
+  assert "Traceback" not in proc.stderr and not workdir.exists()
