@@ -6,9 +6,24 @@
   A value already in the environment wins: `make test-opt` exports 0 and
   runs the `opt`-marked parity and kill/resume tests on fully optimised
   programs.
+* A persistent compilation cache private to this test session (a fresh
+  temporary directory, removed at exit; never one a user configured): the
+  xdist workers and the binaries the tests start inherit it, so a program
+  compiled once (a smoke run, then its resume, or the same network in several
+  tests) is not compiled again.  Nothing survives the session, so a test can
+  never pass on an executable from an older checkout.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+  _cache_dir = tempfile.mkdtemp(prefix="jax-test-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)

@@ -216,6 +216,7 @@ def test_changed_config_on_resume_exits_2_and_keeps_the_record(tmp_path, finishe
   assert (workdir / "final_metrics.json").read_text() == final
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_resumable_change_is_recorded_in_the_history(tmp_path, finished_smoke):
   workdir = _copy_of(finished_smoke, tmp_path)  # its file form names the same run as the module form
   proc = run_main(f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_epochs=4", "--config.keep_checkpoints=2")

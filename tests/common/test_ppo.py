@@ -397,6 +397,7 @@ def test_nonfinite_updates_are_skipped_and_counted():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_delayed_reward_chain_learns_through_bootstrapping():
   config = ppo.PPOConfig(
     num_envs=16,

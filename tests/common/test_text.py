@@ -100,6 +100,7 @@ def test_tokenize_pad_to_and_errors(minilm):
   assert empty.shape == (0, 384) and empty.dtype == np.float32
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_batch_size_invariance_and_order(minilm, encoded):
   np.testing.assert_allclose(minilm.encode(SENTENCES, batch_size=3), encoded, atol=1e-5)
   np.testing.assert_allclose(minilm.encode(SENTENCES[::-1], batch_size=64), encoded[::-1], atol=1e-5)

@@ -183,6 +183,7 @@ def test_classifier_features_and_separation():
   assert np.mean(accuracy_obs["classifier_accuracy"]) > 0.6
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_run_episode_histories_match_the_replay_rule():
   state, nets, eval_env, _ = _meta_state()
   ep = adaptation.run_episode(eval_env, nets, state.params.actor, jax.random.key(0), jnp.asarray(1))

@@ -20,6 +20,7 @@ def _bench(*args, timeout=900):
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_replay_section_compares_every_family_with_the_original_layout():
   proc = _bench("--sections=replay")
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -71,6 +71,7 @@ def test_masked_log_softmax_puts_no_mass_on_invalid_actions():
   np.testing.assert_allclose(p, [np.exp(3) / (np.exp(3) + 1), 0, 1 / (np.exp(3) + 1), 0], rtol=1e-6)
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_generator_samples_are_well_formed_and_vary_with_the_key(nets):
   key = jax.random.PRNGKey(3)
   params = nets.generator.init(key)

@@ -107,6 +107,7 @@ def test_shuffled_adaptation_labels_keep_the_walks_and_re_pair_the_labels():
   assert not np.array_equal(new_labels[:, 0], labels[:, 0])
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_early_stopping_keeps_each_seeds_best_policy_and_stops_when_all_stalled():
   config = default_config.get_config("follower_smoke")
   config.num_seeds = 2

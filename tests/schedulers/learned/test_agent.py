@@ -44,6 +44,7 @@ def _train(workdir, num_iterations):
   )
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 @pytest.mark.opt
 def test_resumed_training_equals_one_run(tmp_path):
   _, full = _train(tmp_path / "full", 6)

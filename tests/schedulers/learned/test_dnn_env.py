@@ -146,6 +146,7 @@ def test_vmapped_episode_under_jit(task, rollout, keys):
   assert len(np.unique(np.asarray(first["val_loss"]))) == NUM_ENVS
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_keep_episode_equals_constant_run_schedule(task, rollout, run_schedule, keys):
   """'Keep' replays the constant schedule (the same run, up to vmapped-vs-single float rounding)."""
   first, _, steps, test_loss = rollout(keys, jnp.full((NUM_DECISIONS, NUM_ENVS), KEEP, jnp.int32))

@@ -251,6 +251,7 @@ def test_far_above_the_bound_the_loss_blows_up():
     assert np.nanmin(blown[10:]) >= blown[0]  # and never recovers (the factors overflow, then project to 0)
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_train_vmapped_equals_a_loop_and_respects_the_clip():
   keys = jax.random.split(jax.random.key(7), 3)
   problems = jax.vmap(lambda k: nmf.make_problem(k, 16, 24, 3, 0.1))(keys)

@@ -162,6 +162,7 @@ def test_every_variant_validates(variant):
   nmf_train.validate_config(nmf_config.get_config(variant))
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_evaluation_pairs_are_identical_runs():
   """The env's 'keep' policy (lr_cap = inf) is the constant baseline at init_lr_fraction, bitwise, step
   for step; so is a GreedyLR that never moves (huge patience): same problem, init, minibatches and clip."""

@@ -74,6 +74,7 @@ def test_protocol_validation():
     _protocol(lr_grids={"sgd": (0.0,)})
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_pairs_are_independent_of_chunking_and_seeds_pair_arms(task):
   run = study_runner.make_run_pairs(task, _arm("sgd", "constant"))
   a = study_runner.run_pairs(run, [0.1, 0.1, 0.3], [0, 1, 0], batch=4)
@@ -161,10 +162,10 @@ def test_study_smoke_binary(tmp_path):
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   cells = sorted((tmp_path / "cells").rglob("*.json"))
-  assert len(cells) == 15  # 8 sgd arms + 7 adamw arms of the smoke config
+  assert len(cells) == 8  # 4 arms x 2 rows of the smoke config
   results = json.loads((tmp_path / "results.json").read_text(), parse_constant=float)
   headline = results["analysis"]["headline"]
-  assert headline["greedy_step"]["n_cells"] == 11  # 6 sgd + 5 adamw baselines
+  assert headline["greedy_step"]["n_cells"] == 4  # 2 sgd + 2 adamw baselines
   report = (tmp_path / "report.md").read_text()
   assert "## Headline" in report and "greedy_step" in report
   assert (tmp_path / "plots" / "curves_logreg_breast_cancer.png").read_bytes()[:4] == b"\x89PNG"

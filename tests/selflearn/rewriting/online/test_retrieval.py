@@ -60,6 +60,7 @@ def test_ngrams_share_the_phonetic_error_and_featurize_pads_and_truncates():
   np.testing.assert_array_equal(ids[:1], again)
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_encoder_outputs_unit_vectors_and_the_loss_trains():
   net = retrieval.make_encoder(num_buckets=256, max_ngrams=16, embed_dim=8, hidden_dim=16, out_dim=8)
   params = net.init(jax.random.PRNGKey(0))

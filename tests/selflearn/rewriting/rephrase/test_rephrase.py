@@ -175,6 +175,7 @@ def test_pairwise_examples_and_targets(dialogues, built):
   assert got.tolist() == [5, -1, 10]
 
 
+@pytest.mark.slow  # kept out of the default tier for its time budget (make test-slow runs it)
 def test_embeddings_are_added_per_turn_and_change_the_output(dialogues, built, monkeypatch):
   vocab, _ = built
   ex = examples.build_examples(dialogues[:30], vocab, LAYOUT)
