@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from common import app
+from selflearn.configs import base as config_base
 from selflearn.configs import rephrase as rephrase_config
 from selflearn.tasks import base, rephrase
 
@@ -73,6 +74,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
 @pytest.mark.slow
 def test_span_model_beats_the_pairwise_baseline(tmp_path):
   config = rephrase_config.get_config()
+  config_base.closed_world(config)  # the closed world this comparison was made on (the default is the open one)
   config.data.num_dialogues, config.num_epochs = 2000, 3
   rephrase.validate_config(config)
   out = rephrase.run(config, tmp_path, base.load_dialogues(config, tmp_path))
