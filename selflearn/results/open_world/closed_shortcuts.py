@@ -1,6 +1,6 @@
 """The metadata-only trees of label generation and rephrase detection on the closed world, 3 simulator seeds.
 
-  PYTHONPATH=. python selflearn/results/open_world/closed_shortcuts.py selflearn/results/open_world/closed_shortcuts.json
+  cd selflearn/results/open_world && PYTHONPATH=../../.. python closed_shortcuts.py closed_shortcuts.json
 
 The closed world's dialogue models were run once (seed 0, README "Results"); their runs predate the trees, so
 this script fits only the trees, on the same data blocks as the tasks' closed-world runs (6,000 dialogues,
