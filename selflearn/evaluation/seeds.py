@@ -204,7 +204,7 @@ def _cell(ci: Mapping, pct: bool) -> str:
   return f"{fmt(ci['mean'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
 
 
-PCT = ("seen", "rate", "relative", "reduction", "serves", "share", "accuracy", "ratio")
+PCT = ("seen", "rate", "relative", "reduction", "serves", "share", "accuracy", "ratio", "recall")
 
 
 def markdown(summary: Mapping) -> str:

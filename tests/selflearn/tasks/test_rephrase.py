@@ -51,11 +51,13 @@ def test_smoke_binary_writes_results_and_resumes_identically(tmp_path):
   proc = _run(workdir)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["systems"]) == {"span", "gap_heuristic"}
+  assert set(results["systems"]) == {"span", "gap_heuristic", "metadata_gbt"}
+  assert results["preset"] == "closed_world" and 0 <= results["recurrence"]["true_text_seen"] <= 1
   assert results["true_pairs_in_window"] <= results["test_true_pairs"] == results["systems"]["span"]["pairs"]["true"]
   for s in results["systems"].values():
     assert all(0 <= s[k]["f1"] <= 1 for k in ("pairs", "detection"))
   assert "| time-gap heuristic |" in (workdir / "results.md").read_text()
+  assert "| metadata-only tree (shortcut) |" in (workdir / "results.md").read_text()
   before = (workdir / "results.json").read_text()
   again = _run(workdir)
   assert again.returncode == 0, again.stderr[-3000:]
