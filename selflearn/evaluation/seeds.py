@@ -129,6 +129,18 @@ METRICS: dict[str, list[tuple[str, Callable[[Mapping], float]]]] = {
       )
       if not (system == "metadata_gbt" and key == "slot_f1")
     ),
+    *(
+      (
+        f"{label}, context model minus metadata tree (vs majority)",
+        (lambda k: lambda r: _get(r, "vs_majority", "model", k) - _get(r, "vs_majority", "metadata_gbt", k))(key),
+      )
+      for key, label in (
+        ("segment_accuracy", "segment accuracy"),
+        ("success_accuracy", "goal success accuracy"),
+        ("failure_f1", "goal failure F1"),
+        ("intent_accuracy", "intent accuracy"),
+      )
+    ),
   ],
   "rephrase": [
     ("test requests seen in training (true text)", lambda r: _get(r, "recurrence", "true_text_seen")),
