@@ -71,3 +71,10 @@ def markdown(stats: Mapping) -> str:
     f" {stats['true_text_seen']:.1%}, ASR {stats['asr_text_seen']:.1%}; of the {stats['defective']}"
     f" defective ones: true {stats['defective_true_text_seen']:.1%}, ASR {stats['defective_asr_text_seen']:.1%}."
   )
+
+
+def world_lines(results: Mapping) -> list[str]:
+  """A results file's world and recurrence line (then a blank line); none without `results["recurrence"]`."""
+  if not results.get("recurrence"):
+    return []
+  return [f"World: {results.get('preset', '?')}. " + markdown(results["recurrence"]), ""]

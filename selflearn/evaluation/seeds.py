@@ -1,8 +1,8 @@
 """Results of several runs (simulator seeds) summarised per world: mean and 95% t-interval of each metric.
 
 `python -m selflearn.evaluation.seeds --runs=DIR --out=selflearn/results/open_world` reads
-`DIR/<task>_<world>_s<seed>/results.json` (world `open` or `closed`), copies each run's
-`results.json` and `results.md` under `out/runs/<name>/`, and writes `summary.json` and
+`DIR/<task>_<world>_s<seed>/results.json` (world `open`, `tail`: the `tail_heavy` preset, or
+`closed`), copies each run's `results.json` and `results.md` under `out/runs/<name>/`, and writes `summary.json` and
 `summary.md`: per task, one row per metric, one column per world (mean [95% t-interval]
 over the seeds found; `common.sweep.t_interval`).
 """
@@ -89,6 +89,76 @@ METRICS: dict[str, list[tuple[str, Callable[[Mapping], float]]]] = {
     ("oracle rewrites: relative defect change", lambda r: _get(r, "main", "ab", "none_vs_oracle", "relative")),
     ("mined pairs whose target serves the goal", lambda r: _get(r, "main", "mining", "train_pair_target_serves_goal")),
   ],
+  "fpi": [
+    ("test requests seen in training (true text)", lambda r: _get(r, "recurrence", "true_text_seen")),
+    ("defective test requests seen (true text)", lambda r: _get(r, "recurrence", "defective_true_text_seen")),
+    ("defective test requests seen (ASR text)", lambda r: _get(r, "recurrence", "defective_asr_text_seen")),
+    ("macro-F1, context model", lambda r: _get(r, "vs_truth", "model", "macro_f1")),
+    ("macro-F1, no-context baseline", lambda r: _get(r, "vs_truth", "baseline", "macro_f1")),
+    ("macro-F1, metadata-only tree (shortcut)", lambda r: _get(r, "vs_truth", "metadata_gbt", "macro_f1")),
+    ("macro-F1, simulated single annotator", lambda r: _get(r, "vs_truth", "human", "macro_f1")),
+    (
+      "macro-F1, context model minus metadata tree",
+      lambda r: _get(r, "vs_truth", "model", "macro_f1") - _get(r, "vs_truth", "metadata_gbt", "macro_f1"),
+    ),  # fmt: skip
+    ("accuracy, context model", lambda r: _get(r, "vs_truth", "model", "accuracy")),
+    ("accuracy, metadata-only tree", lambda r: _get(r, "vs_truth", "metadata_gbt", "accuracy")),
+    ("FPI/human macro-F1 ratio (share of human)", lambda r: _get(r, "share_of_human", "macro_f1")),
+    (
+      "metadata tree / human macro-F1 ratio",
+      lambda r: _get(r, "vs_truth", "metadata_gbt", "macro_f1") / _get(r, "vs_truth", "human", "macro_f1"),
+    ),  # fmt: skip
+  ],
+  "labels": [
+    ("test requests seen in training (true text)", lambda r: _get(r, "recurrence", "true_text_seen")),
+    ("defective test requests seen (true text)", lambda r: _get(r, "recurrence", "defective_true_text_seen")),
+    *(
+      (f"{label}, {name} (vs majority)", (lambda k, s: lambda r: _get(r, "vs_majority", s, k))(key, system))
+      for key, label in (
+        ("segment_accuracy", "segment accuracy"),
+        ("success_accuracy", "goal success accuracy"),
+        ("failure_f1", "goal failure F1"),
+        ("intent_accuracy", "intent accuracy"),
+        ("slot_f1", "slot F1"),
+      )
+      for system, name in (
+        ("model", "context model"),
+        ("baseline", "no-context baseline"),
+        ("metadata_gbt", "metadata tree"),
+        ("single_annotator", "single annotator"),
+      )
+      if not (system == "metadata_gbt" and key == "slot_f1")
+    ),
+    *(
+      (
+        f"{label}, context model minus metadata tree (vs majority)",
+        (lambda k: lambda r: _get(r, "vs_majority", "model", k) - _get(r, "vs_majority", "metadata_gbt", k))(key),
+      )
+      for key, label in (
+        ("segment_accuracy", "segment accuracy"),
+        ("success_accuracy", "goal success accuracy"),
+        ("failure_f1", "goal failure F1"),
+        ("intent_accuracy", "intent accuracy"),
+      )
+    ),
+  ],
+  "rephrase": [
+    ("test requests seen in training (true text)", lambda r: _get(r, "recurrence", "true_text_seen")),
+    ("defective test requests seen (true text)", lambda r: _get(r, "recurrence", "defective_true_text_seen")),
+    ("true rephrase pairs (test)", lambda r: _get(r, "test_true_pairs")),
+    ("pair F1, span model", lambda r: _get(r, "systems", "span", "pairs", "f1")),
+    ("pair F1, pairwise classifier", lambda r: _get(r, "systems", "pairwise", "pairs", "f1")),
+    ("pair F1, time-gap heuristic", lambda r: _get(r, "systems", "gap_heuristic", "pairs", "f1")),
+    ("pair F1, metadata-only tree (shortcut)", lambda r: _get(r, "systems", "metadata_gbt", "pairs", "f1")),
+    (
+      "pair F1, span model minus metadata tree",
+      lambda r: _get(r, "systems", "span", "pairs", "f1") - _get(r, "systems", "metadata_gbt", "pairs", "f1"),
+    ),  # fmt: skip
+    ("pair precision, span model", lambda r: _get(r, "systems", "span", "pairs", "precision")),
+    ("pair recall, span model", lambda r: _get(r, "systems", "span", "pairs", "recall")),
+    ("pair precision, metadata tree", lambda r: _get(r, "systems", "metadata_gbt", "pairs", "precision")),
+    ("pair recall, metadata tree", lambda r: _get(r, "systems", "metadata_gbt", "pairs", "recall")),
+  ],
   "teach": [
     ("test requests seen in training (true text)", lambda r: _get(r, "recurrence", "true_text_seen")),
     ("extraction F1, learned extractor", lambda r: _get(r, "extraction", "learned", "all", "f1")),
@@ -108,7 +178,7 @@ METRICS: dict[str, list[tuple[str, Callable[[Mapping], float]]]] = {
     ),  # fmt: skip
   ],
 }
-NAME = re.compile(r"^(?P<task>[a-z]+)_(?P<world>open|closed)_s(?P<seed>\d+)$")
+NAME = re.compile(r"^(?P<task>[a-z]+)_(?P<world>open|tail|closed)_s(?P<seed>\d+)$")
 
 
 def collect(runs: pathlib.Path) -> dict[str, dict[str, dict[int, Mapping]]]:
@@ -146,16 +216,17 @@ def _cell(ci: Mapping, pct: bool) -> str:
   return f"{fmt(ci['mean'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
 
 
-PCT = ("seen", "rate", "relative", "reduction", "serves", "share")
+PCT = ("seen", "rate", "relative", "reduction", "serves", "share", "accuracy", "ratio", "recall")
 
 
 def markdown(summary: Mapping) -> str:
   """One table per task: metric rows, world columns."""
   lines = ["# selflearn on the open and the closed world: mean [95% t-interval] over simulator seeds", ""]
+  names = {"open": "open world", "tail": "tail-heavy world", "closed": "closed world"}
   for task, worlds in summary.items():
-    order = [w for w in ("open", "closed") if w in worlds]
+    order = [w for w in ("open", "tail", "closed") if w in worlds]
     seeds = "; ".join(f"{w}: seeds {worlds[w]['seeds']}" for w in order)
-    lines += [f"## {task} ({seeds})", "", "| metric | " + " | ".join(f"{w} world" for w in order) + " |"]
+    lines += [f"## {task} ({seeds})", "", "| metric | " + " | ".join(names[w] for w in order) + " |"]
     lines.append("|---|" + "---|" * len(order))
     for name, _ in METRICS[task]:
       pct = any(p in name for p in PCT) or "F1" in name or "precision" in name

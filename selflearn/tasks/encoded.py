@@ -9,6 +9,7 @@ block into `sim.annotators.Noise`).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import ml_collections
@@ -63,16 +64,21 @@ def annotator_noise(config: ml_collections.ConfigDict) -> annotators.Noise:
 
 
 def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dataset.Data:
-  """Simulates (once) or reads the logs, splits and encodes them (`understanding.dataset.encode_splits`)."""
+  """Simulates (once) or reads the logs, splits and encodes them (`understanding.dataset.encode_splits`).
+
+  Also measures the recurrence of the test requests in training (`Data.recurrence`).
+  """
   d = config.data
-  return dataset.encode_splits(
-    base.load_dialogues(config, workdir),
+  dialogues = base.load_dialogues(config, workdir)
+  data = dataset.encode_splits(
+    dialogues,
     vocab_size=d.vocab_size,
     max_turns=d.max_turns,
     max_tokens=d.max_tokens,
     turn_encoder=config.turn_encoder,
     cache_dir=workdir / "data",
   )
+  return dataclasses.replace(data, recurrence=base.recurrence_of(dialogues))
 
 
 def training_labels(config: ml_collections.ConfigDict, split: features.Dataset, *, offset: int = 0) -> dict:

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from selflearn import training
+from selflearn.evaluation import recurrence
 from selflearn.sim import annotators
 from selflearn.tasks import base, encoded
 from selflearn.understanding import dataset, fpi, losses, shortcut
@@ -55,6 +56,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, data: dataset.
   systems["human"] = y_human
   results = {
     "task": "fpi",
+    "preset": config.data.preset,
+    "recurrence": data.recurrence,
     "test_turns": int(mask.sum()),
     "test_class_counts": {c: int(np.sum(y_true == i)) for i, c in enumerate(fpi.CLASSES)},
     "train_labels": config.train_labels,
@@ -92,6 +95,7 @@ def render(results: dict) -> str:
       else ""
     ),
     "",
+    *recurrence.world_lines(results),
     "| system | reference | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in fpi.CLASSES) + " |",
     "|---|---|---|---|" + "---|" * len(fpi.CLASSES),
   ]

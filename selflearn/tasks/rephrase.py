@@ -3,7 +3,9 @@
 Scored against the simulator's true pairs: pair and detection precision /
 recall / F1, pair recall per rephrase kind, span exact match
 (`rewriting.rephrase.scores`), for the span model, the pairwise classifier
-and the time-gap heuristic (`rewriting.rephrase.detector`).
+and the time-gap heuristic (`rewriting.rephrase.detector`), and the
+metadata-only shortcut (`rewriting.rephrase.shortcut`: a gradient-boosted
+tree that reads no words).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from common import app
 from selflearn.data import schema, splits
 from selflearn.data import truth as truth_lib
-from selflearn.rewriting.rephrase import detector, examples, scores
+from selflearn.evaluation import recurrence
+from selflearn.rewriting.rephrase import detector, examples, scores, shortcut
 from selflearn.signals import text_features
 from selflearn.tasks import base
 
@@ -61,9 +64,13 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path, dialogues: spl
   if config.baseline:
     systems["pairwise"] = detector.train_pairwise(config, workdir, dialogues, det, ex)
   systems["gap_heuristic"] = detector.heuristic_pairs(test)
+  train_ex = examples.build_examples(dialogues.train, det.vocab, det.layout, labels=False)
+  systems["metadata_gbt"] = shortcut.fit_predict(dialogues.train, train_ex, test, ex, seed=config.seed)
   in_window = sum(int(np.any(c == truth[d].get(int(s), -2))) for d, s, c in zip(ex.dialogue, ex.source, ex.cand_turns))
   results = {
     "task": "rephrase",
+    "preset": config.data.preset,
+    "recurrence": base.recurrence_of(dialogues),
     "test_dialogues": len(test),
     "test_requests": ex.size,
     "test_true_pairs": sum(len(t) for t in truth),
@@ -89,6 +96,7 @@ ROWS = (
   ("span", "span model (ContReph-style)"),
   ("pairwise", "pairwise classifier"),
   ("gap_heuristic", "time-gap heuristic"),
+  ("metadata_gbt", "metadata-only tree (shortcut)"),
 )
 
 
@@ -102,6 +110,7 @@ def render(results: dict) -> str:
     f" {results['test_true_pairs']} true rephrase pairs ({results['true_pairs_in_window']} inside the candidate window:"
     f" max_gap {s['max_gap']} s, max_candidates {s['max_candidates']}). Text encoder: {s['text_encoder']}.",
     "",
+    *recurrence.world_lines(results),
     "| system | pair P | pair R | pair F1 | detection P | detection R | detection F1 |",
     "|---|---|---|---|---|---|---|",
   ]

@@ -38,6 +38,7 @@ class Data:
   skipped: int
   skipped_errors: list
   text_dim: int
+  recurrence: dict | None = None  # test requests seen in training (`evaluation.recurrence`), set by the runner
 
 
 def encode_splits(

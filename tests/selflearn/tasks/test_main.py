@@ -71,10 +71,12 @@ def test_labels_smoke_pretrains_then_trains_and_reports(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f"outputs in {workdir}" in proc.stdout
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["vs_majority"]) == {"model", "single_annotator"}
+  assert set(results["vs_majority"]) == {"model", "metadata_gbt", "single_annotator"}
+  assert results["preset"] == "closed_world" and 0 <= results["recurrence"]["true_text_seen"] <= 1
   for ref in ("vs_truth", "vs_majority"):
-    for m in results[ref].values():
-      assert 0 <= m["segment_accuracy"] <= 1 and 0 <= m["slot_f1"] <= 1
+    for name, m in results[ref].items():
+      assert 0 <= m["segment_accuracy"] <= 1 and 0 <= m["intent_accuracy"] <= 1
+      assert m["slot_f1"] is None if name == "metadata_gbt" else 0 <= m["slot_f1"] <= 1  # the tree tags no slots
   pre = metrics_lib.read_metrics(workdir / "model_pretrain")
   assert len(pre) == labels_config.get_config("smoke").pretrain.num_epochs and "train/loss_swap" in pre[0]
   assert "train/loss_segment" in metrics_lib.read_metrics(workdir / "model")[-1]

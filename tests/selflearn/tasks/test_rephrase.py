@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from common import app
+from selflearn.configs import base as config_base
 from selflearn.configs import rephrase as rephrase_config
 from selflearn.tasks import base, rephrase
 
@@ -50,11 +51,13 @@ def test_smoke_binary_writes_results_and_resumes_identically(tmp_path):
   proc = _run(workdir)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["systems"]) == {"span", "gap_heuristic"}
+  assert set(results["systems"]) == {"span", "gap_heuristic", "metadata_gbt"}
+  assert results["preset"] == "closed_world" and 0 <= results["recurrence"]["true_text_seen"] <= 1
   assert results["true_pairs_in_window"] <= results["test_true_pairs"] == results["systems"]["span"]["pairs"]["true"]
   for s in results["systems"].values():
     assert all(0 <= s[k]["f1"] <= 1 for k in ("pairs", "detection"))
   assert "| time-gap heuristic |" in (workdir / "results.md").read_text()
+  assert "| metadata-only tree (shortcut) |" in (workdir / "results.md").read_text()
   before = (workdir / "results.json").read_text()
   again = _run(workdir)
   assert again.returncode == 0, again.stderr[-3000:]
@@ -73,6 +76,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
 @pytest.mark.slow
 def test_span_model_beats_the_pairwise_baseline(tmp_path):
   config = rephrase_config.get_config()
+  config_base.closed_world(config)  # the closed world this comparison was made on (the default is the open one)
   config.data.num_dialogues, config.num_epochs = 2000, 3
   rephrase.validate_config(config)
   out = rephrase.run(config, tmp_path, base.load_dialogues(config, tmp_path))
