@@ -25,8 +25,10 @@ dir>`, e.g. `constant-seed0`): per variant, its settings, per-task returns
 before / after stage 1 / after and diagnostics, and with `--check_C` the
 held-out classifier check of each C (`mql.adaptation.make_classifier_check`);
 with `--select_C` every variant that does not set C adapts at the C whose
-held-out accuracy beats the majority rate by most (mean over the
-checkpoints), which is how a family's C is chosen without its test tasks.
+held-out margin over chance is largest (mean over the checkpoints;
+`--select_C_by`: accuracy - majority rate, AUC - 0.5, or the log ratio of the
+held-out task's mean β to the others'), which is how a family's C is chosen
+without its test tasks.
 `python -m mql.report --table=<name of out>` turns these into the paired
 table.  The file is written after each variant and a re-run skips the
 variants it holds with the same settings, so a killed run resumes.
@@ -89,7 +91,8 @@ def _define_flags() -> None:
   flags.DEFINE_list("variants", list(VARIANTS), f"Variants, of {', '.join(VARIANTS)}.")
   flags.DEFINE_string("out", None, "Directory of the per-checkpoint adaptation.json files.")
   flags.DEFINE_list("check_C", [], "C values scored on held-out train tasks (empty: no check).")
-  flags.DEFINE_bool("select_C", False, "Adapt at the --check_C value that beats the majority rate by most.")
+  flags.DEFINE_bool("select_C", False, "Adapt at the --check_C value whose --select_C_by margin is largest.")
+  flags.DEFINE_enum("select_C_by", "accuracy", list(SELECT_C_BY), "The criterion of --select_C.")
   flags.DEFINE_list("set", [], "adaptation overrides for every variant, field=value (e.g. C=10).")
   flags.DEFINE_list("labels", [], "Labels of the workdirs (default <parent>-<dir>).")
 
@@ -191,7 +194,7 @@ class Unit:
     if path.exists():  # resume: keep what an earlier (killed) run of the same checkpoint wrote
       previous = json.loads(path.read_text())
       if previous.get("iteration") == step and previous.get("seed") == config.seed:
-        for name in ("variants", "classifier_check", "selected_C"):
+        for name in ("variants", "classifier_check", "selected_C", "selected_C_by"):
           if name in previous:
             self.out[name] = previous[name]
 
@@ -257,10 +260,29 @@ class Unit:
     self.write()
 
 
-def select_C(units: list[Unit]) -> float | None:
-  """The C whose held-out accuracy beats the majority rate by most (mean over checkpoints); None if none does."""
+SELECT_C_BY = {
+  "accuracy": "held-out accuracy - majority rate",
+  "auc": "held-out AUC - 0.5 (ranking, no threshold)",
+  "beta_ratio": "log(mean beta of the held-out task's rows / the others')",
+}
+
+
+def _margin(check: dict, by: str) -> np.ndarray:
+  """Per C, the criterion's margin over chance (> 0: better than chance), mean over the held-out tasks."""
+  a = lambda name: np.asarray(check[name], np.float64)
+  if by == "accuracy":
+    return np.mean(a("accuracy") - a("majority_rate"), axis=0)
+  if by == "auc":
+    return np.mean(a("auc"), axis=0) - 0.5
+  return np.log(np.mean(a("beta_own"), axis=0) / np.mean(a("beta_other"), axis=0))
+
+
+def select_C(units: list[Unit], by: str = "accuracy") -> float | None:
+  """The C with the largest margin of the criterion `by` (mean over checkpoints); None if none beats chance."""
   checks = [u.out["classifier_check"] for u in units]
-  margin = np.mean([np.mean(np.asarray(c["accuracy"]) - np.asarray(c["majority_rate"]), axis=0) for c in checks], 0)
+  if by == "auc" and not all("auc" in c for c in checks):
+    app.fail("--select_C_by=auc: a classifier check in the files has no AUC (written by an older version)")
+  margin = np.mean([_margin(c, by) for c in checks], 0)
   best = int(np.argmax(margin))
   return float(checks[0]["C"][best]) if margin[best] > 0 else None
 
@@ -307,12 +329,15 @@ def main(argv) -> None:
     for unit in units:
       unit.check(check_cs, overrides)
     if f.select_C:
-      chosen = select_C(units)
-      print(f"held-out classifier check: C = {chosen} (None: no C beats the majority rate)", flush=True)
+      chosen = select_C(units, f.select_C_by)
+      print(
+        f"held-out classifier check: C = {chosen} by {SELECT_C_BY[f.select_C_by]} (None: none beats chance)", flush=True
+      )
       if chosen is not None and "C" not in overrides:
         selected = {"C": chosen}
       for unit in units:
         unit.out["selected_C"] = chosen
+        unit.out["selected_C_by"] = f.select_C_by
         unit.write()
   for name in f.variants:  # variant by variant, so every checkpoint has the first ones first
     for unit in units:

@@ -518,7 +518,9 @@ def make_classifier_check(
   Returns:
     jitted `check(state, key, task_ids [M], Cs [c]) -> dict` of `[M, c]`
     arrays: `accuracy`, `majority_rate` (the held-out rows' majority class
-    share: a classifier that predicts it scores this), `beta_own` /
+    share: a classifier that predicts it scores this), `auc` (the chance that
+    one of j's rows gets a larger logit than one of the others': a ranking
+    score, free of the 0.5 threshold), `beta_own` /
     `beta_other` (mean clipped β, unnormalised, on j's rows / the others').
   """
   h, t = networks.history_length, train_env.episode_length
@@ -554,9 +556,14 @@ def make_classifier_check(
     total = jnp.maximum(n_own + n_other, 1)
     beta = lambda z: propensity.beta_weights(z, beta_clip=settings.beta_clip)
     masked_mean = lambda x, m: jnp.sum(jnp.where(m, x, 0)) / jnp.maximum(jnp.sum(m), 1)
+    # AUC: the chance that one of j's rows scores above one of the others' (ties count half).
+    pairs = own_mask[:, None] & other_mask[None, :]
+    above = jnp.where(own_logits[:, None] > other_logits[None, :], 1.0, 0.0)
+    above = above + jnp.where(own_logits[:, None] == other_logits[None, :], 0.5, 0.0)
     return {
       "accuracy": correct / total,
       "majority_rate": jnp.maximum(n_own, n_other) / total,
+      "auc": jnp.sum(jnp.where(pairs, above, 0.0)) / jnp.maximum(jnp.sum(pairs), 1),
       "beta_own": masked_mean(beta(own_logits), own_mask),
       "beta_other": masked_mean(beta(other_logits), other_mask),
     }

@@ -215,16 +215,18 @@ def summarize_adaptation(units: list[dict], reference: str = "default") -> dict:
       field = lambda name, i=i: np.asarray([np.mean(np.asarray(k[name])[:, i]) for k in checks])
       accuracy, majority = field("accuracy"), field("majority_rate")
       own, other = field("beta_own"), field("beta_other")
-      rows.append(
-        {
-          "C": c,
-          "accuracy": float(accuracy.mean()),
-          "majority_rate": float(majority.mean()),
-          "accuracy_minus_majority": interval(accuracy - majority),
-          "beta_own": float(own.mean()),
-          "beta_other": float(other.mean()),
-        }
-      )
+      row = {
+        "C": c,
+        "accuracy": float(accuracy.mean()),
+        "majority_rate": float(majority.mean()),
+        "accuracy_minus_majority": interval(accuracy - majority),
+        "beta_own": float(own.mean()),
+        "beta_other": float(other.mean()),
+      }
+      if all("auc" in k for k in checks):  # files written before the AUC was recorded have none
+        row["auc"] = interval(field("auc"))
+        row["log_beta_ratio"] = interval(np.log(own / other))
+      rows.append(row)
     out["classifier_check"] = {"held_out_tasks": len(checks[0]["held_out_tasks"]), "rows": rows}
   return out
 
@@ -295,14 +297,24 @@ def _check_lines(s: dict) -> list[str]:
     "held-out task's own replay rows (exploration behaviour) against fresh rows of the other tasks at the same "
     "class ratio.  Accuracy - majority rate has the checkpoint as the unit; beta own / other are the mean "
     "clipped, unnormalised weights of the held-out task's rows and of the others'.",
+  ]
+  auc = all("auc" in r for r in c["rows"])
+  if auc:
+    lines[-1] += (
+      "  AUC (the chance that a row of the held-out task scores above a row of the others: 0.5 is chance) and "
+      "log(beta own / beta other) are ranking criteria free of the 0.5 threshold, the checkpoint as the unit."
+    )
+  lines += [
     "",
-    "| C | accuracy | majority rate | accuracy - majority | beta own | beta other |",
-    "|---|---|---|---|---|---|",
+    "| C | accuracy | majority rate | accuracy - majority | beta own | beta other |"
+    + (" AUC | log(own / other) |" if auc else ""),
+    "|---|---|---|---|---|---|" + ("---|---|" if auc else ""),
   ]
   for r in c["rows"]:
     lines.append(
       f"| {r['C']:g} | {r['accuracy']:.3f} | {r['majority_rate']:.3f} | {_fmt(r['accuracy_minus_majority'], 4)} "
       f"| {r['beta_own']:.3f} | {r['beta_other']:.3f} |"
+      + (f" {_fmt(r['auc'], 3)} | {_fmt(r['log_beta_ratio'], 2)} |" if auc else "")
     )
   return lines
 

@@ -165,6 +165,7 @@ def test_classifier_check_on_held_out_train_tasks():
   np.testing.assert_allclose(out["majority_rate"], 21 / 41, rtol=1e-6)
   assert np.all((out["accuracy"] >= 0) & (out["accuracy"] <= 1))
   assert np.all(out["beta_own"] >= 0) and np.all(out["beta_other"] >= 0)
+  assert np.all((out["auc"] >= 0) & (out["auc"] <= 1))
 
 
 @pytest.mark.slow  # compiles several adaptation programs

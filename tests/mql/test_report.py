@@ -73,6 +73,7 @@ def _adaptation_file(directory, label, gains, rng, check=True):
       "majority_rate": [[0.8, 0.8], [0.8, 0.8]],
       "beta_own": [[1.0, 2.0], [1.0, 2.0]],
       "beta_other": [[1.0, 0.5], [1.0, 0.5]],
+      "auc": [[0.5, 0.7], [0.5, 0.9]],
     }
   path = directory / label / "adaptation.json"
   path.parent.mkdir(parents=True)
@@ -94,8 +95,11 @@ def test_adaptation_table_pairs_variants_with_the_checkpoint_as_the_unit(tmp_pat
   rows = summary["classifier_check"]["rows"]
   np.testing.assert_allclose(rows[1]["accuracy"], 0.925)
   np.testing.assert_allclose(rows[1]["accuracy_minus_majority"][0], 0.125, rtol=1e-12)
+  np.testing.assert_allclose(rows[1]["auc"][0], 0.8, rtol=1e-12)
+  np.testing.assert_allclose(rows[1]["log_beta_ratio"][0], np.log(4.0), rtol=1e-12)
   text = report.markdown_adaptation("t", summary)
   assert "| other | 0.33 [" in text and "the other variant" in text and "| 10 | 0.925 | 0.800 |" in text
+  assert "| 0.800 [0.800, 0.800] | 1.39 [1.39, 1.39] |" in text
 
 
 def test_every_committed_table_is_rebuilt_from_its_committed_runs(tmp_path):
