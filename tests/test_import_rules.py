@@ -156,6 +156,7 @@ SELFLEARN_SIM_USERS = (
   "selflearn.main",
   "selflearn.simulate",
   "selflearn.evaluation.replay",
+  "selflearn.results",  # scripts that regenerate committed results from simulated logs
 )
 # The core: data, signals, models, rewriting, teaching and what they share; never the simulator.
 SELFLEARN_CORE = (
