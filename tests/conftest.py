@@ -7,7 +7,8 @@
   runs the `opt`-marked parity and kill/resume tests on fully optimised
   programs.
 * A persistent compilation cache private to this test session (a fresh
-  temporary directory, removed at exit; never one a user configured): the
+  temporary directory, removed at exit; a JAX_COMPILATION_CACHE_DIR already
+  in the environment wins): the
   xdist workers and the binaries the tests start inherit it, so a program
   compiled once (a smoke run, then its resume, or the same network in several
   tests) is not compiled again.  Nothing survives the session, so a test can
