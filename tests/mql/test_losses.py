@@ -302,3 +302,46 @@ def test_errors(setup):
   for kwargs in ({"discount": 1.5}, {"policy_noise": -0.1}, {"noise_clip": -1.0}):
     with pytest.raises(ValueError):
       losses.make_losses(nets, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# The fused contexts against the previous, unfused implementation.
+# ---------------------------------------------------------------------------
+
+
+def reference_losses(nets, *, discount=0.99, policy_noise=0.3, noise_clip=0.5):
+  """The losses as they were before the fused GRU pass, unweighted and without the proximal term.
+
+  Each network computes its own context with `common.encoders.GRUEncoder` (the flax `nn.scan`
+  over `nn.GRUCell` behind `nets.actor_context` / `nets.critic_context`): four separate GRU passes
+  in the critic loss's forward (online critic on h_t; target actor, target critic on h_{t+1}) and
+  two in the actor loss's.
+  """
+
+  def ctx(gru, params, history, mask):
+    return None if gru is None else gru.apply(params["context"], history, mask)
+
+  def critic_loss(params, target_params, batch, key):
+    next_ctx = ctx(nets.actor_context, target_params.actor, batch.next_history, batch.next_history_mask)
+    next_action = nets.actor.apply(target_params.actor, batch.next_observation, context=next_ctx)
+    eps = jax.vmap(lambda k: jax.random.normal(k, (nets.action_size,), next_action.dtype))(
+      jax.random.split(key, batch.observation.shape[0])
+    )
+    next_action = jnp.clip(next_action + jnp.clip(eps * policy_noise, -noise_clip, noise_clip), -1.0, 1.0)
+    next_ctx = ctx(nets.critic_context, target_params.critic, batch.next_history, batch.next_history_mask)
+    next_q1, next_q2 = nets.critic.apply(target_params.critic, batch.next_observation, next_action, context=next_ctx)
+    y = jax.lax.stop_gradient(batch.reward + discount * batch.discount * jnp.minimum(next_q1, next_q2))
+    q_ctx = ctx(nets.critic_context, params.critic, batch.history, batch.history_mask)
+    q1, q2 = nets.critic.apply(params.critic, batch.observation, batch.action, context=q_ctx)
+    return jnp.mean(jnp.square(q1 - y) + jnp.square(q2 - y)), (q1, q2, y)
+
+  def actor_loss(params, batch):
+    action = nets.actor.apply(
+      params.actor, batch.observation, context=ctx(nets.actor_context, params.actor, batch.history, batch.history_mask)
+    )
+    critic_params = jax.lax.stop_gradient(params.critic)
+    q_ctx = ctx(nets.critic_context, critic_params, batch.history, batch.history_mask)
+    q1, _ = nets.critic.apply(critic_params, batch.observation, action, context=q_ctx)
+    return -jnp.mean(q1), q1
+
+  return critic_loss, actor_loss
