@@ -200,3 +200,56 @@ def test_errors(small):
       networks.make_networks(S, A, **{"context_size": C, "history_length": H, **kwargs})
   with pytest.raises(ValueError, match="action_size"):
     networks.make_networks(S, 0, context_size=C, history_length=H)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_gru_contexts_match_the_flax_encoder(small, jit):
+  """The fused lock-step pass gives each GRU's `common.encoders.GRUEncoder` context (its own params, window, mask)."""
+  nets, params = small
+  other = networks.init_params(nets, jax.random.key(5))
+  rng = np.random.default_rng(3)
+  for batch in ((), (B,), (2, 3)):
+    feats = rng.standard_normal(batch + (H + 1, F)).astype(np.float32)
+    steps = rng.integers(0, H + 2, batch)  # 0: an all-masked window at t
+    mask = (H - np.arange(H + 1)) <= np.asarray(steps)[..., None]  # `mql.replay.gather`'s layout
+    grus = [params.critic["context"], other.actor["context"], other.critic["context"]]
+    windows = [feats[..., :H, :], feats[..., 1:, :], feats[..., 1:, :]]
+    masks = [mask[..., :H], mask[..., 1:], None]
+    fn = jax.jit(networks.gru_contexts) if jit else networks.gru_contexts
+    got = fn(grus, windows, masks)
+    assert len(got) == 3
+    for ctx, gru, window, m in zip(got, grus, windows, masks):
+      assert ctx.shape == batch + (C,)
+      np.testing.assert_allclose(ctx, nets.critic_context.apply(gru, window, m), rtol=1e-5, atol=1e-6)
+    if batch:
+      empty = np.asarray(steps) == 0
+      np.testing.assert_array_equal(np.asarray(got[0])[empty], 0.0)
+  # The scan schedule does not matter.
+  rolled = networks.gru_contexts(grus, windows, masks, unroll=1)
+  chex_close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(chex_close, rolled, got)
+
+
+def test_precomputed_contexts_and_gru_contexts_errors(small):
+  nets, params = small
+  obs, action, history = _inputs(8)
+  ctx = nets.actor_context.apply(params.actor["context"], history)
+  np.testing.assert_allclose(
+    nets.actor.apply(params.actor, obs, context=ctx), nets.actor.apply(params.actor, obs, history), rtol=1e-5, atol=1e-6
+  )
+  q_ctx = nets.critic_context.apply(params.critic["context"], history)
+  for got, want in zip(
+    nets.critic.apply(params.critic, obs, action, context=q_ctx), nets.critic.apply(params.critic, obs, action, history)
+  ):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="context must be"):
+    nets.actor.apply(params.actor, obs, context=ctx[:, :-1])
+  gru = params.actor["context"]
+  with pytest.raises(ValueError, match="equally long"):
+    networks.gru_contexts([gru, gru], [history], [None])
+  with pytest.raises(ValueError, match="share one shape"):
+    networks.gru_contexts([gru, gru], [history, history[:, 1:]], [None, None])
+  with pytest.raises(ValueError, match="history must be"):
+    networks.gru_contexts([gru], [history[..., :-1]], [None])
+  with pytest.raises(ValueError, match="mask shape"):
+    networks.gru_contexts([gru], [history], [np.ones((B, H + 1), bool)])
