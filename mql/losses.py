@@ -26,6 +26,13 @@ RL maths on unbatched inputs (rlax style, rank-checked with chex):
 `make_losses(networks, ...)` returns brax.training-style closures over a
 batch of transitions, each returning `(loss, metrics)`.
 
+Each loss computes all the GRU contexts it needs in one lock-step pass
+(`networks.gru_contexts`): the critic loss the online critic's on h and the
+target actor's and target critic's on h' (three different parameter sets, so
+nothing is shared but the pass), the actor loss the actor's and the fixed
+critic's on h.  The values are those of one GRU pass per network (tested
+against that unfused path in `tests/mql/test_losses.py`).
+
 Both losses take the full `MQLParams`. The critic loss depends only on
 `params.critic`, the actor loss only on `params.actor` (the critic is held
 fixed), so apply `grads.critic` / `grads.actor` respectively::

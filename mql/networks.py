@@ -27,6 +27,13 @@ biases `U(±1/sqrt(fan_in))`, every GRU weight and bias `U(±1/sqrt(hidden))`
 (Flax's `GRUCell` folds PyTorch's redundant `b_hr`/`b_hz` into `b_ir`/`b_iz`,
 so those two are one uniform draw instead of the sum of two).
 
+The contexts are computed by `gru_contexts`, which runs any number of these
+GRUs (each with its own parameters and window) in lock step in one pass over
+T; `actor.apply` / `critic.apply` also take a precomputed `context=`, so the
+TD3 losses compute all the contexts of a loss in one pass (`mql.losses`).
+`actor_context` / `critic_context` stay the flax `GRUEncoder` (the same maths,
+one GRU per call).
+
 With `use_context=False` the same networks without contexts are built (the
 multi-task TD3 baseline): the actor sees `obs`, the critic `[obs, action]`,
 and `history`/`mask` are ignored.
@@ -58,11 +65,12 @@ class MQLNetworks(NamedTuple):
   Attributes:
     actor: `init(key) -> {"context": gru, "policy": mlp}` (no `"context"`
       without contexts); `apply(params, observation [..., S], history
-      [..., T, A + 1 + S] = None, mask [..., T] = None) -> action [..., A]`
-      in [-1, 1].
+      [..., T, A + 1 + S] = None, mask [..., T] = None, *, context=None) ->
+      action [..., A]` in [-1, 1]; a given `context [..., context_size]`
+      replaces the GRU pass over `history`.
     critic: `init(key) -> {"context": gru, "q": twin mlp}`; `apply(params,
-      observation [..., S], action [..., A], history = None, mask = None) ->
-      (q1 [...], q2 [...])`.
+      observation [..., S], action [..., A], history = None, mask = None, *,
+      context=None) -> (q1 [...], q2 [...])`.
     actor_context: the actor's GRU (`None` without contexts):
       `apply(actor_params["context"], history, mask) -> [..., context_size]`,
       e.g. the propensity classifier's features.

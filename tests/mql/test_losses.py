@@ -348,7 +348,7 @@ def reference_losses(nets, *, discount=0.99, policy_noise=0.3, noise_clip=0.5):
 
 
 def _replay_layout_batch(seed=0):
-  """A batch laid out as `mql.replay.gather` lays it out: one [H + 1] window, h_t its first H steps, h_{t+1} its last H."""
+  """A batch in `mql.replay.gather`'s layout: one [H + 1] window, h_t its first H steps, h_{t+1} its last H."""
   rng = np.random.default_rng(seed)
   feats = _f32(rng, (B, H + 1, F))
   steps = np.arange(B) % (H + 2)  # step index of t in its episode; 0: nothing before t
