@@ -26,13 +26,6 @@ RL maths on unbatched inputs (rlax style, rank-checked with chex):
 `make_losses(networks, ...)` returns brax.training-style closures over a
 batch of transitions, each returning `(loss, metrics)`.
 
-Each loss computes all the GRU contexts it needs in one lock-step pass
-(`networks.gru_contexts`): the critic loss the online critic's on h and the
-target actor's and target critic's on h' (three different parameter sets, so
-nothing is shared but the pass), the actor loss the actor's and the fixed
-critic's on h.  The values are those of one GRU pass per network (tested
-against that unfused path in `tests/mql/test_losses.py`).
-
 Both losses take the full `MQLParams`. The critic loss depends only on
 `params.critic`, the actor loss only on `params.actor` (the critic is held
 fixed), so apply `grads.critic` / `grads.actor` respectively::
@@ -50,7 +43,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from mql.networks import MQLNetworks, MQLParams, gru_contexts
+from mql.networks import MQLNetworks, MQLParams
 
 Numeric = Union[float, jax.Array]
 PyTree = Any
@@ -252,12 +245,6 @@ def make_losses(
   actor, critic = networks.actor, networks.critic
   smooth = jax.vmap(lambda a, k: target_policy_smoothing(a, k, noise=policy_noise, noise_clip=noise_clip))
 
-  def contexts(network_params, histories, masks):
-    """Every GRU context a loss needs, in one fused pass (`networks.gru_contexts`); Nones without contexts."""
-    if not networks.use_context:
-      return (None,) * len(network_params)
-    return gru_contexts([p["context"] for p in network_params], histories, masks)
-
   def proximal(params, reference_params, prox_coef):
     if reference_params is None:
       return jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
@@ -276,17 +263,14 @@ def make_losses(
   ):
     size = _check_batch(networks, batch)
     w = _weights(weights, size, jnp.float32)
-    ctx, next_actor_ctx, next_critic_ctx = contexts(
-      (params.critic, target_params.actor, target_params.critic),
-      (batch.history, batch.next_history, batch.next_history),
-      (batch.history_mask, batch.next_history_mask, batch.next_history_mask),
-    )
-    next_action = actor.apply(target_params.actor, batch.next_observation, context=next_actor_ctx)
+    next_action = actor.apply(target_params.actor, batch.next_observation, batch.next_history, batch.next_history_mask)
     next_action = smooth(next_action, jax.random.split(key, size))
-    next_q1, next_q2 = critic.apply(target_params.critic, batch.next_observation, next_action, context=next_critic_ctx)
+    next_q1, next_q2 = critic.apply(
+      target_params.critic, batch.next_observation, next_action, batch.next_history, batch.next_history_mask
+    )
     gamma = jnp.asarray(discount, next_q1.dtype) * batch.discount.astype(next_q1.dtype)
     target = jax.vmap(td3_target)(batch.reward.astype(next_q1.dtype), gamma, next_q1, next_q2)
-    q1, q2 = critic.apply(params.critic, batch.observation, batch.action, context=ctx)
+    q1, q2 = critic.apply(params.critic, batch.observation, batch.action, batch.history, batch.history_mask)
     td_loss = jnp.mean(w * (jnp.square(q1 - target) + jnp.square(q2 - target)))
     prox, distance = proximal(params.critic, None if reference_params is None else reference_params.critic, prox_coef)
     loss = td_loss + prox
@@ -311,12 +295,9 @@ def make_losses(
   ):
     size = _check_batch(networks, batch)
     w = _weights(weights, size, jnp.float32)
+    action = actor.apply(params.actor, batch.observation, batch.history, batch.history_mask)
     critic_params = jax.lax.stop_gradient(params.critic)
-    actor_ctx, critic_ctx = contexts(
-      (params.actor, critic_params), (batch.history, batch.history), (batch.history_mask, batch.history_mask)
-    )
-    action = actor.apply(params.actor, batch.observation, context=actor_ctx)
-    q1, _ = critic.apply(critic_params, batch.observation, action, context=critic_ctx)
+    q1, _ = critic.apply(critic_params, batch.observation, action, batch.history, batch.history_mask)
     policy_loss = -jnp.mean(w * q1)
     prox, distance = proximal(params.actor, None if reference_params is None else reference_params.actor, prox_coef)
     loss = policy_loss + prox

@@ -27,13 +27,6 @@ biases `U(±1/sqrt(fan_in))`, every GRU weight and bias `U(±1/sqrt(hidden))`
 (Flax's `GRUCell` folds PyTorch's redundant `b_hr`/`b_hz` into `b_ir`/`b_iz`,
 so those two are one uniform draw instead of the sum of two).
 
-The contexts are computed by `gru_contexts`, which runs any number of these
-GRUs (each with its own parameters and window) in lock step in one pass over
-T; `actor.apply` / `critic.apply` also take a precomputed `context=`, so the
-TD3 losses compute all the contexts of a loss in one pass (`mql.losses`).
-`actor_context` / `critic_context` stay the flax `GRUEncoder` (the same maths,
-one GRU per call).
-
 With `use_context=False` the same networks without contexts are built (the
 multi-task TD3 baseline): the actor sees `obs`, the critic `[obs, action]`,
 and `history`/`mask` are ignored.
@@ -47,7 +40,7 @@ Example::
   ctx = nets.actor_context.apply(params.actor["context"], history, mask)  # [B, 15]
 """
 
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -65,12 +58,11 @@ class MQLNetworks(NamedTuple):
   Attributes:
     actor: `init(key) -> {"context": gru, "policy": mlp}` (no `"context"`
       without contexts); `apply(params, observation [..., S], history
-      [..., T, A + 1 + S] = None, mask [..., T] = None, *, context=None) ->
-      action [..., A]` in [-1, 1]; a given `context [..., context_size]`
-      replaces the GRU pass over `history`.
+      [..., T, A + 1 + S] = None, mask [..., T] = None) -> action [..., A]`
+      in [-1, 1].
     critic: `init(key) -> {"context": gru, "q": twin mlp}`; `apply(params,
-      observation [..., S], action [..., A], history = None, mask = None, *,
-      context=None) -> (q1 [...], q2 [...])`.
+      observation [..., S], action [..., A], history = None, mask = None) ->
+      (q1 [...], q2 [...])`.
     actor_context: the actor's GRU (`None` without contexts):
       `apply(actor_params["context"], history, mask) -> [..., context_size]`,
       e.g. the propensity classifier's features.
@@ -171,81 +163,6 @@ def _torch_gru(input_size: int, hidden_size: int) -> encoders.Network:
   )
 
 
-def gru_contexts(
-  gru_params: Sequence[Params],
-  histories: Sequence[jax.Array],
-  masks: Sequence[Optional[jax.Array]],
-  *,
-  unroll: Union[int, bool] = True,
-) -> tuple[jax.Array, ...]:
-  """Final states of several masked context GRUs run in lock step: one scan over T for all.
-
-  GRU i (parameters `gru_params[i]` of a `make_networks` context GRU, i.e.
-  `actor_params["context"]`) reads `histories[i]` `[..., T, F]` with
-  `masks[i]` `[..., T]` (None: all valid), from the zero state.  The maths
-  is `common.encoders.GRUEncoder`'s (`flax.linen.GRUCell`, a masked step keeps
-  the state) for each GRU separately; only the schedule differs: the input
-  projections of all T steps are one matmul outside the recurrence, and the
-  recurrent steps of every GRU share one (by default unrolled) loop, so k
-  contexts cost one sequential pass instead of k.  GRUs whose parameters get
-  no gradient (targets, a held-fixed critic) add no work to the backward
-  pass: JAX's partial evaluation keeps only the differentiated carries in
-  the transposed scan.
-
-  Args:
-    gru_params: k GRU parameter trees (may differ per GRU).
-    histories: k arrays of one shape `[..., T, F]`.
-    masks: k masks `[..., T]` or None.
-    unroll: `jax.lax.scan`'s `unroll` (True: fully unrolled, the fastest on
-      CPU for the short windows here).
-
-  Returns:
-    k contexts `[..., hidden_size]`.
-  """
-  if not (len(gru_params) == len(histories) == len(masks)) or not gru_params:
-    raise ValueError(
-      f"gru_params, histories and masks must be equally long and non-empty, got "
-      f"{len(gru_params)}, {len(histories)}, {len(masks)}."
-    )
-  histories = [jnp.asarray(h) for h in histories]
-  shape = histories[0].shape
-  if len(shape) < 2 or any(h.shape != shape for h in histories):
-    raise ValueError(f"histories must share one shape [..., T, F], got {[h.shape for h in histories]}.")
-  batch_shape, (length, _) = shape[:-2], shape[-2:]
-  count = int(np.prod(batch_shape, dtype=np.int64))
-  steps = []  # per GRU: input projections [T, 3C, N], mask [T, 1, N], recurrent kernel [3C, C], b_hn [C, 1]
-  for params, history, mask in zip(gru_params, histories, masks):
-    cell = params["params"]["gru"]["cell"]
-    w_i = jnp.concatenate([cell["ir"]["kernel"], cell["iz"]["kernel"], cell["in"]["kernel"]], -1)  # [F, 3C]
-    b_i = jnp.concatenate([cell["ir"]["bias"], cell["iz"]["bias"], cell["in"]["bias"]], -1)
-    w_h = jnp.concatenate([cell["hr"]["kernel"], cell["hz"]["kernel"], cell["hn"]["kernel"]], -1)  # [C, 3C]
-    if history.shape[-1] != w_i.shape[0]:
-      raise ValueError(f"history must be [..., T, {w_i.shape[0]}], got shape {history.shape}.")
-    dtype = jnp.result_type(history, w_i)
-    mask = encoders._check_mask(mask, shape[:-1]).reshape(count, length)
-    # Batch on the minor axis (the state is [C, N]): the gate slices are rows and the elementwise
-    # gate maths runs along the batch, which vectorises far better on CPU than C-wide rows.
-    projected = jnp.einsum("ntf,fg->tgn", history.reshape(count, length, -1).astype(dtype), w_i.astype(dtype))
-    projected = projected + b_i.astype(dtype)[None, :, None]
-    steps.append((projected, mask.T[:, None, :], w_h.T.astype(dtype), cell["hn"]["bias"].astype(dtype)[:, None]))
-
-  def step(hs, xs):
-    new = []
-    for h, (x, m), (_, _, w_h, b_hn) in zip(hs, xs, steps):
-      size = h.shape[0]
-      g = w_h @ h
-      r = jax.nn.sigmoid(x[:size] + g[:size])
-      z = jax.nn.sigmoid(x[size : 2 * size] + g[size : 2 * size])
-      n = jnp.tanh(x[2 * size :] + r * (g[2 * size :] + b_hn))
-      new.append(jnp.where(m, (1.0 - z) * n + z * h, h))
-    return tuple(new), None
-
-  init = tuple(jnp.zeros((w_h.shape[1], count), w_h.dtype) for _, _, w_h, _ in steps)
-  xs = tuple((x, m) for x, m, _, _ in steps)
-  final, _ = jax.lax.scan(step, init, xs, unroll=unroll)
-  return tuple(h.T.reshape(batch_shape + (h.shape[0],)) for h in final)
-
-
 def _check_last(name: str, x: jax.Array, size: int) -> None:
   if x.ndim < 1 or x.shape[-1] != size:
     raise ValueError(f"{name} must be [..., {size}], got shape {x.shape}.")
@@ -296,14 +213,9 @@ def make_networks(
   actor_gru = _torch_gru(feature_size, ctx_size) if use_context else None
   critic_gru = _torch_gru(feature_size, ctx_size) if use_context else None
 
-  def resolve_context(gru, params, history, mask, observation, ctx):
+  def context(gru, params, history, mask, observation):
     if gru is None:
       return None
-    if ctx is not None:  # precomputed (e.g. by the losses' fused `gru_contexts` pass)
-      ctx = jnp.asarray(ctx)
-      if ctx.shape != observation.shape[:-1] + (ctx_size,):
-        raise ValueError(f"context must be {observation.shape[:-1] + (ctx_size,)}, got shape {ctx.shape}.")
-      return ctx
     if history is None:
       raise ValueError("These networks use contexts: pass history (and mask).")
     history = jnp.asarray(history)
@@ -311,7 +223,7 @@ def make_networks(
       raise ValueError(f"history must be [..., T, {feature_size}] (A + 1 + S), got shape {history.shape}.")
     if history.shape[:-2] != observation.shape[:-1]:
       raise ValueError(f"history batch shape {history.shape[:-2]} != observation batch shape {observation.shape[:-1]}.")
-    return gru_contexts([params["context"]], [history], [mask])[0]
+    return gru.apply(params["context"], history, mask)
 
   def actor_init(key):
     policy_key, context_key = jax.random.split(key)
@@ -320,10 +232,10 @@ def make_networks(
       params["context"] = actor_gru.init(context_key)
     return params
 
-  def actor_apply(params, observation, history=None, mask=None, *, context=None):
+  def actor_apply(params, observation, history=None, mask=None):
     observation = jnp.asarray(observation)
     _check_last("observation", observation, obs_size)
-    ctx = resolve_context(actor_gru, params, history, mask, observation, context)
+    ctx = context(actor_gru, params, history, mask, observation)
     inputs = (observation,) if ctx is None else (observation, ctx.astype(observation.dtype))
     return jnp.tanh(policy.apply(params["policy"], *inputs))
 
@@ -334,13 +246,13 @@ def make_networks(
       params["context"] = critic_gru.init(context_key)
     return params
 
-  def critic_apply(params, observation, action, history=None, mask=None, *, context=None):
+  def critic_apply(params, observation, action, history=None, mask=None):
     observation, action = jnp.asarray(observation), jnp.asarray(action)
     _check_last("observation", observation, obs_size)
     _check_last("action", action, act_size)
     if action.shape[:-1] != observation.shape[:-1]:
       raise ValueError(f"action batch shape {action.shape[:-1]} != observation batch shape {observation.shape[:-1]}.")
-    ctx = resolve_context(critic_gru, params, history, mask, observation, context)
+    ctx = context(critic_gru, params, history, mask, observation)
     inputs = (observation, action) if ctx is None else (observation, action, ctx.astype(observation.dtype))
     q = jax.vmap(q_head.apply, in_axes=(0,) + (None,) * len(inputs))(params["q"], *inputs)  # [2, ..., 1]
     return q[0, ..., 0], q[1, ..., 0]

@@ -202,54 +202,24 @@ def test_errors(small):
     networks.make_networks(S, 0, context_size=C, history_length=H)
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_gru_contexts_match_the_flax_encoder(small, jit):
-  """The fused lock-step pass gives each GRU's `common.encoders.GRUEncoder` context (its own params, window, mask)."""
-  nets, params = small
-  other = networks.init_params(nets, jax.random.key(5))
-  rng = np.random.default_rng(3)
-  for batch in ((), (B,), (2, 3)):
-    feats = rng.standard_normal(batch + (H + 1, F)).astype(np.float32)
-    steps = rng.integers(0, H + 2, batch)  # 0: an all-masked window at t
-    mask = (H - np.arange(H + 1)) <= np.asarray(steps)[..., None]  # `mql.replay.gather`'s layout
-    grus = [params.critic["context"], other.actor["context"], other.critic["context"]]
-    windows = [feats[..., :H, :], feats[..., 1:, :], feats[..., 1:, :]]
-    masks = [mask[..., :H], mask[..., 1:], None]
-    fn = jax.jit(networks.gru_contexts) if jit else networks.gru_contexts
-    got = fn(grus, windows, masks)
-    assert len(got) == 3
-    for ctx, gru, window, m in zip(got, grus, windows, masks):
-      assert ctx.shape == batch + (C,)
-      np.testing.assert_allclose(ctx, nets.critic_context.apply(gru, window, m), rtol=1e-5, atol=1e-6)
-    if batch:
-      empty = np.asarray(steps) == 0
-      np.testing.assert_array_equal(np.asarray(got[0])[empty], 0.0)
-  # The scan schedule does not matter.
-  rolled = networks.gru_contexts(grus, windows, masks, unroll=1)
-  chex_close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  jax.tree.map(chex_close, rolled, got)
+def test_one_pass_over_h_plus_1_steps_gives_the_t_context_but_not_the_t_plus_1_one(small):
+  """Why the t and t + 1 windows cannot share one GRU pass.
 
-
-def test_precomputed_contexts_and_gru_contexts_errors(small):
-  nets, params = small
-  obs, action, history = _inputs(8)
-  ctx = nets.actor_context.apply(params.actor["context"], history)
-  np.testing.assert_allclose(
-    nets.actor.apply(params.actor, obs, context=ctx), nets.actor.apply(params.actor, obs, history), rtol=1e-5, atol=1e-6
-  )
-  q_ctx = nets.critic_context.apply(params.critic["context"], history)
-  for got, want in zip(
-    nets.critic.apply(params.critic, obs, action, context=q_ctx), nets.critic.apply(params.critic, obs, action, history)
-  ):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  with pytest.raises(ValueError, match="context must be"):
-    nets.actor.apply(params.actor, obs, context=ctx[:, :-1])
-  gru = params.actor["context"]
-  with pytest.raises(ValueError, match="equally long"):
-    networks.gru_contexts([gru, gru], [history], [None])
-  with pytest.raises(ValueError, match="share one shape"):
-    networks.gru_contexts([gru, gru], [history, history[:, 1:]], [None, None])
-  with pytest.raises(ValueError, match="history must be"):
-    networks.gru_contexts([gru], [history[..., :-1]], [None])
-  with pytest.raises(ValueError, match="mask shape"):
-    networks.gru_contexts([gru], [history], [np.ones((B, H + 1), bool)])
+  `mql.replay.gather` cuts h_t and h_{t+1} from one [H + 1] window (steps t − H … t).  A pass over
+  the H + 1 steps gives h_t's context after its first H steps, but its final state is not
+  h_{t+1}'s context: that GRU starts from zero at step t − H + 1, the long pass from the state
+  after step t − H.  They agree only when step t − H is masked (fewer than H steps before t).
+  """
+  _, params = small
+  encoder = networks.make_networks(S, A, hidden_sizes=(16, 16), context_size=C, history_length=H).critic_context
+  gru = params.critic["context"]
+  rng = np.random.default_rng(11)
+  feats = rng.standard_normal((2, H + 1, F)).astype(np.float32)
+  steps = np.array([H + 3, H - 2])  # step index of t: row 0 has step t − H, row 1 does not
+  mask = (H - np.arange(H + 1))[None] <= steps[:, None]
+  final, states = encoder.apply(gru, feats, mask, return_all_states=True)
+  ctx_t = encoder.apply(gru, feats[:, :H], mask[:, :H])
+  ctx_next = encoder.apply(gru, feats[:, 1:], mask[:, 1:])
+  np.testing.assert_allclose(states[:, H - 1], ctx_t, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(final[1], ctx_next[1], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(final[0], ctx_next[0], rtol=1e-3, atol=1e-4)
