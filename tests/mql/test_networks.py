@@ -200,3 +200,26 @@ def test_errors(small):
       networks.make_networks(S, A, **{"context_size": C, "history_length": H, **kwargs})
   with pytest.raises(ValueError, match="action_size"):
     networks.make_networks(S, 0, context_size=C, history_length=H)
+
+
+def test_one_pass_over_h_plus_1_steps_gives_the_t_context_but_not_the_t_plus_1_one(small):
+  """Why the t and t + 1 windows cannot share one GRU pass.
+
+  `mql.replay.gather` cuts h_t and h_{t+1} from one [H + 1] window (steps t − H … t).  A pass over
+  the H + 1 steps gives h_t's context after its first H steps, but its final state is not
+  h_{t+1}'s context: that GRU starts from zero at step t − H + 1, the long pass from the state
+  after step t − H.  They agree only when step t − H is masked (fewer than H steps before t).
+  """
+  _, params = small
+  encoder = networks.make_networks(S, A, hidden_sizes=(16, 16), context_size=C, history_length=H).critic_context
+  gru = params.critic["context"]
+  rng = np.random.default_rng(11)
+  feats = rng.standard_normal((2, H + 1, F)).astype(np.float32)
+  steps = np.array([H + 3, H - 2])  # step index of t: row 0 has step t − H, row 1 does not
+  mask = (H - np.arange(H + 1))[None] <= steps[:, None]
+  final, states = encoder.apply(gru, feats, mask, return_all_states=True)
+  ctx_t = encoder.apply(gru, feats[:, :H], mask[:, :H])
+  ctx_next = encoder.apply(gru, feats[:, 1:], mask[:, 1:])
+  np.testing.assert_allclose(states[:, H - 1], ctx_t, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(final[1], ctx_next[1], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(final[0], ctx_next[0], rtol=1e-3, atol=1e-4)
