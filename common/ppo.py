@@ -483,6 +483,7 @@ def make_ppo(
   config: PPOConfig,
   optimizer: optax.GradientTransformation,
   observe: Callable[[Any, jax.Array], Any] | None = None,
+  learning_rate: Callable[[Any], jax.Array] | None = None,
 ) -> PPO:
   """Builds the pure functions of a PPO agent for `env`.
 
@@ -496,6 +497,10 @@ def make_ppo(
       every iteration in which episodes ended with `value` = minus their mean
       return (a progress signal for a per-evaluation learning-rate
       controller such as `schedulers.Optimizer.observe`); None: not called.
+    learning_rate: optional `learning_rate(opt_state) -> scalar`, the
+      effective rate after the iteration (e.g.
+      `schedulers.Optimizer.learning_rate`), logged as the `learning_rate`
+      metric so a per-evaluation controller's decisions are visible.
 
   Returns:
     A `PPO`.
@@ -675,6 +680,8 @@ def make_ppo(
       mean_value=jnp.mean(traj.value),
       nonfinite_updates=nonfinite - state.nonfinite_updates,
     )
+    if learning_rate is not None:
+      metrics["learning_rate"] = jnp.asarray(learning_rate(opt_state), jnp.float32)
     return new_state, metrics
 
   return PPO(

@@ -33,6 +33,7 @@ def train_agent(
   keep_checkpoints: int = 3,
   log: Callable[[str], None] = print,
   observe: Callable[[Any, jax.Array], Any] | None = None,
+  learning_rate: Callable[[Any], jax.Array] | None = None,
 ) -> tuple[ppo.PPO, ppo.PPOState]:
   """Trains (or resumes) a PPO agent on `env`; returns the agent and final state.
 
@@ -48,13 +49,15 @@ def train_agent(
     log: where the resume line goes (process 0 prints).
     observe: the optimizer's per-eval step (`schedulers.Optimizer.observe`),
       given minus the mean return of each iteration's finished episodes.
+    learning_rate: the optimizer's effective rate (`schedulers.Optimizer.learning_rate`),
+      logged per iteration as `agent/learning_rate`.
   """
   if num_iterations % iterations_per_chunk:
     raise ValueError(
       f"num_iterations ({num_iterations}) must be a multiple of iterations_per_chunk ({iterations_per_chunk})."
     )
   workdir = pathlib.Path(workdir)
-  agent = ppo.make_ppo(env, ppo_config, optimizer, observe=observe)
+  agent = ppo.make_ppo(env, ppo_config, optimizer, observe=observe, learning_rate=learning_rate)
   state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
 
   @jax.jit

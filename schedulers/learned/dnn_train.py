@@ -136,6 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ppo_config=ppo_config,
     optimizer=agent_opt.tx,
     observe=agent_opt.observe,
+    learning_rate=agent_opt.learning_rate,
     num_iterations=config.num_iterations,
     iterations_per_chunk=config.iterations_per_chunk,
     seed=config.seed,

@@ -442,10 +442,13 @@ def test_observe_gets_minus_the_mean_return_of_finished_episodes():
   )
   observe = lambda state, value: _ObservedState(state.calls + 1, value)
   config = ppo.PPOConfig(num_envs=2, unroll_length=1, num_minibatches=1, update_epochs=1, hidden_sizes=(4,))
-  agent = ppo.make_ppo(_chain_env(), config, tx, observe=observe)
+  rate = lambda state: 0.5 + state.last  # the logged rate reads the state after observe
+  agent = ppo.make_ppo(_chain_env(), config, tx, observe=observe, learning_rate=rate)
   step = jax.jit(agent.iteration)
   state, metrics = step(jax.jit(agent.init)(jax.random.key(0)))  # every episode's first step: none ends
   assert int(metrics["num_episodes"]) == 0 and int(state.opt_state.calls) == 0
+  assert float(metrics["learning_rate"]) == 0.5
   state, metrics = step(state)  # the second step ends both
   assert int(metrics["num_episodes"]) == 2 and int(state.opt_state.calls) == 1
   assert float(state.opt_state.last) == pytest.approx(-float(metrics["mean_episode_return"]))
+  assert float(metrics["learning_rate"]) == pytest.approx(0.5 - float(metrics["mean_episode_return"]))

@@ -12,6 +12,7 @@ import pytest
 
 import schedulers
 from common import app
+from common import metrics as metrics_lib
 from schedulers.learned import dnn_env, dnn_train
 from schedulers.learned import policy as policy_lib
 from schedulers.learned.configs import dnn as dnn_config
@@ -52,6 +53,10 @@ def test_smoke_writes_results_plots_and_a_deployable_policy(smoke_run):
   measured = objective_readers.ppo(workdir)  # the GreedyLR-objectives grid reads these files
   assert measured["neg_heldout_loss"] == [-results["rows"][0]["mean"]]
   assert all(np.isfinite(v[0]) for v in measured.values())
+  agent_rows = [r for r in metrics_lib.read_metrics(workdir) if "agent/learning_rate" in r]
+  assert agent_rows and all(
+    0 < r["agent/learning_rate"] <= config.agent_optimizer.learning_rate * (1 + 1e-6) for r in agent_rows
+  )
   for name in ("schedules.png", "val_loss.png"):
     assert (workdir / "plots" / name).read_bytes()[:4] == b"\x89PNG"
   # The exported policy, read back from its file, reproduces the evaluated run.
