@@ -452,6 +452,11 @@ def _group_sizes(config) -> dict[str, int]:
   return sizes
 
 
+def sac_expert_rows(sizes: dict[str, int]) -> slice:
+  """The expert group's rows of a SAC batch (rollouts, expert, relabelled): the bc term's data, expert only."""
+  return slice(sizes["sac_rollout"], sizes["sac_rollout"] + sizes["sac_expert"])
+
+
 def _concat(*trees):
   trees = [t for t in trees if jax.tree.leaves(t)[0].shape[0] > 0]
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
@@ -630,7 +635,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
 
     bc_weight = (iteration < config.bc.warmstart_iterations).astype(jnp.float32)
     bc_coef = bc_coefficient(config, iteration)
-    expert_rows = slice(sizes["sac_rollout"], sizes["sac_rollout"] + sizes["sac_expert"])  # not the relabel group
+    expert_rows = sac_expert_rows(sizes)
 
     def policy_objective(p):
       a_loss, am = losses.actor(p, critic, alpha_log, batch)
