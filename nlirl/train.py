@@ -1046,7 +1046,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
       pretrained = False
       if restored is None and config.finetune.bc_workdir:  # warm start from a finished bc run
         policy, warm_start = load_bc_policy(config, mesh)
-        state = state.replace(params=dict(state.params, policy=policy), best=dict(state.best, policy=policy))
+        best = jax.tree.map(jnp.copy, policy)  # own buffers: the chunk donates the state
+        state = state.replace(params=dict(state.params, policy=policy), best=dict(state.best, policy=best))
         pretrained = True
         log(f"policy warm-started from {config.finetune.bc_workdir} (step {warm_start['checkpoint_step']})")
       elif restored is None and config.finetune.bc_pretrain_steps:  # warm start in-process

@@ -258,3 +258,14 @@ def test_warm_start_loads_the_bc_runs_early_stopping_best_policy(tmp_path):
   val = np.asarray(bc_program.validation_loss(policy, *train.validation_data(bc_config)))
   best = json.loads((bc_dir / "results.json").read_text())["early_stopping"]["best_val_loss_per_seed"]
   np.testing.assert_allclose(val, [best[0], best[0]], rtol=1e-5)
+  # And the fine-tune runs from it: at the switch, its bc loss on expert states is the loaded policy's.
+  config.num_iterations = config.eval_every = config.iterations_per_chunk = 2
+  train.train_and_evaluate(config, str(tmp_path / "ft"), log=lambda *_: None)
+  fine = json.loads((tmp_path / "ft" / "results.json").read_text())["finetune"]
+  assert fine["warm_start"]["checkpoint_step"] == bc_config.num_iterations
+  program = train.build_program(config, mesh)
+  data = train.train_data(config)
+  n = fine["diagnostic_episodes"]
+  params = {"policy": policy, "reward": train.init_state(program, config, mesh).params["reward"]}
+  at_switch = program.diagnose(params, data.houses, jax.tree.map(lambda x: x[:n], data.expert), data.tokens[:n, 0])
+  np.testing.assert_allclose(fine["at_switch"]["bc_loss_expert"], np.asarray(at_switch["bc_loss_expert"]), rtol=1e-5)
