@@ -24,8 +24,12 @@ Policy reward, recomputed from the current discriminator whenever SAC samples a 
 * 'gail': r = -log(1 - D) = softplus(f).
 
 Both are clipped to [-max_reward, max_reward].  Fixed horizon: every trajectory has T steps; after STOP the
-state is absorbing (only STOP is valid, log pi = 0), its transitions are kept (the absorbing-state treatment
-of DAC), and only the last transition (t + 1 == horizon) does not bootstrap.
+state is absorbing (only STOP is valid, log pi = 0), its transitions are kept, and only the last transition
+(t + 1 == horizon) does not bootstrap.  In the discriminator's loss, `absorbing='every_step'` counts every
+absorbing step of a trajectory (so an expert that stops early contributes T - len(path) - 1 absorbing
+positives against the rollouts' absorbing negatives, and the absorbing reward it learns is negative:
+stopping is penalised); `absorbing='once'` counts one absorbing sample per trajectory that stopped, as
+Discriminator-Actor-Critic (Kostrikov et al., ICLR 2019, arXiv:1809.02925) does.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from nlirl import networks as networks_lib
 
 DISCRIMINATORS = ("airl", "gail")
 AIRL_REWARDS = ("logit", "f")
+ABSORBING = ("every_step", "once")  # absorbing steps in the discriminator's loss (module docstring)
 
 
 class Trajectory(NamedTuple):
@@ -85,6 +90,18 @@ def taken_log_prob(log_probs: jax.Array, actions: jax.Array) -> jax.Array:
   return jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0]
 
 
+def step_weights(active: jax.Array, absorbing: str) -> jax.Array:
+  """float32 weights [..., T] of the steps in the discriminator's loss: every step, or the active steps and
+  the first absorbing one (DAC's single absorbing sample; none if the trajectory never stopped)."""
+  if absorbing not in ABSORBING:
+    raise ValueError(f"absorbing must be one of {ABSORBING}, got {absorbing!r}")
+  if absorbing == "every_step":
+    return jnp.ones(active.shape, jnp.float32)
+  idle = ~active
+  first = idle & (jnp.cumsum(idle.astype(jnp.int32), axis=-1) == 1)
+  return (active | first).astype(jnp.float32)
+
+
 def sigmoid_cross_entropy(logits: jax.Array, label: float) -> jax.Array:
   """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], elementwise."""
   return -(label * jax.nn.log_sigmoid(logits) + (1.0 - label) * jax.nn.log_sigmoid(-logits))
@@ -120,6 +137,7 @@ def make_losses(
   airl_reward: str = "logit",
   target_entropy_scale: float = 0.5,
   word_dropout: float = 0.25,
+  absorbing: str = "every_step",
 ) -> Losses:
   """Builds the LangGoalIRL losses.
 
@@ -133,11 +151,14 @@ def make_losses(
     target_entropy_scale: SAC target entropy per state = scale x log(number of valid actions).
     word_dropout: probability of replacing a decoder input token by UNK in the ELBO (against posterior
       collapse: the decoder must lean on z).
+    absorbing: 'every_step' or 'once' (DAC): absorbing steps counted in the discriminator's loss.
   """
   if discriminator not in DISCRIMINATORS:
     raise ValueError(f"discriminator must be one of {DISCRIMINATORS}, got {discriminator!r}")
   if airl_reward not in AIRL_REWARDS:
     raise ValueError(f"airl_reward must be one of {AIRL_REWARDS}, got {airl_reward!r}")
+  if absorbing not in ABSORBING:
+    raise ValueError(f"absorbing must be one of {ABSORBING}, got {absorbing!r}")
   vocab = envs.Vocabulary()
 
   def log_probs_one(policy_params, traj: Trajectory) -> jax.Array:
@@ -171,7 +192,7 @@ def make_losses(
     return jnp.mean(jnp.sum(grad**2, axis=-1))
 
   def discriminator_loss(reward_params, policy_params, positives, pos_weight, negatives, neg_weight, key):
-    """Weighted BCE over every step of every trajectory; weights [B] switch groups on and off.
+    """Weighted BCE over the steps of every trajectory (`step_weights`); weights [B] switch groups on and off.
 
     Besides scalars, the metrics hold each row's fraction of correctly classified steps
     (`disc/row_correct_positive`, `disc/row_correct_negative`, [B]) for per-group accuracies.
@@ -179,8 +200,8 @@ def make_losses(
     pos_logits = jax.vmap(logits_one, (None, None, 0))(reward_params, policy_params, positives)  # [B, T]
     neg_logits = jax.vmap(logits_one, (None, None, 0))(reward_params, policy_params, negatives)
     chex.assert_equal_shape([pos_logits[:, 0], pos_weight])
-    pos_w = pos_weight[:, None] * jnp.ones_like(pos_logits)
-    neg_w = neg_weight[:, None] * jnp.ones_like(neg_logits)
+    pos_w = pos_weight[:, None] * step_weights(positives.active, absorbing)
+    neg_w = neg_weight[:, None] * step_weights(negatives.active, absorbing)
     pos_loss = jnp.sum(pos_w * sigmoid_cross_entropy(pos_logits, 1.0)) / jnp.maximum(pos_w.sum(), 1.0)
     neg_loss = jnp.sum(neg_w * sigmoid_cross_entropy(neg_logits, 0.0)) / jnp.maximum(neg_w.sum(), 1.0)
     keys = jax.random.split(key, pos_weight.shape[0])

@@ -180,6 +180,108 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     app.check(config, field, lambda v: v % (4 * devices) == 0, f"must be divisible by 4 x the device count ({devices})")
   for name in OPTIMIZERS:
     optimizers.check_optimizer_config(config, name)
+  validate_finetune(config)
+
+
+POLICY_FIELDS = ("net.policy", "net.encoder", "net.embed_dim", "net.hidden", "net.num_layers", "net.num_heads")
+POLICY_FIELDS += ("data.max_tokens",)  # a warm start's bc run must match these (the policy's shapes and type)
+
+
+def validate_finetune(config: ml_collections.ConfigDict) -> None:
+  """The fine-tune fields (`config.finetune`, `rl.fixed_alpha`, `disc.absorbing`); reads a bc workdir's config."""
+  nonneg_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+  app.check(config, "rl.fixed_alpha", lambda v: v >= 0 or v < 0, "must be a number (< 0: tuned, >= 0: fixed)")
+  app.check(config, "disc.absorbing", lambda v: v in losses_lib.ABSORBING, f"must be one of {losses_lib.ABSORBING}")
+  f = config.finetune
+  for field in ("bc_pretrain_steps", "critic_warmup_iterations", "bc_anneal_iterations"):
+    app.check(config, f"finetune.{field}", nonneg_int, "must be an integer >= 0")
+  app.check(config, "finetune.diagnostic_episodes", lambda v: nonneg_int(v) and v >= 1, "must be an integer >= 1")
+  for field in ("bc_coef_start", "bc_coef_end"):
+    app.check(config, f"finetune.{field}", lambda v: v >= 0, "must be >= 0")
+  app.check(config, "finetune.bc_pretrain_learning_rate", lambda v: v > 0, "must be > 0")
+  uses = f.bc_workdir or f.bc_pretrain_steps or f.critic_warmup_iterations or f.bc_coef_start or f.bc_coef_end
+  if uses and config.algorithm == "bc":
+    raise app.ConfigError("algorithm", "got 'bc'; the finetune fields apply to airl, gail and langgoalirl only.")
+  if f.bc_workdir:
+    bc_run_config(config)
+
+
+def bc_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config of the finished bc run `finetune.bc_workdir` (its config.json over the defaults).
+
+  Raises `ConfigError` naming `finetune.bc_workdir` when the directory is not a finished bc run with a
+  checkpoint, or its policy (`POLICY_FIELDS`) differs from this config's.
+  """
+  field, workdir = "finetune.bc_workdir", pathlib.Path(config.finetune.bc_workdir)
+
+  def fail(why):
+    raise app.ConfigError(field, f"got {str(workdir)!r}; {why}")
+
+  path = workdir / app.CONFIG_FILE
+  if not path.is_file():
+    fail(f"no {app.CONFIG_FILE} there: not an nlirl.main workdir.")
+  raw = json.loads(path.read_text())
+  raw.pop(app.PROVENANCE_KEY, None)
+
+  def merge(base, new):
+    for k, v in new.items():
+      base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+  bc = ml_collections.ConfigDict(merge(default_config.get_config().to_dict(), raw))
+  if bc.algorithm != "bc":
+    fail(f"that run's algorithm is {bc.algorithm!r}, not 'bc'.")
+  get = lambda c, name: functools.reduce(lambda block, part: block[part], name.split("."), c)
+  differ = [
+    f"{n} is {get(bc, n)!r} there, {get(config, n)!r} here" for n in POLICY_FIELDS if get(bc, n) != get(config, n)
+  ]
+  if differ:
+    fail("its policy differs: " + "; ".join(differ) + ".")
+  steps = workdir / "checkpoints"
+  if not (steps.is_dir() and any(d.name.isdigit() for d in steps.iterdir())):
+    fail(f"no checkpoint in {steps}.")
+  if not (workdir / app.RESULTS_FILE).is_file():
+    fail(f"no {app.RESULTS_FILE} there: the bc run has not finished.")
+  return bc
+
+
+def load_bc_policy(config: ml_collections.ConfigDict, mesh) -> tuple[Any, dict[str, Any]]:
+  """Policy params [num_seeds, ...] of the bc run `finetune.bc_workdir`, through `common.checkpoint`.
+
+  The best (early-stopping) policy when that run stopped early on a validation split, else its last; seed s
+  takes the run's seed s mod its num_seeds.  Returns (params, a description for results.json).
+  """
+  bc = bc_run_config(config)
+  program = build_program(bc, mesh)
+  target = init_state(program, bc, mesh)
+  directory = pathlib.Path(config.finetune.bc_workdir) / "checkpoints"
+  with checkpoint.Checkpointer(directory, keep=bc.keep_checkpoints) as ckpt:
+    try:
+      restored, step = ckpt.restore_latest(target)
+    except checkpoint.CheckpointRestoreError as e:
+      raise app.ConfigError("finetune.bc_workdir", f"its checkpoint cannot be restored: {e}") from None
+  if restored is None:
+    raise app.ConfigError("finetune.bc_workdir", f"no checkpoint in {directory}.")
+  best = bool(bc.bc.early_stopping_split)
+  policy = restored.best["policy"] if best else restored.params["policy"]
+  seeds = np.arange(config.num_seeds) % bc.num_seeds
+  info = {
+    "bc_workdir": str(config.finetune.bc_workdir),
+    "checkpoint_step": int(step),
+    "params": "early-stopping best" if best else "last",
+    "bc_seeds": seeds.tolist(),
+    "bc_best_iteration_per_seed": np.asarray(restored.best["iteration"])[seeds].tolist() if best else None,
+  }
+  return jax.tree.map(lambda x: x[seeds], policy), info
+
+
+def bc_coefficient(config: ml_collections.ConfigDict, iteration: jax.Array) -> jax.Array:
+  """The bc term's weight in the actor loss at `iteration`: linear from `finetune.bc_coef_start` to
+  `bc_coef_end` over `bc_anneal_iterations` iterations after the critic warm-up, then `bc_coef_end`."""
+  f = config.finetune
+  after = jnp.maximum(jnp.asarray(iteration) - f.critic_warmup_iterations, 0).astype(jnp.float32)
+  frac = jnp.minimum(1.0, after / f.bc_anneal_iterations) if f.bc_anneal_iterations else jnp.ones((), jnp.float32)
+  return f.bc_coef_start + (f.bc_coef_end - f.bc_coef_start) * frac
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -306,6 +408,8 @@ class Program(NamedTuple):
   pretrain_generator: Any
   use_generator: bool
   validation_loss: Any
+  bc_pretrain: Any
+  diagnose: Any
 
 
 def _optimizer(config, name):
@@ -348,6 +452,11 @@ def _group_sizes(config) -> dict[str, int]:
   return sizes
 
 
+def sac_expert_rows(sizes: dict[str, int]) -> slice:
+  """The expert group's rows of a SAC batch (rollouts, expert, relabelled): the bc term's data, expert only."""
+  return slice(sizes["sac_rollout"], sizes["sac_rollout"] + sizes["sac_expert"])
+
+
 def _concat(*trees):
   trees = [t for t in trees if jax.tree.leaves(t)[0].shape[0] > 0]
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
@@ -386,6 +495,7 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     airl_reward=config.rl.airl_reward,
     target_entropy_scale=config.rl.target_entropy_scale,
     word_dropout=config.gen.word_dropout,
+    absorbing=config.disc.absorbing,
   )
   opts = {name.removesuffix("_optimizer"): _optimizer(config, name) for name in OPTIMIZERS}
   sizes = _group_sizes(config)
@@ -514,18 +624,24 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       rec = sample_replay(buffer, ks[2], sizes["sac_relabel"])
       groups.append(trajectories(data.houses, rec, jnp.where(warm > 0, rec.relabel, rec.tokens)))
     batch = _concat(*groups)
+    # The temperature: tuned (log_alpha), or fixed at rl.fixed_alpha (log 0 = -inf: alpha exactly 0).
+    fixed = config.rl.fixed_alpha >= 0
+    alpha_log = jnp.log(jnp.asarray(config.rl.fixed_alpha, jnp.float32)) if fixed else params["log_alpha"]
     rewards = losses.reward(params["reward"], params["policy"], batch)  # from the current discriminator, never stored
     (c_loss, cm), c_grads = jax.value_and_grad(losses.critic, has_aux=True)(
-      params["critic"], params["target_critic"], params["policy"], params["log_alpha"], batch, rewards
+      params["critic"], params["target_critic"], params["policy"], alpha_log, batch, rewards
     )
     critic, critic_opt = apply_update("critic", params["critic"], opt_states["critic"], c_grads, c_loss)
 
     bc_weight = (iteration < config.bc.warmstart_iterations).astype(jnp.float32)
+    bc_coef = bc_coefficient(config, iteration)
+    expert_rows = sac_expert_rows(sizes)
 
     def policy_objective(p):
-      a_loss, am = losses.actor(p, critic, params["log_alpha"], batch)
-      bc_loss, bm = losses.behaviour_cloning(p, jax.tree.map(lambda x: x[sizes["sac_rollout"] :], batch))
-      return (1.0 - bc_weight) * a_loss + bc_weight * bc_loss, {**am, **bm}
+      a_loss, am = losses.actor(p, critic, alpha_log, batch)
+      bc_loss, bm = losses.behaviour_cloning(p, jax.tree.map(lambda x: x[expert_rows], batch))
+      rl = a_loss + bc_coef * bc_loss
+      return (1.0 - bc_weight) * rl + bc_weight * bc_loss, {**am, **bm}
 
     (p_loss, pm), p_grads = jax.value_and_grad(policy_objective, has_aux=True)(params["policy"])
     policy, policy_opt = apply_update("policy", params["policy"], opt_states["policy"], p_grads, p_loss)
@@ -533,10 +649,20 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
       params["log_alpha"], pm["sac/entropy"], pm["sac/target_entropy"]
     )
     log_alpha, t_opt = apply_update("temperature", params["log_alpha"], opt_states["temperature"], t_grad, t_loss)
+    # Critic warm-up: the actor and the temperature keep their values (and optimizer states) meanwhile.
+    frozen = iteration < config.finetune.critic_warmup_iterations
+    hold = lambda new, old: jax.tree.map(lambda n, o: jnp.where(frozen, o, n), new, old)
+    policy, policy_opt = hold(policy, params["policy"]), hold(policy_opt, opt_states["policy"])
+    if fixed:
+      log_alpha, t_opt = params["log_alpha"], opt_states["temperature"]
+    else:
+      log_alpha, t_opt = hold(log_alpha, params["log_alpha"]), hold(t_opt, opt_states["temperature"])
     target = losses_lib.soft_update(params["target_critic"], critic, config.rl.tau)
     params = dict(params, critic=critic, policy=policy, log_alpha=log_alpha, target_critic=target)
     opt_states = dict(opt_states, critic=critic_opt, policy=policy_opt, temperature=t_opt)
-    return (params, opt_states, iteration), {**cm, **pm, "sac/alpha": jnp.exp(log_alpha)}
+    alpha = jnp.exp(alpha_log) if fixed else jnp.exp(log_alpha)
+    extra = {"sac/alpha": alpha, "finetune/bc_coef": bc_coef, "finetune/actor_frozen": frozen.astype(jnp.float32)}
+    return (params, opt_states, iteration), {**cm, **pm, **extra}
 
   def bc_step(carry, key, data: Data):
     params, opt_states, iteration = carry
@@ -684,7 +810,45 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
     return losses.behaviour_cloning(policy_params, trajectories(houses, records, tokens))[0]
 
   validate = jax.jit(jax.vmap(validation_loss, (0, None, None, None)))
-  return Program(nets, losses, opts, init, make_chunk(), evaluate, explore, explorer, pretrain, use_generator, validate)
+
+  bc_tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.finetune.bc_pretrain_learning_rate))
+
+  def bc_pretrain(state: TrainState, data: Data, steps: int):
+    """`steps` bc steps on the demonstrations with their own constant-rate adam (one seed): the in-process
+    warm start.  The RL optimizers' states are left as initialised."""
+    key, k_bc = jax.random.split(state.key)
+
+    def step(carry, k):
+      policy, opt = carry
+      expert, tokens = sample_expert(data, k, config.bc.batch_size)
+      (loss, m), grads = jax.value_and_grad(losses.behaviour_cloning, has_aux=True)(
+        policy, trajectories(data.houses, expert, tokens)
+      )
+      updates, opt = bc_tx.update(grads, opt, policy)
+      return (optax.apply_updates(policy, updates), opt), m
+
+    policy = state.params["policy"]
+    (policy, _), m = jax.lax.scan(step, (policy, bc_tx.init(policy)), jax.random.split(k_bc, steps))
+    return state.replace(params=dict(state.params, policy=policy), key=key), m
+
+  bc_pre = jax.jit(jax.vmap(bc_pretrain, (0, None, None)), static_argnums=2)
+
+  def diagnose(params, houses, records: rollouts.Record, tokens):
+    """Fine-tune checks on demonstrations (one seed): bc loss on expert states, the learned reward per expert
+    move and on the expert's first absorbing step (DAC's absorbing sample; its reward should be > 0)."""
+    traj = trajectories(houses, records, tokens)
+    bc_loss = losses.behaviour_cloning(params["policy"], traj)[0]
+    r = losses.reward(params["reward"], params["policy"], traj)  # [B, T]
+    moves = traj.active.astype(r.dtype)
+    absorbing = losses_lib.step_weights(traj.active, "once") * (1.0 - moves)
+    mean = lambda w: jnp.sum(w * r) / jnp.maximum(jnp.sum(w), 1.0)
+    return {"bc_loss_expert": bc_loss, "expert_reward_move": mean(moves), "expert_reward_absorbing": mean(absorbing)}
+
+  diag = jax.jit(jax.vmap(diagnose, (0, None, None, None)))
+  chunk = make_chunk()
+  return Program(
+    nets, losses, opts, init, chunk, evaluate, explore, explorer, pretrain, use_generator, validate, bc_pre, diag
+  )
 
 
 def empty_goal(max_tokens: int) -> jax.Array:
@@ -858,6 +1022,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
   log = log if is_main else (lambda *_: None)
   evals = {}
   validation = validation_data(config) if config.bc.early_stopping_split else None
+  warm_start, at_switch, history = None, None, []
+  diagnostics = None
+  if config.algorithm != "bc":  # fine-tune checks on the first `finetune.diagnostic_episodes` demonstrations
+    n = min(config.finetune.diagnostic_episodes, int(data.tokens.shape[0]))
+    diagnostics = (data.houses, jax.tree.map(lambda x: x[:n], data.expert), data.tokens[:n, 0])
+
+  def diagnose(it):
+    out = {k: np.asarray(v) for k, v in jax.device_get(program.diagnose(state.params, *diagnostics)).items()}
+    history.append({"iteration": it, **{k: v.tolist() for k, v in out.items()}})
+    return out
+
   with checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints) as ckpt:
     restored, step = ckpt.restore_latest(state)
     if restored is not None:
@@ -868,16 +1043,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
     ) as writer:
       start = time.perf_counter()
       elapsed = 0.0
+      pretrained = False
+      if restored is None and config.finetune.bc_workdir:  # warm start from a finished bc run
+        policy, warm_start = load_bc_policy(config, mesh)
+        best = jax.tree.map(jnp.copy, policy)  # own buffers: the chunk donates the state
+        state = state.replace(params=dict(state.params, policy=policy), best=dict(state.best, policy=best))
+        pretrained = True
+        log(f"policy warm-started from {config.finetune.bc_workdir} (step {warm_start['checkpoint_step']})")
+      elif restored is None and config.finetune.bc_pretrain_steps:  # warm start in-process
+        state, m = program.bc_pretrain(state, data, config.finetune.bc_pretrain_steps)
+        last = float(np.mean(np.asarray(jax.device_get(m["bc/loss"]))[:, -10:]))
+        writer.write(0, {"pretrain/bc/loss": last})
+        warm_start = {"bc_pretrain_steps": config.finetune.bc_pretrain_steps, "bc_loss_last_10": last}
+        pretrained = True
+        log(f"policy behaviour-cloned for {config.finetune.bc_pretrain_steps} steps: bc loss {last:.3f} (last 10)")
       if restored is None and program.use_generator and config.gen.pretrain_steps:
         state, m = program.pretrain_generator(state, data, config.gen.pretrain_steps)
         tail = {k: float(np.mean(np.asarray(jax.device_get(v))[:, -50:])) for k, v in m.items()}
         writer.write(0, {f"pretrain/{k}": v for k, v in tail.items()})
-        writer.flush()
-        ckpt.save(0, state, force=True)
+        pretrained = True
         log(
           f"generator pretrained for {config.gen.pretrain_steps} ELBO steps: "
           f"{tail['gen/nll_per_token']:.3f} nats/token (mean of the last 50), KL {tail['gen/kl']:.2f}"
         )
+      if restored is None and diagnostics is not None:  # the checks at the switch to RL
+        at_switch = diagnose(0)
+        writer.write(0, {f"finetune/{k}": float(np.mean(v)) for k, v in at_switch.items()})
+      if pretrained:
+        writer.flush()
+        ckpt.save(0, state, force=True)
       while int(state.iteration[0]) < config.num_iterations and not stalled(config, state):
         state, m = program.chunk(state, data, config.iterations_per_chunk)
         it = int(state.iteration[0])
@@ -898,6 +1092,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
         if it % config.eval_every == 0 or it == config.num_iterations:
           evals = eval_splits(program, config, state.params["policy"], tuple(config.data.eval_splits))
           row = {f"eval/{name}/{k}": float(res[k].mean()) for name, res in evals.items() for k in METRIC_NAMES}
+          for name, res in evals.items():  # P(STOP | at goal), P(STOP | away) and their ratio, pooled over seeds
+            rates = evaluation.stop_rates({k: np.asarray(res[k]).reshape(1, -1) for k in evaluation.STOP_COUNTS})
+            at, away = float(rates["p_stop_at_goal"][0]), float(rates["p_stop_away"][0])
+            row.update({f"eval/{name}/p_stop_at_goal": at, f"eval/{name}/p_stop_away": away})
+            if away > 0:
+              row[f"eval/{name}/p_stop_ratio"] = at / away
+          if diagnostics is not None:
+            row.update({f"finetune/{k}": float(np.mean(v)) for k, v in diagnose(it).items()})
+          row = {k: v for k, v in row.items() if np.isfinite(v)}
           writer.write(it, row)
         writer.flush()
         ckpt.save(it, state, force=True)
@@ -926,6 +1129,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=p
       "best_iteration_per_seed": np.asarray(state.best["iteration"]).tolist(),
       "best_val_loss_per_seed": np.asarray(state.best["val_loss"]).tolist(),
       "stopped_early": iterations < config.num_iterations,
+    }
+  if diagnostics is not None:
+    final = history[-1] if history and history[-1]["iteration"] == iterations else None
+    if final is None:
+      final = {"iteration": iterations, **{k: np.asarray(v).tolist() for k, v in diagnose(iterations).items()}}
+    after = [h["bc_loss_expert"] for h in history if h["iteration"] > 0]
+    results["finetune"] = {
+      "warm_start": warm_start,  # None: no warm start in this process (none configured, or a resumed run)
+      "critic_warmup_iterations": config.finetune.critic_warmup_iterations,
+      "bc_coef": [config.finetune.bc_coef_start, config.finetune.bc_coef_end, config.finetune.bc_anneal_iterations],
+      "fixed_alpha": config.rl.fixed_alpha,
+      "disc_absorbing": config.disc.absorbing,
+      "diagnostic_episodes": int(diagnostics[2].shape[0]),
+      "at_switch": None if at_switch is None else {k: v.tolist() for k, v in at_switch.items()},
+      "per_evaluation": history,  # this process's evaluations (metrics.jsonl holds every one)
+      "final": final,
+      "bc_loss_expert_max_after_switch": np.max(after, axis=0).tolist() if after else None,
     }
   if config.algorithm == "langgoalirl" and config.adapt.iterations > 0:
     results["adaptation"] = adaptation(program, config, state, log)

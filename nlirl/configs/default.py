@@ -15,6 +15,8 @@ METHODS = {
   "follower": "recurrent follower: bc of a GRU over the trajectory attending over the instruction (early stopping)",
   "gail": "baseline: language-conditioned GAIL (logit f, reward -log(1 - D); no generator, relabel or mismatch)",
   "airl": "baseline: language-conditioned AIRL (logit f - log pi, shaped f; no generator, relabel or mismatch)",
+  "airl_finetune": "fine-tune: airl from a bc policy (critic warm-up, annealed bc term, alpha 0, DAC absorbing)",
+  "gail_finetune": "fine-tune: gail from a bc policy (critic warm-up, annealed bc term, alpha 0.01, DAC absorbing)",
   "no_relabel": "ablation: LangGoalIRL without relabelled rollouts",
   "no_paraphrase": "ablation: LangGoalIRL without generated paraphrases of expert goals",
   "no_mismatch": "ablation: LangGoalIRL without mismatched-goal negatives",
@@ -66,6 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rl.target_entropy_scale = 0.3  # target entropy = scale x log(number of valid actions)
   config.rl.max_reward = 10.0  # |reward| clip
   config.rl.airl_reward = "logit"  # airl rewards: logit (f - log pi, AIRL's) | f (SAC's alpha log pi stands in)
+  config.rl.fixed_alpha = -1.0  # SAC temperature: < 0 tuned to the target entropy from initial_alpha; >= 0 fixed
+  # (0: no entropy bonus; the airl logit reward f - log pi already carries -log pi)
 
   config.num_envs = 64  # rollouts per iteration (vmapped, sharded over the data mesh)
   config.replay_capacity = 4096  # rollouts kept (compact: env states + actions + goals)
@@ -74,6 +78,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.disc.steps = 1  # discriminator updates per iteration
   config.disc.batch_size = 64  # positives (and as many negatives) per update, in quarters
   config.disc.gradient_penalty = 1.0  # zero-centred |d logit / d obs|^2 weight
+  config.disc.absorbing = "every_step"  # absorbing (post-STOP) steps in the loss: every_step | once (one per
+  # stopped trajectory, Discriminator-Actor-Critic's absorbing sample; every_step penalises stopping)
 
   config.sac = ml_collections.ConfigDict()
   config.sac.steps = 2  # SAC updates per iteration
@@ -96,6 +102,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.bc.early_stopping_split = ""  # bc: validation loss on this split's demonstrations after every chunk,
   # the lowest's params are evaluated ('' off | val_seen)
   config.bc.patience_iterations = 0  # bc with early stopping: stop once no seed improved for this long (0: never)
+
+  # IRL as a fine-tune of a behaviour-cloned policy (airl, gail, langgoalirl; iteration 0 is the switch to RL).
+  config.finetune = ml_collections.ConfigDict()
+  config.finetune.bc_workdir = ""  # a finished `nlirl.main` bc run (e.g. :bc_converged): its best (early-stopping)
+  # policy initialises every seed's policy (seed s takes its seed s mod its num_seeds); '' none
+  config.finetune.bc_pretrain_steps = 0  # with bc_workdir '': bc steps on the training demonstrations before
+  # iteration 0, in-process (constant rate below, bc.batch_size), checkpointed as step 0; 0 off
+  config.finetune.bc_pretrain_learning_rate = 1e-3  # adam rate of those steps (bc_converged's)
+  config.finetune.critic_warmup_iterations = 0  # the actor and temperature stay frozen while the critic
+  # (and discriminator) learn for these first iterations
+  config.finetune.bc_coef_start = 0.0  # bc term on expert (state, instruction, action) added to the actor loss:
+  config.finetune.bc_coef_end = 0.0  # coefficient linear from start to end over the anneal iterations (after the
+  config.finetune.bc_anneal_iterations = 0  # critic warm-up), then held at end; 0 iterations: end at once
+  config.finetune.diagnostic_episodes = 256  # training demonstrations of the per-evaluation diagnostics (bc loss
+  # on expert states, the expert's reward per move and per absorbing step)
 
   config.adapt = ml_collections.ConfigDict()
   config.adapt.iterations = 60  # langgoalirl: adaptation iterations in the unseen houses (0: off)
@@ -141,6 +162,38 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_iterations = 3000
     config.iterations_per_chunk = 50
     config.eval_every = 500
+  elif name in ("airl_finetune", "gail_finetune"):
+    # nlirl/README.md, "IRL as a fine-tune".  Start from a finished :bc_converged workdir
+    # (--config.finetune.bc_workdir=DIR; same net sizes); with none, bc_pretrain_steps clone in-process.
+    config.algorithm = name.removesuffix("_finetune")
+    config.adapt.iterations = 0
+    config.bc.warmstart_iterations = 0  # replaced by the warm start and the annealed bc term
+    config.finetune.bc_pretrain_steps = 4000
+    config.finetune.critic_warmup_iterations = 200
+    config.finetune.bc_coef_start = 1.0
+    config.finetune.bc_coef_end = 0.1
+    config.finetune.bc_anneal_iterations = 2500
+    # The entropy counted once: AIRL's log-odds reward f - log pi already holds -log pi (alpha 0); GAIL's
+    # softplus(f) holds none, so a small fixed alpha keeps exploration without outweighing rewards of ~0.5.
+    config.rl.fixed_alpha = 0.0 if name == "airl_finetune" else 0.01
+    config.disc.absorbing = "once"
+    # GreedyLR off (the rule allows per eval on progress, or off with a reason): a fine-tune starts at the
+    # bc policy's success, which the run should hold, not beat, and the actor is frozen for the critic
+    # warm-up, so the progress signal is flat by design and per-eval GreedyLR would read it as a plateau.
+    config.policy_optimizer = optimizers.optimizer_config(
+      name="adam", learning_rate=1e-4, objective="td", max_grad_norm=1.0, greedy_mode="none"
+    )
+    config.critic_optimizer = optimizers.optimizer_config(
+      name="adam", learning_rate=3e-4, objective="td", max_grad_norm=1.0, greedy_mode="none"
+    )
+    config.reward_optimizer = optimizers.optimizer_config(
+      name="adam", learning_rate=1e-4, objective="adversarial", max_grad_norm=1.0, greedy_mode="none"
+    )
+    # Budget: 5000 iterations x 2 SAC updates = 10^4 updates (DAC / GAIL use 10^5 - 10^6).  At :gpu scale
+    # (one accelerator) the same config with num_envs 256, sac.steps 8, num_iterations 12500 gives 10^5.
+    config.num_iterations = 5000
+    config.iterations_per_chunk = 50
+    config.eval_every = 500
   elif name:
     setattr(config, name.removeprefix("no_"), False)
   if smoke:
@@ -166,6 +219,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_iterations = 4
     config.iterations_per_chunk = 2
     config.eval_every = 4
+    if config.finetune.bc_pretrain_steps:  # self-contained: clones in-process, no bc workdir needed
+      config.finetune.bc_pretrain_steps = 20
+      config.finetune.critic_warmup_iterations = 2
+      config.finetune.bc_anneal_iterations = 2
+      config.finetune.diagnostic_episodes = 16
     if config.adapt.iterations:
       config.adapt.iterations = 2
       config.adapt.explore_bc_steps = 2

@@ -165,3 +165,30 @@ def test_short_training_ranks_the_true_goal_above_a_shuffled_goal(setup):
   true = ls.discriminator_logits(rp, pp, test_b).sum(-1)
   shuffled = ls.discriminator_logits(rp, pp, test_b._replace(tokens=jnp.roll(test_b.tokens, 7, axis=0))).sum(-1)
   assert float((true > shuffled).mean()) > 0.75
+
+
+def test_step_weights_count_one_absorbing_step_per_stopped_trajectory():
+  active = jnp.asarray([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)
+  np.testing.assert_array_equal(losses.step_weights(active, "every_step"), np.ones((3, 5)))
+  once = np.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], np.float32)  # never stopped: none
+  np.testing.assert_array_equal(losses.step_weights(active, "once"), once)
+  with pytest.raises(ValueError, match="absorbing"):
+    losses.step_weights(active, "all")
+
+
+def test_discriminator_counts_one_absorbing_sample_under_dac(setup):
+  """absorbing='once': the BCE is the weighted mean over the active steps and the first absorbing step."""
+  nets, batch = setup
+  assert not bool(batch.active.all())  # the expert stops before the horizon: absorbing steps exist
+  key = jax.random.PRNGKey(0)
+  rp, pp = nets.reward.init(key), nets.policy.init(jax.random.fold_in(key, 1))
+  neg = batch._replace(tokens=jnp.roll(batch.tokens, 1, axis=0))
+  for absorbing in losses.ABSORBING:
+    ls = losses.make_losses(nets, gamma=0.95, gradient_penalty=0.0, absorbing=absorbing)
+    loss, _ = jax.jit(ls.discriminator)(rp, pp, batch, jnp.ones(8), neg, jnp.ones(8), key)
+    w = np.asarray(losses.step_weights(batch.active, absorbing))
+    logits = jax.jit(ls.discriminator_logits)
+    bce_pos = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, batch), 1.0))
+    bce_neg = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, neg), 0.0))
+    expected = (w * bce_pos).sum() / w.sum() + (w * bce_neg).sum() / w.sum()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)

@@ -45,6 +45,11 @@ def _run(workdir, variant="smoke", *overrides, timeout=900, env=None):
     ("net.policy", "lstm"),
     ("bc.early_stopping_split", "val_unknown"),
     ("bc.patience_iterations", -1),
+    ("disc.absorbing", "all"),
+    ("finetune.critic_warmup_iterations", -1),
+    ("finetune.bc_coef_start", -0.5),
+    ("finetune.diagnostic_episodes", 0),
+    ("finetune.bc_workdir", "/nonexistent/bc_run"),
   ],
 )
 def test_bad_config_names_the_field(field, value):
@@ -87,6 +92,14 @@ def test_bad_config_exits_2_before_compiling(tmp_path, field, value):
   assert not (tmp_path / "run").exists()
 
 
+def test_warm_start_from_a_missing_bc_workdir_exits_2_naming_the_field(tmp_path):
+  proc = _run(tmp_path / "run", "airl_finetune_smoke", f"--config.finetune.bc_workdir={tmp_path / 'nope'}", timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "finetune.bc_workdir" in lines[0] and "config.json" in lines[0], proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def test_batch_not_divisible_by_the_device_count_exits_2(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = _run(tmp_path / "run", "smoke", timeout=120, env=env)  # smoke batches are 8: not 4 x 8
@@ -97,7 +110,17 @@ def test_batch_not_divisible_by_the_device_count_exits_2(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
   "variant",
-  ["smoke", "bc_smoke", "bc_converged_smoke", "follower_smoke", "gail_smoke", "airl_smoke", "no_relabel_smoke"],
+  [
+    "smoke",
+    "bc_smoke",
+    "bc_converged_smoke",
+    "follower_smoke",
+    "gail_smoke",
+    "airl_smoke",
+    "no_relabel_smoke",
+    "airl_finetune_smoke",
+    "gail_finetune_smoke",
+  ],
 )
 def test_smoke_binary_of_each_variant(tmp_path, variant):
   proc = _run(tmp_path, variant)
@@ -118,6 +141,15 @@ def test_smoke_binary_of_each_variant(tmp_path, variant):
     assert ev["sr_goal"]["episodes"] == ev["success"]["episodes"] // 3
   assert ("adaptation" in results) == (variant in ("smoke", "no_relabel_smoke"))
   assert ("early_stopping" in results) == (variant in ("bc_converged_smoke", "follower_smoke"))
+  assert ("finetune" in results) == (variant not in ("bc_smoke", "bc_converged_smoke", "follower_smoke"))
+  if variant.endswith("_finetune_smoke"):  # warm-started in-process; the checks at the switch and at the end
+    fine = results["finetune"]
+    assert fine["warm_start"]["bc_pretrain_steps"] > 0 and fine["disc_absorbing"] == "once"
+    for when in ("at_switch", "final"):
+      for k in ("bc_loss_expert", "expert_reward_move", "expert_reward_absorbing"):
+        assert np.all(np.isfinite(fine[when][k])) and len(fine[when][k]) == results["num_seeds"], (when, k)
+    rows = list(metrics_lib.read_metrics(tmp_path))
+    assert any("finetune/bc_loss_expert" in r for r in rows) and any("eval/val_seen/p_stop_away" in r for r in rows)
 
 
 @pytest.mark.slow

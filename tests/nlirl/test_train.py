@@ -1,13 +1,14 @@
 """nlirl.train: relabelling uses the goal generator; the likelihood gate; generator pretraining."""
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import sharding
+from common import app, sharding
 from nlirl import envs, rollouts, train
 from nlirl.configs import default as default_config
 from schedulers import per_eval, state_utils
@@ -142,3 +143,129 @@ def test_follower_smoke_trains_evaluates_and_reports_early_stopping(tmp_path):
   assert stop["split"] == "val_seen" and len(stop["best_iteration_per_seed"]) == config.num_seeds
   assert all(0 < i <= config.num_iterations for i in stop["best_iteration_per_seed"])
   assert "sr_shuffled" in results["eval"]["val_unseen"] and "language_gain_goal" in results["eval"]["val_seen"]
+
+
+def test_bc_coefficient_anneals_linearly_after_the_critic_warmup():
+  config = default_config.get_config("airl_finetune")
+  f = config.finetune
+  coef = lambda i: float(train.bc_coefficient(config, jnp.asarray(i)))
+  warm, n = f.critic_warmup_iterations, f.bc_anneal_iterations
+  assert coef(0) == coef(warm) == pytest.approx(f.bc_coef_start)
+  assert coef(warm + n // 2) == pytest.approx((f.bc_coef_start + f.bc_coef_end) / 2)
+  assert coef(warm + n) == coef(warm + 10 * n) == pytest.approx(f.bc_coef_end)
+  f.bc_anneal_iterations = 0  # no anneal: the end value at once
+  assert coef(0) == pytest.approx(f.bc_coef_end)
+  assert float(train.bc_coefficient(default_config.get_config("airl"), jnp.asarray(0))) == 0.0  # off by default
+
+
+def test_the_bc_term_reads_the_expert_group_only():
+  """SAC's batch is [rollouts, expert, relabelled]: the relabelled group (before the generator warm-up, the
+  policy's own walks) must not be behaviour-cloned."""
+  config = default_config.get_config("")
+  sizes = train._group_sizes(config)
+  assert sizes["sac_relabel"] > 0
+  rows = np.arange(config.sac.batch_size)[train.sac_expert_rows(sizes)]
+  np.testing.assert_array_equal(rows, sizes["sac_rollout"] + np.arange(sizes["sac_expert"]))
+  assert rows.max() < config.sac.batch_size - sizes["sac_relabel"]
+
+
+def _fake_bc_workdir(path, **fields):
+  """A workdir with a bc run's config.json (no checkpoint unless made)."""
+  config = default_config.get_config("bc_smoke")
+  for field, value in fields.items():
+    block, name = config, field
+    if "." in field:
+      head, name = field.split(".")
+      block = config[head]
+    block[name] = value
+  path.mkdir()
+  (path / "config.json").write_text(config.to_json_best_effort())
+  return path
+
+
+def _unfinished(path):
+  (path / "checkpoints" / "20").mkdir(parents=True)  # a checkpoint step, but no results.json
+  return path
+
+
+@pytest.mark.parametrize(
+  "make, message",
+  [
+    (lambda p: p / "missing", "no config.json"),
+    (lambda p: _fake_bc_workdir(p / "w", algorithm="gail"), "not 'bc'"),
+    (lambda p: _fake_bc_workdir(p / "w", **{"net.hidden": 64}), "net.hidden is 64 there, 16 here"),
+    (lambda p: _fake_bc_workdir(p / "w", **{"net.policy": "recurrent"}), "net.policy is 'recurrent' there"),
+    (lambda p: _fake_bc_workdir(p / "w"), "no checkpoint"),
+    (lambda p: _unfinished(_fake_bc_workdir(p / "w")), "has not finished"),
+  ],
+)
+def test_warm_start_from_a_bad_bc_workdir_names_the_field(tmp_path, make, message):
+  config = default_config.get_config("airl_finetune_smoke")
+  config.finetune.bc_workdir = str(make(tmp_path))
+  with pytest.raises(app.ConfigError) as error:
+    train.validate_config(config)
+  assert error.value.field == "finetune.bc_workdir" and message in str(error.value)
+
+
+def test_finetune_fields_are_refused_under_bc():
+  config = default_config.get_config("bc_smoke")
+  config.finetune.critic_warmup_iterations = 5
+  with pytest.raises(app.ConfigError) as error:
+    train.validate_config(config)
+  assert error.value.field == "algorithm"
+
+
+@pytest.mark.slow  # one compiled chunk of the smoke program (~1 min on a loaded CPU)
+def test_critic_warmup_freezes_the_actor_and_a_fixed_alpha_stays_fixed():
+  config, program, data, state = _program(
+    **{"algorithm": "airl", "finetune.critic_warmup_iterations": 1, "rl.fixed_alpha": 0.0, "sac.steps": 1}
+  )
+  host = lambda tree: jax.tree.map(np.asarray, jax.device_get(tree))  # the chunk donates its input state
+  start = host(state.params)
+  one, m = program.chunk(state, data, 1)
+  after_one = host(one.params)
+  two, m2 = program.chunk(one, data, 1)
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert same(after_one["policy"], start["policy"])  # frozen in iteration 0
+  assert not same(after_one["critic"], start["critic"])  # while the critic learns
+  assert not same(host(two.params["policy"]), after_one["policy"])  # unfrozen from iteration 1
+  assert same(host(two.params["log_alpha"]), start["log_alpha"])  # the fixed temperature is never tuned
+  assert float(np.asarray(m["sac/alpha"]).max()) == 0.0 and float(np.asarray(m["finetune/actor_frozen"])[0, 0]) == 1
+  assert float(np.asarray(m2["finetune/actor_frozen"])[0, 0]) == 0
+
+
+@pytest.mark.slow  # a bc run through the binary, then its checkpoint restored (~2 min on a loaded CPU)
+def test_warm_start_loads_the_bc_runs_early_stopping_best_policy(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  bc_dir = tmp_path / "bc"
+  cmd = [sys.executable, "-m", "nlirl.main", "--config=nlirl.configs.default:bc_converged_smoke", f"--workdir={bc_dir}"]
+  root = pathlib.Path(__file__).resolve().parents[2]
+  proc = subprocess.run(cmd, cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = default_config.get_config("airl_finetune_smoke")
+  config.num_seeds = 2  # the bc run has one seed: both seeds start from it
+  config.finetune.bc_workdir = str(bc_dir)
+  train.validate_config(config)
+  mesh = sharding.data_mesh()
+  policy, info = train.load_bc_policy(config, mesh)
+  assert info["params"] == "early-stopping best" and info["bc_seeds"] == [0, 0]
+  # The loaded params are the best ones: their validation loss is the one the bc run recorded as its best.
+  bc_config = train.bc_run_config(config)
+  bc_program = train.build_program(bc_config, mesh)
+  val = np.asarray(bc_program.validation_loss(policy, *train.validation_data(bc_config)))
+  best = json.loads((bc_dir / "results.json").read_text())["early_stopping"]["best_val_loss_per_seed"]
+  np.testing.assert_allclose(val, [best[0], best[0]], rtol=1e-5)
+  # And the fine-tune runs from it: at the switch, its bc loss on expert states is the loaded policy's.
+  config.num_iterations = config.eval_every = config.iterations_per_chunk = 2
+  train.train_and_evaluate(config, str(tmp_path / "ft"), log=lambda *_: None)
+  fine = json.loads((tmp_path / "ft" / "results.json").read_text())["finetune"]
+  assert fine["warm_start"]["checkpoint_step"] == bc_config.num_iterations
+  program = train.build_program(config, mesh)
+  data = train.train_data(config)
+  n = fine["diagnostic_episodes"]
+  params = {"policy": policy, "reward": train.init_state(program, config, mesh).params["reward"]}
+  at_switch = program.diagnose(params, data.houses, jax.tree.map(lambda x: x[:n], data.expert), data.tokens[:n, 0])
+  np.testing.assert_allclose(fine["at_switch"]["bc_loss_expert"], np.asarray(at_switch["bc_loss_expert"]), rtol=1e-5)
