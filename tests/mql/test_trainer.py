@@ -99,7 +99,7 @@ def test_greedy_none_switch_and_settings_validation():
   trainer = trainer_lib.make_trainer(
     env,
     nets,
-    trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, replay_size=64),
+    trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, update_ratio=0.5, replay_size=64),
     actor_opt,
     critic_opt,
   )
@@ -120,12 +120,14 @@ def test_per_eval_greedy_decides_once_per_iteration_on_the_negative_episode_retu
   # Over the TD rule's settings: act on every decision, any improvement counts, room to rise.
   greedy = dict(patience=0, smooth=False, threshold=0.0, max_scale=10.0)
   actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="per_eval", greedy=greedy)
-  settings = trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=5, replay_size=64)
+  settings = trainer_lib.TD3Settings(
+    batch_size=8, start_steps=0, steps_per_iteration=5, update_ratio=0.5, replay_size=64
+  )
   trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)
   state = trainer.init(jax.random.key(0))
   state, metrics = trainer.iteration(state)  # 5 of 10 steps: no episode has finished
   assert int(metrics["finished_episodes"]) == 0 and np.isnan(metrics["episode_return"])
-  assert float(metrics["actor_learning_rate"]) == pytest.approx(3e-4)  # 10 updates ran; the rate did not move
+  assert float(metrics["actor_learning_rate"]) == pytest.approx(3e-4)  # 5 updates ran; the rate did not move
   returns = []
   for _ in range(4):  # every other iteration ends both slots' episodes
     state, metrics = trainer.iteration(state)
