@@ -273,8 +273,9 @@ class Trainer(NamedTuple):
     iteration: `iteration(state) -> (state, metrics)`: `steps_per_iteration`
       env steps with their updates (one compiled `lax.scan`); metrics are
       scalars (means over the iteration; `*_loss` over the updates that ran,
-      NaN if none), the counters and each optimizer's current learning rate
-      (base rate x GreedyLR scale).
+      NaN if none), the counters, `updates_per_transition` (updates run /
+      transitions collected in this iteration) and each optimizer's current
+      learning rate (base rate x GreedyLR scale).
     evaluate: `evaluate(state, key, num_episodes) -> [num_tasks]` mean
       undiscounted return per task of the evaluation env, deterministic actor,
       one full episode each (`num_episodes` static).
