@@ -153,7 +153,7 @@ def test_eight_devices_match_one(tmp_path):
 
   Sharding changes only the order of floating-point reductions (the batch
   means of the TD3 losses and their gradients, all-reduced across devices), a
-  few ulps per update; over the smoke's 16 updates and 2 x 2 adaptations these
+  few ulps per update; over the smoke's few dozen updates and 2 x 2 adaptations these
   stay below 1e-4 relative in the returns (measured ~1e-7).  Returns are
   sums of 20 rewards of size ~1, hence the absolute floor.
   """
