@@ -74,7 +74,7 @@ def _our_throughput(family: str, use_context: bool) -> dict:
     batch_size=_BATCH.value,
     start_steps=0,
     steps_per_iteration=_STEPS.value,
-    updates_per_step=_UPDATES.value,
+    update_ratio=_UPDATES.value / _NUM_ENVS.value,  # the same count at every step
     replay_size=_NUM_ENVS.value * 2000,
   )
   meta = trainer.make_trainer(env, nets, settings)

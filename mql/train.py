@@ -223,6 +223,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   summary.update(
     env_steps=int(state.env_steps),
     updates=int(state.updates),
+    # Effective update-to-data ratio of the whole run, and of the part after the first update.
+    updates_per_transition=int(state.updates) / max(int(state.env_steps), 1),
+    updates_per_transition_after_start=int(state.updates)
+    / max(int(state.env_steps) - _td3_settings(config).first_update_step, 1),
     critic_nonfinite=int(state.critic_nonfinite),
     actor_nonfinite=int(state.actor_nonfinite),
   )

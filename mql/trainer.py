@@ -8,15 +8,21 @@ slots vmapped (`mql.envs.VmapTaskWrapper`), every counter and key in the
 `use_context=False` the multi-task TD3 baseline; the trainer is the same.
 
 One `Trainer.iteration` is `steps_per_iteration` vmapped env steps, each
-followed by `updates_per_step` TD3 updates on uniform batches of the shared
-replay (`mql.replay`):
+followed by `updates_per_env_step` TD3 updates on uniform batches of the shared
+replay (`mql.replay`), so many that the updates per transition are
+`update_ratio_early` until `update_ratio_switch` transitions were collected and
+`update_ratio` afterwards (the original's update-to-data ratio; a fractional
+ratio x E is spread exactly over consecutive steps, see
+`updates_per_env_step`).  The count is a function of `env_steps`, so it is
+traced (a `lax.fori_loop` with a traced trip count: no update is computed
+and thrown away) and a resumed run continues identically:
 
 * acting: `clip(actor(s, h) + N(0, exploration_noise²), ±1)`, and uniform
   random actions in [-1, 1] while `env_steps < start_steps` (the original's
   `burn_in`; `env_steps` counts transitions of all slots);
 * updates run only once `env_steps >= update_after` (default `start_steps`:
-  the original trains after its random cold start); masked-off updates are
-  computed and discarded (`jnp.where`), and counted nowhere;
+  the original trains after its random cold start); before that the loop
+  runs zero updates;
 * every update trains the critic; every `policy_delay`-th (update counts
   1, ..., so after N updates exactly `N // policy_delay` actor updates) also
   trains the actor and Polyak-averages both targets (τ).  The actor step
@@ -74,6 +80,8 @@ Example::
 """
 
 import dataclasses
+import fractions
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -91,6 +99,7 @@ PyTree = Any
 
 
 GREEDY_SIGNALS = ("loss", "relative_td")
+UPDATE_METRICS = ("critic_loss", "actor_loss", "q1", "target_q")  # per-update metrics of `make_td3_update`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +118,16 @@ class TD3Settings:
       (`--burn_in` 1e4).
     update_after: env steps before the first update; None: `start_steps`.
     steps_per_iteration: vmapped env steps per `iteration` (one compiled scan).
-    updates_per_step: TD3 updates after each vmapped env step (the original's
-      gradient/env-step ratio is ≈ 0.2-2.5 per transition, notes §1.4.6; with
-      E slots one vmapped step is E transitions).
+    update_ratio: TD3 updates per env transition once `update_ratio_switch`
+      transitions were collected (the original: `num_train_steps /
+      (num_tasks_sample x episode length)`, 0.2-2.5 per family).  With E
+      slots one vmapped step is E transitions (`updates_per_env_step`).
+    update_ratio_early: updates per transition before the switch (the
+      original: one update per collected step of one episode,
+      `1 / num_tasks_sample`); None: `update_ratio`.
+    update_ratio_switch: transitions collected (all slots) at which the
+      ratio switches (the original's `min_buffer_size` 1e5, its replay's
+      length, which does not wrap before then).
     replay_size: total replay capacity (`--replay_size` 1e6), split evenly
       over the env slots.
     snapshot_size: per-task snapshot (`--snapshot_size` 2000); raised to E
@@ -132,7 +148,9 @@ class TD3Settings:
   start_steps: int = 10_000
   update_after: Optional[int] = None
   steps_per_iteration: int = 100
-  updates_per_step: int = 1
+  update_ratio: float = 1.0
+  update_ratio_early: Optional[float] = None
+  update_ratio_switch: int = 100_000
   replay_size: int = 1_000_000
   snapshot_size: int = 2000
   greedy_signal: str = "loss"
@@ -140,11 +158,13 @@ class TD3Settings:
   def __post_init__(self):
     if self.greedy_signal not in GREEDY_SIGNALS:
       raise ValueError(f"greedy_signal must be one of {GREEDY_SIGNALS}, got {self.greedy_signal!r}.")
-    for name in ("batch_size", "policy_delay", "steps_per_iteration", "updates_per_step", "replay_size"):
+    for name in ("batch_size", "policy_delay", "steps_per_iteration", "replay_size"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    for name in ("start_steps", "snapshot_size"):
+    for name in ("update_ratio", "update_ratio_early"):
+      _update_fraction(name, getattr(self, name), allow_none=name == "update_ratio_early")
+    for name in ("start_steps", "snapshot_size", "update_ratio_switch"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}.")
@@ -160,6 +180,49 @@ class TD3Settings:
   @property
   def first_update_step(self) -> int:
     return self.start_steps if self.update_after is None else self.update_after
+
+  @property
+  def early_ratio(self) -> float:
+    return self.update_ratio if self.update_ratio_early is None else self.update_ratio_early
+
+
+_MAX_DENOMINATOR = 10_000
+
+
+def _update_fraction(name: str, ratio: Any, allow_none: bool = False) -> Optional[fractions.Fraction]:
+  """`ratio` as an exact fraction p / q (q <= 10^4); ValueError naming `name` unless it is one > 0."""
+  if ratio is None and allow_none:
+    return None
+  if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
+    raise ValueError(f"{name} must be a finite number > 0 (updates per env transition), got {ratio!r}.")
+  frac = fractions.Fraction(ratio).limit_denominator(_MAX_DENOMINATOR)
+  if abs(float(frac) - ratio) > 1e-9 * ratio:
+    raise ValueError(f"{name} must be a fraction with denominator <= {_MAX_DENOMINATOR}, got {ratio!r}.")
+  return frac
+
+
+def updates_per_env_step(settings: TD3Settings, num_envs: int, env_steps: jax.Array) -> jax.Array:
+  """TD3 updates after the vmapped env step that starts at `env_steps` transitions (jit-friendly).
+
+  With r the ratio in effect (`update_ratio_early` while the step ends below
+  `update_ratio_switch` transitions, `update_ratio` from there) and k =
+  `env_steps // num_envs` the step's index, the count is
+  `floor(r E (k + 1)) - floor(r E k)`: r x E when that is an integer, else
+  floor or ceil of it, so any q consecutive steps (r = p / q) run exactly
+  p x E updates.  Integer arithmetic on `k mod q` (no overflow, no float
+  rounding).  Before `first_update_step` the trainer runs none of them.
+  """
+  k = jnp.asarray(env_steps, jnp.int32) // num_envs
+
+  def count(frac: fractions.Fraction) -> jax.Array:
+    p, q = frac.numerator * num_envs, frac.denominator
+    j = k % q
+    return (p * (j + 1)) // q - (p * j) // q
+
+  late = count(_update_fraction("update_ratio", settings.update_ratio))
+  early = count(_update_fraction("update_ratio_early", settings.early_ratio))
+  switched = jnp.asarray(env_steps, jnp.int32) + num_envs >= settings.update_ratio_switch
+  return jnp.where(switched, late, early).astype(jnp.int32)
 
 
 class TrainState(NamedTuple):
@@ -210,8 +273,9 @@ class Trainer(NamedTuple):
     iteration: `iteration(state) -> (state, metrics)`: `steps_per_iteration`
       env steps with their updates (one compiled `lax.scan`); metrics are
       scalars (means over the iteration; `*_loss` over the updates that ran,
-      NaN if none), the counters and each optimizer's current learning rate
-      (base rate x GreedyLR scale).
+      NaN if none), the counters, `updates_per_transition` (updates run /
+      transitions collected in this iteration) and each optimizer's current
+      learning rate (base rate x GreedyLR scale).
     evaluate: `evaluate(state, key, num_episodes) -> [num_tasks]` mean
       undiscounted return per task of the evaluation env, deterministic actor,
       one full episode each (`num_episodes` static).
@@ -521,22 +585,30 @@ def make_trainer(
     greedy_signal=settings.greedy_signal,
   )
 
-  def update(state: TrainState, _) -> tuple[TrainState, dict]:
+  def update(_, carry: tuple[TrainState, dict]) -> tuple[TrainState, dict]:
+    state, sums = carry
     rng, batch_key, critic_key = jax.random.split(state.rng, 3)
-    active = state.env_steps >= first_update
     batch = sharding.constrain_batch(replay.sample(state.replay, batch_key, settings.batch_size, h), mesh)
-    learner, metrics = td3_update(_learner(state), batch, critic_key, active)
-    return state._replace(rng=rng, **learner._asdict()), metrics
+    learner, metrics = td3_update(_learner(state), batch, critic_key, jnp.asarray(True))
+    # Running (sum, count) of each metric's finite values (the actor's loss is NaN on delayed steps).
+    sums = {
+      k: (sums[k][0] + jnp.where(jnp.isfinite(v), v, 0.0), sums[k][1] + jnp.isfinite(v).astype(jnp.int32))
+      for k, v in metrics.items()
+    }
+    return state._replace(rng=rng, **learner._asdict()), sums
 
   def env_step(state: TrainState, _) -> tuple[TrainState, dict]:
+    num_updates = updates_per_env_step(settings, num_envs, state.env_steps)
     state, act_metrics = act_step(state)
-    state, update_metrics = jax.lax.scan(update, state, None, length=settings.updates_per_step)
-    return state, {**act_metrics, **update_metrics}
+    num_updates = jnp.where(state.env_steps >= first_update, num_updates, 0)
+    zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+    sums = {k: zero for k in UPDATE_METRICS}
+    state, sums = jax.lax.fori_loop(0, num_updates, update, (state, sums))
+    return state, {**act_metrics, "update_sums": sums}
 
-  def nanmean(x):
-    x = x.reshape(-1)
-    ok = jnp.isfinite(x)
-    return jnp.where(ok.any(), jnp.sum(jnp.where(ok, x, 0.0)) / jnp.maximum(ok.sum(), 1), jnp.nan)
+  def sum_mean(sums):
+    total, count = jnp.sum(sums[0]), jnp.sum(sums[1])
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
   def observe_return(state: TrainState, episode_return: jax.Array) -> TrainState:
     """Per-eval GreedyLR: one decision per iteration that finished episodes, on −(their mean return).
@@ -550,15 +622,14 @@ def make_trainer(
     return state._replace(actor_opt_state=actor_state, critic_opt_state=critic_state)
 
   def iteration(state: TrainState) -> tuple[TrainState, dict]:
+    updates_before = state.updates
     state, m = jax.lax.scan(env_step, state, None, length=settings.steps_per_iteration)
     finished = jnp.sum(m["finished_episodes"])
     episode_return = jnp.where(finished > 0, jnp.sum(m["finished_return_sum"]) / jnp.maximum(finished, 1), jnp.nan)
     state = observe_return(state, episode_return)
     metrics = {
-      "critic_loss": nanmean(m["critic_loss"]),
-      "actor_loss": nanmean(m["actor_loss"]),
-      "q1": nanmean(m["q1"]),
-      "target_q": nanmean(m["target_q"]),
+      **{k: sum_mean(m["update_sums"][k]) for k in UPDATE_METRICS},
+      "updates_per_transition": (state.updates - updates_before) / (settings.steps_per_iteration * num_envs),
       "episode_return": episode_return,
       "finished_episodes": finished,
       "env_steps": state.env_steps,

@@ -5,8 +5,10 @@
 Variants (`VARIANTS`): `<family>` runs at the scale this 2-core CPU machine
 affords (point-robot: minutes; the Brax families: hours, resumable);
 `<family>-smoke` a tiny run for tests (seconds to a minute); `<family>-gpu`
-the original code's scale (5e6 env steps, its per-family hyperparameters from
-`run_script.py`, 128 vmapped envs) for a GPU or TPU.  `smoke` is
+the original code's scale (5e6 env steps, its per-family hyperparameters and
+update-to-data ratios from `run_script.py` / `main.py`, 128 vmapped envs) for
+a GPU or TPU.  The CPU and smoke variants run 0.25 updates per transition,
+below the original's ratios, for the budget.  `smoke` is
 `point-robot-smoke`; the default is `point-robot`.  The multi-task TD3
 baseline without context is any variant with `--config.use_context=False`.
 """
@@ -19,8 +21,14 @@ FAMILY_NAMES = ("point-robot", "cheetah-vel", "cheetah-dir", "ant-dir", "ant-goa
 
 # The original code's per-family settings (amazon-science/meta-q-learning `run_script.py`;
 # point-robot is not in MQL: ours, in the cheetah-vel mould).  Keys are config fields.
+# Update-to-data ratio (`main.py`, `adjust_number_train_iters`): after each collection of
+# `num_tasks_sample` 200-step episodes it runs one update per step of one episode while the replay
+# holds < 1e5 transitions (update_ratio_early = 1 / num_tasks_sample), then `num_train_steps`
+# (update_ratio = num_train_steps / (num_tasks_sample x 200)).
 ORIGINAL = {
   "cheetah-vel": dict(
+    update_ratio=1.0,
+    update_ratio_early=1.0,
     lr=1e-3,
     policy_delay=2,
     exploration_noise=0.3,
@@ -38,6 +46,8 @@ ORIGINAL = {
     replay_size=1_000_000,
   ),
   "cheetah-dir": dict(
+    update_ratio=2.5,
+    update_ratio_early=1.0,
     lr=3e-4,
     policy_delay=2,
     exploration_noise=0.3,
@@ -55,6 +65,8 @@ ORIGINAL = {
     replay_size=1_000_000,
   ),
   "ant-dir": dict(
+    update_ratio=1.0,
+    update_ratio_early=0.2,
     lr=3e-4,
     policy_delay=4,
     exploration_noise=0.2,
@@ -72,6 +84,8 @@ ORIGINAL = {
     replay_size=1_000_000,
   ),
   "ant-goal": dict(
+    update_ratio=0.2,
+    update_ratio_early=0.2,
     lr=4e-4,
     policy_delay=4,
     exploration_noise=0.3,
@@ -89,6 +103,8 @@ ORIGINAL = {
     replay_size=1_000_000,
   ),
   "humanoid-dir": dict(
+    update_ratio=2.5,
+    update_ratio_early=1.0,
     lr=3e-4,
     policy_delay=3,
     exploration_noise=0.2,
@@ -106,6 +122,8 @@ ORIGINAL = {
     replay_size=500_000,
   ),
   "walker-params": dict(
+    update_ratio=0.2,
+    update_ratio_early=0.2,
     lr=8e-4,
     policy_delay=3,
     exploration_noise=0.2,
@@ -123,6 +141,8 @@ ORIGINAL = {
     replay_size=1_000_000,
   ),
   "point-robot": dict(
+    update_ratio=1.0,
+    update_ratio_early=1.0,
     lr=1e-3,
     policy_delay=2,
     exploration_noise=0.3,
@@ -197,7 +217,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.td3.exploration_noise = o["exploration_noise"]  # acting noise std
   config.td3.start_steps = o["start_steps"]  # env steps (all slots) of uniform random actions first
   config.td3.steps_per_iteration = 20  # vmapped env steps per compiled iteration
-  config.td3.updates_per_step = 32  # TD3 updates after each vmapped env step
+  # TD3 updates per env transition (the trainer runs ratio x num_envs per vmapped env step, a
+  # fractional product spread exactly over consecutive steps): update_ratio_early until
+  # update_ratio_switch transitions were collected, update_ratio afterwards.
+  config.td3.update_ratio = o["update_ratio"]
+  config.td3.update_ratio_early = o["update_ratio_early"]
+  config.td3.update_ratio_switch = 100_000  # the original's min_buffer_size
   config.td3.replay_size = o["replay_size"]  # total replay capacity (transitions)
   config.td3.snapshot_size = o["snapshot"]  # per-task snapshot (the classifier's negatives)
   config.td3.greedy_signal = "loss"  # value= of a per-step GreedyLR: loss (each network's) | relative_td (critic's)
@@ -236,14 +261,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       config.num_envs = 16
       config.num_iterations = 300  # 96k env steps, ~3 min of training
       config.td3.steps_per_iteration = 20  # one episode per slot
-      config.td3.updates_per_step = 4
+      # Below the original's 1.0 for the CPU budget: 4 updates per vmapped step of 16 transitions.
+      config.td3.update_ratio = config.td3.update_ratio_early = 0.25
       config.td3.replay_size = 96_000
       config.eval_every = 150  # one evaluation of the 20 test tasks is ~1 min on 2 cores
       config.checkpoint_every = 50
     else:
       config.num_envs = 16
       config.num_iterations = 1000  # 3.2e5 env steps, 20-35 min per cheetah seed on 2 cores
-      config.td3.updates_per_step = 4
+      # Below the original's ratios (0.2-2.5) for the CPU budget: 4 updates per vmapped step of 16.
+      config.td3.update_ratio = config.td3.update_ratio_early = 0.25
       config.td3.replay_size = 320_000
       config.td3.start_steps = 10_000
       config.num_test_tasks = min(num_test, 10)
@@ -261,7 +288,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.td3.batch_size = 32
     config.td3.start_steps = 40
     config.td3.steps_per_iteration = 5
-    config.td3.updates_per_step = 1
+    # 1 update per vmapped step of 4 transitions, 2 from 60 transitions on: every smoke run (the
+    # kill/resume test's included) crosses the switch.
+    config.td3.update_ratio_early = 0.25
+    config.td3.update_ratio = 0.5
+    config.td3.update_ratio_switch = 60
     config.td3.replay_size = 800
     config.td3.snapshot_size = 100
     config.adaptation.stage1_iterations = 2

@@ -25,7 +25,9 @@ def _meta_state():
   env = envs.make("point-robot", task_set=tasks, split="train", batch_size=4)
   eval_env = envs.make("point-robot", task_set=tasks, split="test")
   nets = networks.make_networks(2, 2, hidden_sizes=(16, 16), context_size=6, history_length=H)
-  settings = trainer_lib.TD3Settings(batch_size=16, start_steps=40, steps_per_iteration=20, replay_size=800)
+  settings = trainer_lib.TD3Settings(
+    batch_size=16, start_steps=40, steps_per_iteration=20, update_ratio=0.25, replay_size=800
+  )
   meta = trainer_lib.make_trainer(env, nets, settings, *OPTIMIZERS, eval_env=eval_env)
   state = meta.init(jax.random.key(0))
   for _ in range(3):

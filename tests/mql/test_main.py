@@ -47,6 +47,7 @@ def test_smoke_binary_writes_results_plots_and_tasks(tmp_path):
   last_rate = [r["actor_learning_rate"] for r in metrics_lib.read_metrics(workdir) if "actor_learning_rate" in r][-1]
   np.testing.assert_allclose(summary["actor_learning_rate"], last_rate, rtol=1e-6)
   assert summary["env_steps"] == config.num_iterations * config.num_envs * config.td3.steps_per_iteration
+  assert summary["updates_per_transition"] == summary["updates"] / summary["env_steps"] > 0
   np.testing.assert_allclose(summary["return_after_mql"], np.mean(results["per_task"]["after"]), rtol=1e-6)
   for name in ("return.png", "adaptation.png", "loss.png"):
     assert (workdir / "plots" / name).read_bytes()[:4] == b"\x89PNG"
@@ -75,6 +76,10 @@ def test_killed_run_resumes_and_ends_identically(tmp_path):
   assert rows("resumed") == rows("straight")
   per_task = lambda d: json.loads((tmp_path / d / "results.json").read_text())["per_task"]
   assert per_task("resumed") == per_task("straight")
+  # The resumed part crosses td3.update_ratio_switch: the update count per step changed after the resume.
+  ratios = [r["updates_per_transition"] for r in rows("resumed") if "updates_per_transition" in r]
+  assert len(ratios) == config.num_iterations
+  assert ratios[1] < config.td3.update_ratio_early < ratios[2] < ratios[3] == config.td3.update_ratio
 
 
 # One launch per exit path in the default tier; each field's check runs in-process below.
@@ -85,6 +90,9 @@ BAD_FIELDS = [
   ("num_test_tasks", 0),
   ("adaptation.prox", "sometimes"),
   ("td3.replay_size", 8),
+  ("td3.update_ratio", 0.0),
+  ("td3.update_ratio_early", -1.0),
+  ("td3.update_ratio_switch", -5),
 ]
 
 
@@ -145,7 +153,7 @@ def test_eight_devices_match_one(tmp_path):
 
   Sharding changes only the order of floating-point reductions (the batch
   means of the TD3 losses and their gradients, all-reduced across devices), a
-  few ulps per update; over the smoke's 16 updates and 2 x 2 adaptations these
+  few ulps per update; over the smoke's few dozen updates and 2 x 2 adaptations these
   stay below 1e-4 relative in the returns (measured ~1e-7).  Returns are
   sums of 20 rewards of size ~1, hence the absolute floor.
   """

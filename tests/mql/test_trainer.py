@@ -22,7 +22,7 @@ def _setup(use_context, num_envs=E, hidden=(32, 32), **settings):
   env = envs.make("point-robot", task_set=tasks, split="train", batch_size=num_envs)
   eval_env = envs.make("point-robot", task_set=tasks, split="test")
   nets = networks.make_networks(2, 2, hidden_sizes=hidden, context_size=8, history_length=H, use_context=use_context)
-  defaults = dict(batch_size=32, start_steps=12, steps_per_iteration=5, updates_per_step=3, replay_size=400)
+  defaults = dict(batch_size=32, start_steps=12, steps_per_iteration=5, update_ratio=0.75, replay_size=400)
   defaults.update(settings)
   trainer = trainer_lib.make_trainer(env, nets, trainer_lib.TD3Settings(**defaults), eval_env=eval_env)
   return trainer, nets
@@ -99,7 +99,7 @@ def test_greedy_none_switch_and_settings_validation():
   trainer = trainer_lib.make_trainer(
     env,
     nets,
-    trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, replay_size=64),
+    trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=2, update_ratio=0.5, replay_size=64),
     actor_opt,
     critic_opt,
   )
@@ -120,12 +120,14 @@ def test_per_eval_greedy_decides_once_per_iteration_on_the_negative_episode_retu
   # Over the TD rule's settings: act on every decision, any improvement counts, room to rise.
   greedy = dict(patience=0, smooth=False, threshold=0.0, max_scale=10.0)
   actor_opt, critic_opt = trainer_lib.make_optimizers(greedy_mode="per_eval", greedy=greedy)
-  settings = trainer_lib.TD3Settings(batch_size=8, start_steps=0, steps_per_iteration=5, replay_size=64)
+  settings = trainer_lib.TD3Settings(
+    batch_size=8, start_steps=0, steps_per_iteration=5, update_ratio=0.5, replay_size=64
+  )
   trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)
   state = trainer.init(jax.random.key(0))
   state, metrics = trainer.iteration(state)  # 5 of 10 steps: no episode has finished
   assert int(metrics["finished_episodes"]) == 0 and np.isnan(metrics["episode_return"])
-  assert float(metrics["actor_learning_rate"]) == pytest.approx(3e-4)  # 15 updates ran; the rate did not move
+  assert float(metrics["actor_learning_rate"]) == pytest.approx(3e-4)  # 5 updates ran; the rate did not move
   returns = []
   for _ in range(4):  # every other iteration ends both slots' episodes
     state, metrics = trainer.iteration(state)
@@ -153,7 +155,7 @@ def test_short_run_improves_evaluation_return():
   nets = networks.make_networks(2, 2, hidden_sizes=(64, 64), context_size=8, history_length=H)
   actor_opt, critic_opt = trainer_lib.make_optimizers(learning_rate=1e-3)
   settings = trainer_lib.TD3Settings(
-    batch_size=64, discount=0.9, start_steps=200, steps_per_iteration=100, updates_per_step=2, replay_size=4000
+    batch_size=64, discount=0.9, start_steps=200, steps_per_iteration=100, update_ratio=0.5, replay_size=4000
   )
   trainer = trainer_lib.make_trainer(env, nets, settings, actor_opt, critic_opt)
   state = trainer.init(jax.random.key(0))
