@@ -15,15 +15,20 @@ from schedulers import per_eval, state_utils
 from schedulers.greedy_lr import GreedyLRState
 
 
-def _program(**overrides):
-  config = default_config.get_config("smoke")
-  config.gen.warmup_iterations = 0
-  for field, value in overrides.items():
+def _override(config, fields):
+  """Sets `block.name` (or top-level `name`) fields of `config` in place."""
+  for field, value in fields.items():
     block, name = config, field
     if "." in field:
       head, name = field.split(".")
       block = config[head]
     block[name] = value
+
+
+def _program(**overrides):
+  config = default_config.get_config("smoke")
+  config.gen.warmup_iterations = 0
+  _override(config, overrides)
   mesh = sharding.data_mesh()
   program = train.build_program(config, mesh)
   return config, program, train.train_data(config), train.init_state(program, config, mesh)
@@ -172,12 +177,7 @@ def test_the_bc_term_reads_the_expert_group_only():
 def _fake_bc_workdir(path, **fields):
   """A workdir with a bc run's config.json (no checkpoint unless made)."""
   config = default_config.get_config("bc_smoke")
-  for field, value in fields.items():
-    block, name = config, field
-    if "." in field:
-      head, name = field.split(".")
-      block = config[head]
-    block[name] = value
+  _override(config, fields)
   path.mkdir()
   (path / "config.json").write_text(config.to_json_best_effort())
   return path
