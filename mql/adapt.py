@@ -97,6 +97,16 @@ def _define_flags() -> None:
   flags.DEFINE_list("labels", [], "Labels of the workdirs (default <parent>-<dir>).")
 
 
+def _upgrade_update_ratio(recorded: dict) -> None:
+  """Workdirs written before the update-to-data ratio fields: `td3.updates_per_step`
+  updates per vmapped step of `num_envs` slots is a ratio of updates_per_step / num_envs
+  per transition, the same before and after the switch."""
+  td3 = recorded.get("td3", {})
+  if "updates_per_step" in td3:
+    ratio = td3.pop("updates_per_step") / recorded.get("num_envs", 1)
+    td3["update_ratio"] = td3["update_ratio_early"] = ratio
+
+
 def meta_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """The workdir's config with the current adaptation defaults of its family."""
   path = workdir / "config.json"
@@ -110,6 +120,7 @@ def meta_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   config = default_config.get_config(family)
   adaptation_defaults = config.adaptation.to_dict()
   recorded.pop("adaptation", None)
+  _upgrade_update_ratio(recorded)
   unknown = sorted(set(recorded) - set(config.to_dict()))
   if unknown:
     app.fail(f"--workdirs: {path} has fields this version does not know: {', '.join(unknown)}")

@@ -1,11 +1,13 @@
-"""mql.adapt: choosing C from the held-out classifier check, by each criterion."""
+"""mql.adapt: choosing C from the held-out classifier check, by each criterion; older workdirs' configs."""
 
+import json
 import types
 
 import numpy as np
 import pytest
 
 from mql import adapt
+from mql.configs import default as default_config
 
 
 def _unit(accuracy, majority, auc, own, other):
@@ -34,3 +36,16 @@ def test_select_C_by_auc_needs_the_auc():
   with pytest.raises(SystemExit) as e:
     adapt.select_C([unit], "auc")
   assert e.value.code == 2
+
+
+def test_meta_config_reads_a_workdir_written_before_the_update_ratio_fields(tmp_path):
+  """An older config.json's `td3.updates_per_step` (per vmapped step of num_envs slots) becomes the ratio."""
+  recorded = default_config.get_config("point-robot").to_dict()
+  recorded["num_envs"] = 16
+  for name in ("update_ratio", "update_ratio_early", "update_ratio_switch"):
+    recorded["td3"].pop(name)
+  recorded["td3"]["updates_per_step"] = 4
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  config = adapt.meta_config(tmp_path)
+  assert config.td3.update_ratio == config.td3.update_ratio_early == 0.25
+  assert "updates_per_step" not in config.td3
