@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 def _env(devices: int) -> dict:
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
   return env
 
 

@@ -20,7 +20,7 @@ BRAX_FAMILIES = [name for name in default_config.FAMILY_NAMES if name != "point-
 
 def _run(workdir, *args, variant="smoke", env_extra=None, timeout=900):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   env.update(env_extra or {})
   cmd = [sys.executable, "-m", "mql.main", f"--config=mql.configs.default:{variant}", f"--workdir={workdir}", *args]
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -127,7 +127,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path, args, field):
 def test_task_counts_and_device_divisibility_are_checked(tmp_path):
   proc = _run(tmp_path / "a", "--config.num_train_tasks=5", variant="cheetah-dir-smoke")
   assert proc.returncode == 2 and "config.num_train_tasks" in proc.stderr, proc.stderr[-2000:]
-  eight = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  eight = {"XLA_FLAGS": os.environ.get("TESTS_XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
   proc = _run(tmp_path / "b", "--config.num_envs=8", "--config.td3.batch_size=36", env_extra=eight)
   assert proc.returncode == 2 and "config.td3.batch_size" in proc.stderr and "(8)" in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -160,7 +160,7 @@ def test_eight_devices_match_one(tmp_path):
   summaries = {}
   for devices in (1, 8):
     workdir = tmp_path / f"d{devices}"
-    flags = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    flags = {"XLA_FLAGS": os.environ.get("TESTS_XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"}
     proc = _run(workdir, "--config.num_envs=8", env_extra=flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries[devices] = json.loads((workdir / "results.json").read_text())

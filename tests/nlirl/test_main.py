@@ -101,7 +101,7 @@ def test_warm_start_from_a_missing_bc_workdir_exits_2_naming_the_field(tmp_path)
 
 
 def test_batch_not_divisible_by_the_device_count_exits_2(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("TESTS_XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
   proc = _run(tmp_path / "run", "smoke", timeout=120, env=env)  # smoke batches are 8: not 4 x 8
   assert proc.returncode == 2, proc.stderr
   assert "num_envs" in proc.stderr and "device count (8)" in proc.stderr
@@ -187,8 +187,8 @@ def test_eight_devices_match_one(tmp_path):
   sizes = [f"--config.{f}=32" for f in ("num_envs", "disc.batch_size", "sac.batch_size", "gen.batch_size")]
   sizes += ["--config.bc.batch_size=32", "--config.num_iterations=2", "--config.eval_every=2"]
   sizes += ["--config.adapt.iterations=0", "--config.adapt.num_demos=32"]
-  env8 = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  env1 = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env8 = dict(os.environ, XLA_FLAGS=os.environ.get("TESTS_XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
+  env1 = dict(os.environ, XLA_FLAGS=os.environ.get("TESTS_XLA_FLAGS", ""))
   p1 = _run(tmp_path / "one", "smoke", *sizes, env=env1)
   p8 = _run(tmp_path / "eight", "smoke", *sizes, env=env8)
   assert p1.returncode == 0 and p8.returncode == 0, p1.stderr[-2000:] + p8.stderr[-2000:]

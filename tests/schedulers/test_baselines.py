@@ -264,8 +264,10 @@ def _trajectory(tx, steps=60):
 def test_zero_hypergrad_lr_is_plain_optimizer(ours, theirs):
   got = _trajectory(ours())
   want = _trajectory(theirs())
-  for k in ("w", "b"):  # bitwise: the same operations in the same order
-    np.testing.assert_array_equal(got[k], want[k])
+  # The same maths as two different XLA programs: equal up to float32 rounding, since how a
+  # compiler fuses them (and contracts multiply-adds) may differ by a few ulps per step.
+  for k in ("w", "b"):
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------

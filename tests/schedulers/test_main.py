@@ -24,7 +24,7 @@ def _cmd(workdir, *overrides):
 
 def _env(**extra):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   env.update(extra)
   return env
 
@@ -123,7 +123,9 @@ def test_eight_devices_match_one_device(tmp_path):
   one = tmp_path / "one"
   eight = tmp_path / "eight"
   run_main(one)
-  run_main(eight, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+  run_main(
+    eight, env=_env(XLA_FLAGS=os.environ.get("TESTS_XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
+  )
   config = json.loads((eight / "config.json").read_text())
   assert config["batch_size"] % 8 == 0
   a = [r["train/loss"] for r in metrics_lib.read_metrics(one)]

@@ -25,7 +25,7 @@ METHODS = ["learned", "constant", "step", "exponential", "cosine", "greedy_lr", 
 
 def _run(workdir, *overrides, timeout=600):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   cmd = [sys.executable, "-m", "schedulers.learned.dnn_main", f"--config={SMOKE}", f"--workdir={workdir}", *overrides]
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -35,7 +35,7 @@ def _cmd(workdir, *overrides):
 
 def _env():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   return env
 
 

@@ -32,7 +32,7 @@ def _cli(model, requests, tmp_path):
   src, out = tmp_path / "requests.jsonl", tmp_path / "answers.jsonl"
   src.write_text("".join(json.dumps(r) + "\n" for r in requests))
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   cmd = [sys.executable, "-m", "selflearn.rewrite", f"--model={model}", f"--in={src}", f"--out={out}"]
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   return proc, out

@@ -24,7 +24,7 @@ LABELS_SMOKE = "selflearn/configs/labels.py:smoke"
 
 def _run(config, workdir, *overrides, timeout=600):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = os.environ.get("TESTS_XLA_FLAGS", "")  # the test session's compile flags, nothing of the caller's
   cmd = [sys.executable, "-m", "selflearn.main", f"--config={config}", f"--workdir={workdir}", *overrides]
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

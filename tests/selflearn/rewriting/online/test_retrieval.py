@@ -151,7 +151,11 @@ print("ok")
 
 
 def test_search_sharded_over_two_devices_matches_brute_force():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS=os.environ.get("TESTS_XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+  )
   proc = subprocess.run(
     [sys.executable, "-c", _SHARDED], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
   )
