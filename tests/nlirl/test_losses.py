@@ -70,11 +70,12 @@ def test_rewards_are_recomputed_from_the_reward_params(setup):
   nets, batch = setup
   ls = losses.make_losses(nets, gamma=0.95, max_reward=10.0)
   pp = nets.policy.init(jax.random.PRNGKey(2))
-  r1 = ls.reward(nets.reward.init(jax.random.PRNGKey(0)), pp, batch)
-  r2 = ls.reward(nets.reward.init(jax.random.PRNGKey(1)), pp, batch)
+  reward = jax.jit(ls.reward)  # one program for both parameter sets (eager dispatch is slow)
+  r1 = reward(nets.reward.init(jax.random.PRNGKey(0)), pp, batch)
+  r2 = reward(nets.reward.init(jax.random.PRNGKey(1)), pp, batch)
   assert r1.shape == (8, 10) and not np.allclose(r1, r2)
   gail = losses.make_losses(nets, gamma=0.95, discriminator="gail")
-  assert float(gail.reward(nets.reward.init(jax.random.PRNGKey(0)), pp, batch).min()) >= 0.0  # softplus
+  assert float(jax.jit(gail.reward)(nets.reward.init(jax.random.PRNGKey(0)), pp, batch).min()) >= 0.0  # softplus
 
 
 def test_airl_reward_is_the_log_odds_or_f(setup):
@@ -183,12 +184,12 @@ def test_discriminator_counts_one_absorbing_sample_under_dac(setup):
   key = jax.random.PRNGKey(0)
   rp, pp = nets.reward.init(key), nets.policy.init(jax.random.fold_in(key, 1))
   neg = batch._replace(tokens=jnp.roll(batch.tokens, 1, axis=0))
+  logits = jax.jit(losses.make_losses(nets, gamma=0.95).discriminator_logits)  # the same whatever `absorbing`
+  bce_pos = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, batch), 1.0))
+  bce_neg = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, neg), 0.0))
   for absorbing in losses.ABSORBING:
     ls = losses.make_losses(nets, gamma=0.95, gradient_penalty=0.0, absorbing=absorbing)
     loss, _ = jax.jit(ls.discriminator)(rp, pp, batch, jnp.ones(8), neg, jnp.ones(8), key)
     w = np.asarray(losses.step_weights(batch.active, absorbing))
-    logits = jax.jit(ls.discriminator_logits)
-    bce_pos = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, batch), 1.0))
-    bce_neg = np.asarray(losses.sigmoid_cross_entropy(logits(rp, pp, neg), 0.0))
     expected = (w * bce_pos).sum() / w.sum() + (w * bce_neg).sum() / w.sum()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
