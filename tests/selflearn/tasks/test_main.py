@@ -128,8 +128,11 @@ def test_bad_log_row_exits_2_naming_file_and_line(tmp_path):
   assert proc.returncode == 2, proc.stderr
   assert f"{path}:2: turns[0].asr.confidence" in proc.stderr and "skip_invalid" in proc.stderr
   assert not workdir.exists()
-  missing = _run(FPI_SMOKE, workdir, f"--config.data.log_path={tmp_path / 'nope.jsonl'}", timeout=120)
-  assert missing.returncode == 2 and "config.data.log_path" in missing.stderr
+  config = fpi_config.get_config("smoke")  # a missing file: the same validation, in process
+  config.data.log_path = str(tmp_path / "nope.jsonl")
+  with pytest.raises(app.ConfigError, match="no such file") as e:
+    train_lib.validate_config(config)
+  assert e.value.field == "data.log_path"
 
 
 def test_skip_invalid_skips_and_counts_the_bad_rows(tmp_path):
