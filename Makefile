@@ -45,7 +45,7 @@ demo: $(VENV)/.installed-test
 	@echo "              $(DEMO_DIR)/mql_point_robot_smoke (Meta-Q-Learning smoke: results.json, plots/, metrics.jsonl, tasks.json, checkpoints/)"
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow" --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

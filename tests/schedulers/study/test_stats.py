@@ -201,6 +201,21 @@ def test_wilcoxon_pvalue():
   assert math.isnan(stats.wilcoxon_pvalue([1.0, np.nan], [1.0, 2.0]))
 
 
+def test_wilcoxon_pvalue_with_ties_and_zeros_equals_scipys_permutation_test():
+  """The enumerated sign flips give scipy's p exactly where scipy runs its permutation test."""
+  rng = np.random.default_rng(0)
+  compared = 0
+  for _ in range(60):
+    n = int(rng.integers(2, 9))  # scipy's reference costs 2**n rank computations
+    d = rng.integers(-3, 4, size=n) * rng.choice([1.0, 0.5, 0.013])
+    if np.all(d == 0):
+      continue
+    nonzero = d[d != 0]
+    compared += len(nonzero) < n or len(np.unique(np.abs(nonzero))) < len(nonzero)
+    assert stats.wilcoxon_pvalue(d, np.zeros(n)) == float(sps.wilcoxon(d, alternative="less").pvalue), d
+  assert compared > 40  # most draws have ties or zeros
+
+
 # ----------------------------------------------------------------------------
 # clopper_pearson
 
