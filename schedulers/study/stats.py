@@ -223,10 +223,9 @@ def wilcoxon_pvalue(greedy, baseline, *, delta: float = 0.0) -> float:
   d = g - b - delta
   if np.all(d == 0):
     return 1.0
-  nonzero = d[d != 0]
-  if len(nonzero) < len(d) or len(np.unique(np.abs(nonzero))) < len(nonzero):
-    if len(d) <= _MAX_ENUMERATED:
-      return _sign_flip_pvalue_less(d)
+  ties_or_zeros = np.any(d == 0) or len(np.unique(np.abs(d))) < len(d)
+  if ties_or_zeros and len(d) <= _MAX_ENUMERATED:
+    return _sign_flip_pvalue_less(d)
   return float(sps.wilcoxon(d, alternative="less").pvalue)
 
 
