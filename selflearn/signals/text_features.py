@@ -20,6 +20,7 @@ run and resume.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pathlib
 from typing import Sequence
@@ -30,8 +31,14 @@ TURN_ENCODERS = ("tokens", "random", "minilm")  # the dialogue model's `turn_enc
 TEXT_ENCODERS = ("none", "random", "minilm")  # the rephrase and retrieval models' `text_encoder`
 
 
+@functools.lru_cache(maxsize=4)
 def make_encoder(kind: str, *, seed: int = 0):
-  """The `common.text` encoder object of `kind` ('random' or 'minilm')."""
+  """The `common.text` encoder object of `kind` ('random' or 'minilm'), built once per process.
+
+  A task embeds several text sets (utterances and responses of each split); loading MiniLM or
+  initialising the random encoder each time was a fifth of a smoke run.  The encoder is frozen
+  (a frozen dataclass; `encode` is functional), so sharing it is safe.
+  """
   try:
     from common import text  # pylint: disable=g-import-not-at-top  (lands separately)
   except ImportError as e:
