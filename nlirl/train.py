@@ -835,14 +835,27 @@ def build_program(config: ml_collections.ConfigDict, mesh) -> Program:
 
   def diagnose(params, houses, records: rollouts.Record, tokens):
     """Fine-tune checks on demonstrations (one seed): bc loss on expert states, the learned reward per expert
-    move and on the expert's first absorbing step (DAC's absorbing sample; its reward should be > 0)."""
+    move and on the expert's first absorbing step (DAC's absorbing sample; its reward should be > 0).
+
+    With AIRL's shaping the absorbing step's reward is g + (gamma - 1) h(absorbing): a potential the STOP
+    before it has already been paid (gamma h), so it can be negative while stopping is not penalised.  The
+    shaping-free part g (AIRL's disentangled reward) of the same steps is reported beside it.
+    """
     traj = trajectories(houses, records, tokens)
     bc_loss = losses.behaviour_cloning(params["policy"], traj)[0]
     r = losses.reward(params["reward"], params["policy"], traj)  # [B, T]
+    apply = lambda t: nets.reward.apply(params["reward"], t.tokens, t.obs, t.actions, t.terminal)[1]
+    g = jax.vmap(apply)(traj)  # [B, T]
     moves = traj.active.astype(r.dtype)
     absorbing = losses_lib.step_weights(traj.active, "once") * (1.0 - moves)
-    mean = lambda w: jnp.sum(w * r) / jnp.maximum(jnp.sum(w), 1.0)
-    return {"bc_loss_expert": bc_loss, "expert_reward_move": mean(moves), "expert_reward_absorbing": mean(absorbing)}
+    mean = lambda w, x=r: jnp.sum(w * x) / jnp.maximum(jnp.sum(w), 1.0)
+    return {
+      "bc_loss_expert": bc_loss,
+      "expert_reward_move": mean(moves),
+      "expert_reward_absorbing": mean(absorbing),
+      "expert_g_move": mean(moves, g),
+      "expert_g_absorbing": mean(absorbing, g),
+    }
 
   diag = jax.jit(jax.vmap(diagnose, (0, None, None, None)))
   chunk = make_chunk()

@@ -146,7 +146,7 @@ def test_smoke_binary_of_each_variant(tmp_path, variant):
     fine = results["finetune"]
     assert fine["warm_start"]["bc_pretrain_steps"] > 0 and fine["disc_absorbing"] == "once"
     for when in ("at_switch", "final"):
-      for k in ("bc_loss_expert", "expert_reward_move", "expert_reward_absorbing"):
+      for k in ("bc_loss_expert", "expert_reward_move", "expert_reward_absorbing", "expert_g_absorbing"):
         assert np.all(np.isfinite(fine[when][k])) and len(fine[when][k]) == results["num_seeds"], (when, k)
     rows = list(metrics_lib.read_metrics(tmp_path))
     assert any("finetune/bc_loss_expert" in r for r in rows) and any("eval/val_seen/p_stop_away" in r for r in rows)
