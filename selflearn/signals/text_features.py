@@ -36,7 +36,7 @@ def make_encoder(kind: str, *, seed: int = 0):
   """The `common.text` encoder object of `kind` ('random' or 'minilm'), built once per process.
 
   A task embeds several text sets (utterances and responses of each split); loading MiniLM or
-  initialising the random encoder each time was a fifth of a smoke run.  The encoder is frozen
+  initialising the random encoder each time was about a tenth of a labels smoke.  The encoder is frozen
   (a frozen dataclass; `encode` is functional), so sharing it is safe.
   """
   try:
