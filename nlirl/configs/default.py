@@ -21,13 +21,14 @@ METHODS = {
   "no_paraphrase": "ablation: LangGoalIRL without generated paraphrases of expert goals",
   "no_mismatch": "ablation: LangGoalIRL without mismatched-goal negatives",
 }
+FINETUNE = ("airl_finetune", "gail_finetune")  # the methods with a `_gpu` form
 VARIANTS = {
   **METHODS,
   "smoke": "LangGoalIRL, tiny sizes for tests (seconds)",
   **{f"{name}_smoke": f"{meaning.split(':')[0]}: {name}, tiny sizes" for name, meaning in METHODS.items() if name},
   **{
     f"{name}_gpu": f"fine-tune: {name} at one accelerator's scale (256 rollouts, 8 SAC steps, 10^5 updates)"
-    for name in ("airl_finetune", "gail_finetune")
+    for name in FINETUNE
   },
 }
 
@@ -148,7 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   name, smoke, gpu = (arg or ""), False, False
   if name == "smoke" or name.endswith("_smoke"):
     name, smoke = name.removesuffix("smoke").removesuffix("_"), True
-  if name in ("airl_finetune_gpu", "gail_finetune_gpu"):
+  if name.removesuffix("_gpu") in FINETUNE and name.endswith("_gpu"):
     name, gpu = name.removesuffix("_gpu"), True
   if name not in METHODS:
     raise ValueError(f"unknown config variant {arg!r}; valid: {', '.join(v or '(default)' for v in VARIANTS)}")
@@ -168,7 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_iterations = 3000
     config.iterations_per_chunk = 50
     config.eval_every = 500
-  elif name in ("airl_finetune", "gail_finetune"):
+  elif name in FINETUNE:
     # nlirl/README.md, "IRL as a fine-tune".  Start from a finished :bc_converged workdir
     # (--config.finetune.bc_workdir=DIR; same net sizes); with none, bc_pretrain_steps clone in-process.
     config.algorithm = name.removesuffix("_finetune")

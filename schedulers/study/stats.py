@@ -245,9 +245,9 @@ def _sign_flip_pvalue_less(d: np.ndarray) -> float:
   ranks = np.zeros(len(d))
   ranks[nonzero] = sps.rankdata(np.abs(d[nonzero]))
   observed = float(np.sum(ranks * (d > 0)))
-  flipped = np.array(list(itertools.product((False, True), repeat=len(d))))
-  positive = (flipped != (d > 0)) & nonzero  # each row: which entries are positive after its flips
-  null = positive.astype(float) @ ranks
+  # Every sign pattern, one per row: the null distribution of R+ (zeros have rank 0).
+  signs = np.array(list(itertools.product((0.0, 1.0), repeat=len(d))))
+  null = signs @ ranks
   gamma = abs(np.finfo(float).eps * 100 * observed)
   return float(np.mean(null <= observed + gamma))
 
